@@ -89,7 +89,7 @@ class Bundle:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Bundle":
         """Read and check a bundle folder (or either of its two files)."""
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         folder = Path(path).expanduser()
@@ -121,7 +121,7 @@ class Bundle:
         try:
             tensors = load_file(str(weights_path))
             model_config = EpsilonConfig.from_dict(config["model"])
-        except (SafetensorsError, KeyError, TypeError, ValueError) as exc:
+        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
         model = Epsilon(model_config)
         state = {k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")}

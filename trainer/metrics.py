@@ -28,36 +28,36 @@ def average_precision(scores, labels) -> np.ndarray:
     For each class only images labelled +1 or -1 are ranked; tied scores form one
     threshold, as in sklearn. A class with no positive gets AP 0.
     """
-    scores = _numpy(scores).astype(np.float64)
+    scores = _numpy(scores)
     labels = _numpy(labels)
     if scores.shape != labels.shape or scores.ndim != 2:
         raise ValueError(f"scores {scores.shape} and labels {labels.shape} must be equal N x C arrays")
-    n, c = scores.shape
-    result = np.zeros(c, dtype=np.float64)
-    for start in range(0, c, _CLASS_BLOCK):
-        s = scores[:, start:start + _CLASS_BLOCK]
-        y = labels[:, start:start + _CLASS_BLOCK]
+    dtype = torch.float64 if scores.dtype == np.float64 else torch.float32
+    result = np.zeros(scores.shape[1], dtype=np.float64)
+    for start in range(0, scores.shape[1], _CLASS_BLOCK):
+        # One row per class (contiguous), so the sort runs along memory, not across it.
+        s = torch.as_tensor(np.ascontiguousarray(scores[:, start:start + _CLASS_BLOCK].T)).to(dtype)
+        y = torch.as_tensor(np.ascontiguousarray(labels[:, start:start + _CLASS_BLOCK].T))
         valid = y != 0
         # Unannotated cells sink below every real score so they never split a tie group.
-        s = np.where(valid, s, -np.inf)
-        order = np.argsort(-s, axis=0, kind="stable")
-        s_sorted = np.take_along_axis(s, order, axis=0)
-        pos = np.take_along_axis(y > 0, order, axis=0)
-        seen = np.take_along_axis(valid, order, axis=0)
-        tp = np.cumsum(pos, axis=0)
-        ranked = np.cumsum(seen, axis=0)
+        s = s.masked_fill(~valid, float("-inf"))
+        s_sorted, order = s.sort(dim=1, descending=True)
+        pos = (y > 0).gather(1, order)
+        seen = valid.gather(1, order)
+        tp = pos.cumsum(dim=1, dtype=torch.float64)
+        ranked = seen.cumsum(dim=1, dtype=torch.float64)
         # A threshold ends where the next score differs (or at the last row).
-        ends = np.ones_like(pos)
-        ends[:-1] = s_sorted[:-1] != s_sorted[1:]
+        ends = torch.ones_like(pos)
+        ends[:, :-1] = s_sorted[:, :-1] != s_sorted[:, 1:]
         ends &= seen
-        precision = np.divide(tp, ranked, out=np.zeros(tp.shape), where=ranked > 0)
+        precision = tp / ranked.clamp(min=1)
         # Recall steps by the positives of each tie group; credit them at the group's end.
-        tp_at_ends = np.where(ends, tp, 0)
-        prev = np.maximum.accumulate(np.vstack([np.zeros((1, tp.shape[1])), tp_at_ends[:-1]]), axis=0)
-        gained = np.where(ends, tp - prev, 0)
-        npos = pos.sum(axis=0)
-        ap = (gained * precision).sum(axis=0)
-        result[start:start + s.shape[1]] = np.divide(ap, npos, out=np.zeros(ap.shape), where=npos > 0)
+        tp_at_ends = torch.where(ends, tp, 0.0)
+        before = torch.cat([torch.zeros_like(tp[:, :1]), tp_at_ends[:, :-1]], dim=1).cummax(dim=1).values
+        gained = torch.where(ends, tp - before, 0.0)
+        npos = tp[:, -1]
+        ap = (gained * precision).sum(dim=1) / npos.clamp(min=1)
+        result[start:start + s.shape[0]] = ap.numpy()
     return result
 
 

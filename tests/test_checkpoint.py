@@ -1,0 +1,137 @@
+"""Bundles: exact round trip, fp16 storage, and clear errors for every kind of damage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import entry_point
+from trainer.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Bundle, BundleError
+from trainer.model import Epsilon, EpsilonConfig
+
+
+def make_bundle(seed: int = 0) -> Bundle:
+    torch.manual_seed(seed)
+    cfg = EpsilonConfig(token_dim=20, d_model=16, d_w=6, num_groups=3, depth=1, heads=4)
+    rng = np.random.default_rng(seed)
+    return Bundle(
+        model=Epsilon(cfg),
+        backbone={"name": "efficientnet_lite0", "weights": "package:x", "token_dim": 20,
+                  "preprocessing": {"input_size": 224}},
+        embeddings={"source": "glove-6b-50d", "dim": 6},
+        seen_labels=["sky", "water", "polar bear"],
+        unseen_labels=["boat", "tree"],
+        seen_vectors=rng.normal(size=(3, 6)).astype(np.float32),
+        unseen_vectors=rng.normal(size=(2, 6)).astype(np.float32),
+        training={"dataset": "toy", "seed": seed},
+        metrics={"zsl_map": 0.25},
+    )
+
+
+def test_round_trip_is_exact(tmp_path):
+    original = make_bundle()
+    original.save(tmp_path / "b")
+    loaded = Bundle.load(tmp_path / "b")
+    for key, value in original.model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key]), key
+    assert loaded.config == original.config
+    assert (loaded.seen_labels, loaded.unseen_labels) == (original.seen_labels, original.unseen_labels)
+    np.testing.assert_array_equal(loaded.seen_vectors, original.seen_vectors)
+    np.testing.assert_array_equal(loaded.unseen_vectors, original.unseen_vectors)
+    assert (loaded.backbone, loaded.embeddings) == (original.backbone, original.embeddings)
+    assert (loaded.training, loaded.metrics) == (original.training, original.metrics)
+    tokens = torch.randn(2, 5, 20)
+    assert torch.equal(original.model.eval()(tokens), loaded.model(tokens))
+    # Loading through either file of the folder works too.
+    assert Bundle.load(tmp_path / "b" / CONFIG_FILE).seen_labels == original.seen_labels
+
+
+def test_half_precision_halves_the_file_and_loads_as_fp32(tmp_path):
+    original = make_bundle()
+    original.save(tmp_path / "full")
+    original.save(tmp_path / "half", half=True)
+    full_size = (tmp_path / "full" / WEIGHTS_FILE).stat().st_size
+    half_size = (tmp_path / "half" / WEIGHTS_FILE).stat().st_size
+    assert half_size < 0.6 * full_size
+    loaded = Bundle.load(tmp_path / "half")
+    for key, value in original.model.state_dict().items():
+        got = loaded.model.state_dict()[key]
+        assert got.dtype == torch.float32
+        assert torch.equal(got, value.half().float()), key
+
+
+def test_truncated_weights_error_clearly(tmp_path):
+    make_bundle().save(tmp_path / "b")
+    weights = tmp_path / "b" / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(BundleError, match="truncated, corrupted, or from another bundle"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_garbage_weights_with_matching_hash_error_clearly(tmp_path):
+    from trainer.files import sha256_file
+
+    make_bundle().save(tmp_path / "b")
+    (tmp_path / "b" / WEIGHTS_FILE).write_bytes(b"\x00" * 64)
+    config = json.loads((tmp_path / "b" / CONFIG_FILE).read_text())
+    config["weights_sha256"] = sha256_file(tmp_path / "b" / WEIGHTS_FILE)
+    (tmp_path / "b" / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="Cannot read the bundle"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_config_damage_and_mismatch_error_clearly(tmp_path):
+    make_bundle().save(tmp_path / "b")
+    config_path = tmp_path / "b" / CONFIG_FILE
+    good = config_path.read_text()
+    config_path.write_text(good[: len(good) // 2])
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Bundle.load(tmp_path / "b")
+    config = json.loads(good)
+    config["model"]["d_model"] = 32
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="do not fit the model"):
+        Bundle.load(tmp_path / "b")
+    config = json.loads(good)
+    config["embeddings"]["dim"] = 300
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="300-d but the model outputs 6-d"):
+        Bundle.load(tmp_path / "b")
+    config = json.loads(good)
+    config["version"] = 99
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="version 99"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_missing_bundle_parts_error_clearly(tmp_path):
+    with pytest.raises(BundleError, match="No model bundle"):
+        Bundle.load(tmp_path / "absent")
+    make_bundle().save(tmp_path / "b")
+    (tmp_path / "b" / WEIGHTS_FILE).unlink()
+    with pytest.raises(BundleError, match="model.safetensors is missing"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_bundle_has_no_pickle(tmp_path):
+    make_bundle().save(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+    json.loads((tmp_path / "b" / CONFIG_FILE).read_text())  # plain JSON
+    assert (tmp_path / "b" / WEIGHTS_FILE).read_bytes()[8:9] == b"{"  # safetensors header
+
+
+def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
+    make_bundle().save(tmp_path / "b")
+    cli = entry_point("epsilon-train")
+    shown = subprocess.run([cli, "info", str(tmp_path / "b")], capture_output=True, text=True, check=True)
+    assert "3 seen, 2 unseen" in shown.stdout and "glove-6b-50d" in shown.stdout
+    as_json = subprocess.run([cli, "info", str(tmp_path / "b"), "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(as_json.stdout)["metrics"] == {"zsl_map": 0.25}
+    (tmp_path / "b" / WEIGHTS_FILE).write_bytes(b"")
+    broken = subprocess.run([cli, "info", str(tmp_path / "b")], capture_output=True, text=True)
+    assert broken.returncode == 2
+    assert "Error:" in broken.stderr and "Traceback" not in broken.stderr

@@ -1,0 +1,28 @@
+"""The console scripts are installed and answer, offline."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.conftest import entry_point
+
+
+def test_epsilon_train_help():
+    result = subprocess.run([entry_point("epsilon-train"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "info" in result.stdout
+
+
+def test_epsilon_tag_version():
+    result = subprocess.run([entry_point("epsilon-tag"), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("epsilon-tag ")
+
+
+def test_ci_runs_the_readme_test_command():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    blocks = [b.split("```", 1)[0].strip() for b in readme.split("```bash\n")[1:]]
+    setup = [b for b in blocks if b.startswith("python3 -m venv")]
+    assert len(setup) == 2, "the README has exactly two set-up commands"
+    assert setup[1] in (root / ".ci" / "run").read_text().splitlines()
