@@ -1,22 +1,233 @@
-"""epsilon-train: train and evaluate Epsilon, and inspect the bundles it writes."""
+"""epsilon-train: train and evaluate Epsilon, its ablations and baselines; inspect bundles.
+
+Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config FILE``
+(JSON or TOML with the same keys) sets many at once and flags override it.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 app = typer.Typer(
-    help="Train and evaluate Epsilon (multi-label zero-shot tagging) and inspect model bundles.",
+    help=(
+        "Train and evaluate Epsilon (multi-label zero-shot tagging) on NUS-WIDE, Open Images "
+        "or Corel-5K; every run writes a model bundle the tagger loads.\n\n"
+        "Multi-GPU or multi-node: torchrun --nproc-per-node N -m trainer.cli nus-wide --data DIR"
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
 
+METHODS = ("epsilon", "fast0tag", "conse")
 
-@app.callback()
-def _root() -> None:
-    """Train and evaluate Epsilon, and inspect the model bundles it writes."""
+
+def _fail(message: str) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _make_train_command(dataset_name: str):
+    def command(
+        data: Path = typer.Option(..., "--data", help="The dataset folder (its layout is checked and explained on error)."),
+        out: Optional[Path] = typer.Option(None, help="Run folder: config, curves, best/ and last/ bundles, resumable state. Default: runs/<dataset>-<method>-seed<seed>."),
+        cache: Optional[Path] = typer.Option(None, help="Token cache folder. Default: the user cache dir, per dataset and backbone."),
+        config: Optional[Path] = typer.Option(None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."),
+        method: str = typer.Option("epsilon", help="epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), conse (training-free)."),
+        all_seen: bool = typer.Option(False, "--all-seen", help="Corel-5K only: train on all 374 words (no unseen words)."),
+        embeddings: Optional[str] = typer.Option(None, help="Word vectors: glove-6b-50d (offline), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label vectors."),
+        variant: Optional[str] = typer.Option(None, help="full | gpa | gfp | backbone (Table 3 ablations)."),
+        groups: Optional[int] = typer.Option(None, "--groups", "-M", help="M: group prompts, GFP branches, rows of S (paper: 8)."),
+        d_model: Optional[int] = typer.Option(None, help="Width of the heads (default 256 for CNN tokens)."),
+        depth: Optional[int] = typer.Option(None, help="Transformer encoder layers in GPA."),
+        heads: Optional[int] = typer.Option(None, help="Attention heads."),
+        dropout: Optional[float] = typer.Option(None, help="Dropout in the heads."),
+        normalize_rows: Optional[bool] = typer.Option(None, "--normalize-rows/--no-normalize-rows", help="L2-normalise the M rows of S before scoring."),
+        lr: Optional[float] = typer.Option(None, help="Adam learning rate (paper: 1e-5)."),
+        weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (paper: 4e-3)."),
+        batch_size: Optional[int] = typer.Option(None, help="Global batch size, split across torchrun ranks (paper: 96)."),
+        epochs: Optional[int] = typer.Option(None, help="Epochs (paper: 7)."),
+        lr_halve_epoch: Optional[int] = typer.Option(None, help="The lr halves at the start of this epoch (paper: 4; 0 never)."),
+        lam: Optional[float] = typer.Option(None, "--lambda", help="Weight of the variance regulariser (paper: 0.3)."),
+        seed: Optional[int] = typer.Option(None, help="Seed for initialisation, the held-out fold and batch order."),
+        val_fraction: Optional[float] = typer.Option(None, help="Part of the training split held out to choose the best epoch (default 0.1)."),
+        patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better held-out figure (0: never)."),
+        imagenet_labels: Optional[int] = typer.Option(None, help="Knowledge transfer: add each image's top-k confident ImageNet class names as labels (0: off)."),
+        backbone: Optional[str] = typer.Option(None, help="Any timm model name (default efficientnet_lite0, offline)."),
+        backbone_weights: Optional[str] = typer.Option(None, help="Weights file for the backbone (needed for ViT-B/16: vit_base_patch16_224)."),
+        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda."),
+        workers: Optional[int] = typer.Option(None, help="Image decoding processes for token extraction."),
+        amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
+        conse_top: int = typer.Option(10, help="ConSE: how many ImageNet classes vote."),
+        quiet: bool = typer.Option(False, help="No progress bars."),
+    ) -> None:
+        from .datasets import DataError, load_dataset
+
+        values = {k: v for k, v in locals().items() if v is not None}
+        cfg = _train_config(config, values, method)
+        if all_seen and dataset_name != "corel5k":
+            _fail("--all-seen applies to corel5k only")
+        options = {"mode": "all-seen" if all_seen else "zsl"} if dataset_name == "corel5k" else {}
+        if embeddings:
+            options["embeddings"] = embeddings
+        try:
+            dataset = load_dataset(dataset_name, data, **options)
+        except (DataError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        tag = f"{dataset.name}-{method if method != 'epsilon' else cfg.model.variant}-seed{cfg.seed}"
+        out_dir = out or Path("runs") / tag
+        cache_dir = cache or _default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
+        if method == "conse":
+            _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, not quiet)
+            return
+        from .train import train
+
+        try:
+            result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, curves in {out_dir / 'curves.png'}")
+
+    command.__name__ = dataset_name.replace("-", "_")
+    return command
+
+
+for _name, _help in (
+    ("nus-wide", "Train on NUS-WIDE (925 seen / 81 unseen) and evaluate ZSL and GZSL every epoch."),
+    ("open-images", "Train on Open Images V4 (7,186 seen / 400 unseen) and evaluate ZSL and GZSL every epoch."),
+    ("corel5k", "Train on Corel-5K (fixed split: 324 seen / 50 unseen; --all-seen: all 374)."),
+):
+    app.command(_name, help=_help)(_make_train_command(_name))
+
+
+def _train_config(path: Optional[Path], values: dict, method: str):
+    from .baselines import FAST0TAG
+    from .model import EpsilonConfig
+    from .train import TrainConfig
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}")
+    data: dict = {}
+    if path:
+        try:
+            text = path.read_text()
+            if path.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read config {path}: {exc}")
+    model_keys = {"variant": "variant", "groups": "num_groups", "d_model": "d_model", "depth": "depth",
+                  "heads": "heads", "dropout": "dropout", "normalize_rows": "normalize_rows"}
+    model = dict(TrainConfig().model.to_dict(), **data.pop("model", {}))
+    if method == "fast0tag":
+        model.update(FAST0TAG)
+    model.update({model_keys[k]: v for k, v in values.items() if k in model_keys})
+    train_keys = set(TrainConfig.__dataclass_fields__) - {"model"}
+    data.update({k: v for k, v in values.items() if k in train_keys})
+    try:
+        return TrainConfig.from_dict(dict(data, model=EpsilonConfig.from_dict(model)))
+    except (TypeError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _default_cache(dataset: str, backbone: str, weights: Optional[str]) -> Path:
+    from platformdirs import user_cache_dir
+
+    tag = backbone if not weights else f"{backbone}-{Path(weights).stem}"
+    return Path(user_cache_dir("epsilon-tag")) / "features" / dataset / tag
+
+
+def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress: bool) -> None:
+    import numpy as np
+    import torch
+
+    from .backbones import build_backbone
+    from .baselines import imagenet_class_vectors
+    from .baselines import conse_scores
+    from .datasets import held_out_fold
+    from .distributed import setup
+    from .embeddings import load_embeddings
+    from .evaluate import format_table, tasks, to_json
+    from .features import extract_features
+
+    device = setup(cfg.device)
+    backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
+    if not backbone.is_cnn:
+        _fail("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
+    try:
+        vectors = load_embeddings(dataset.embeddings["source"])
+    except FileNotFoundError:
+        _fail(f"ConSE needs word-level vectors to name ImageNet classes; {dataset.embeddings['source']} has none: pass --embeddings glove-6b-50d")
+    _, class_vectors = imagenet_class_vectors(vectors)
+    class_vectors = torch.from_numpy(class_vectors)
+    results = {}
+    _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed)
+    for part, split, rows in (("val", dataset.train, val_rows), ("test", dataset.test, None)):
+        cache = extract_features(split.images, backbone, cache_dir / ("train" if part == "val" else "test"),
+                                 batch_size=cfg.extract_batch, workers=cfg.workers, device=device, progress=progress)
+        rows = np.flatnonzero(cache.ok) if rows is None else rows[cache.ok[rows]]
+        logits = torch.from_numpy(np.asarray(cache.logits[rows], dtype=np.float32))
+        seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top).numpy()
+        unseen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top).numpy() if dataset.has_unseen else None
+        results[part] = tasks(seen, unseen, split, rows, dataset.protocol)
+        typer.echo(format_table(results[part], f"ConSE (top {top}) on {dataset.name} {'held-out fold' if part == 'val' else 'test split'}:"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="A model bundle folder written by epsilon-train."),
+    dataset: str = typer.Option(..., "--dataset", help="nus-wide | open-images | corel5k"),
+    data: Path = typer.Option(..., "--data", help="The dataset folder."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."),
+    cache: Optional[Path] = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
+    backbone_weights: Optional[str] = typer.Option(None, help="The backbone's weights file, when the bundle's backbone is not offline."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    workers: int = typer.Option(2, help="Image decoding processes."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Evaluate a bundle on a dataset's test split: the paper's Table 1 / 2 layout (ZSL and GZSL)."""
+    import numpy as np
+
+    from .backbones import BackboneError, build_backbone
+    from .checkpoint import Bundle, BundleError
+    from .datasets import DataError, load_dataset
+    from .distributed import setup
+    from .evaluate import evaluate_model, format_table, to_json
+    from .features import extract_features
+
+    try:
+        bundle = Bundle.load(checkpoint)
+    except BundleError as exc:
+        _fail(str(exc))
+    options = {"embeddings": bundle.embeddings.get("source")} if bundle.embeddings.get("source") else {}
+    if dataset == "corel5k" and not bundle.unseen_labels:
+        options["mode"] = "all-seen"
+    try:
+        data_set = load_dataset(dataset, data, **options)
+    except (DataError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    name = bundle.backbone.get("name", "efficientnet_lite0")
+    dev = setup(device)
+    try:
+        backbone = build_backbone(name, backbone_weights, device=dev)
+    except BackboneError as exc:
+        _fail(str(exc))
+    cache_dir = (cache or _default_cache(dataset, name, backbone_weights)) / "test"
+    features = extract_features(data_set.test.images, backbone, cache_dir, workers=workers, device=dev, progress=not quiet)
+    rows = np.flatnonzero(features.ok)
+    figures = evaluate_model(bundle.model.to(dev), features.tokens, data_set.test, rows, data_set, dev)
+    typer.echo(format_table(figures, f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"))
+    if json_file:
+        json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
 
 
 @app.command()
@@ -30,8 +241,7 @@ def info(
     try:
         loaded = Bundle.load(bundle)
     except BundleError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2)
+        _fail(str(exc))
     summary = {
         "model": loaded.config.to_dict(),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
@@ -54,9 +264,15 @@ def info(
     typer.echo(f"backbone    {loaded.backbone.get('name')} ({loaded.backbone.get('weights')})")
     typer.echo(f"embeddings  {loaded.embeddings.get('source')} ({loaded.embeddings.get('dim')}-d)")
     typer.echo(f"labels      {len(loaded.seen_labels)} seen, {len(loaded.unseen_labels)} unseen")
-    for key, value in loaded.metrics.items():
-        typer.echo(f"metric      {key}: {value}")
+    test = loaded.metrics.get("test", {})
+    for task in ("zsl", "gzsl"):
+        if task in test:
+            typer.echo(f"test {task:6} mAP {test[task]['map']:.4f}")
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

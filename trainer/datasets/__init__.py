@@ -1,0 +1,107 @@
+"""Multi-label zero-shot datasets behind one record type.
+
+Every dataset gives, per split, image files and label matrices in {+1, -1, 0} (0: not
+annotated) for its seen and unseen labels, plus the labels' word vectors. Label matrices
+are dense int8 arrays or, where a dense one would not fit (Open Images: 9M x 7,186),
+scipy CSR matrices whose implicit zeros mean "not annotated"; ``label_rows`` reads either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..metrics import Protocol
+
+
+
+class DataError(RuntimeError):
+    """A data folder is wrong or incomplete; the message names the file and the layout."""
+
+
+@dataclass
+class Split:
+    """One split: image paths and the seen (and, for test, unseen) label matrices."""
+
+    images: list[Path]
+    seen: object  # LabelMatrix, N x len(seen labels)
+    unseen: object | None = None  # LabelMatrix, N x len(unseen labels)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> "Split":
+        rows = np.asarray(rows, dtype=np.int64)
+        return Split(
+            [self.images[i] for i in rows],
+            self.seen[rows],
+            None if self.unseen is None else self.unseen[rows],
+        )
+
+
+@dataclass
+class Dataset:
+    """Seen / unseen vocabularies with their vectors, and the train and test splits."""
+
+    name: str
+    seen_labels: list[str]
+    unseen_labels: list[str]
+    seen_vectors: np.ndarray  # len(seen_labels) x d_w, L2-normalised
+    unseen_vectors: np.ndarray  # len(unseen_labels) x d_w
+    train: Split
+    test: Split
+    protocol: Protocol
+    embeddings: dict = field(default_factory=dict)  # {"source": id, "dim": d_w}
+
+    @property
+    def has_unseen(self) -> bool:
+        return len(self.unseen_labels) > 0
+
+
+def label_rows(matrix, rows: np.ndarray | slice) -> np.ndarray:
+    """Dense int8 rows of a label matrix, whichever storage it uses."""
+    block = matrix[rows]
+    if hasattr(block, "toarray"):
+        block = block.toarray()
+    return np.asarray(block, dtype=np.int8)
+
+
+def require_files(root: Path, files: Sequence[str], layout: str) -> None:
+    """Raise a DataError naming the first missing file and the expected layout."""
+    if not root.is_dir():
+        raise DataError(f"Data folder not found: {root}\nExpected layout:\n{layout}")
+    for name in files:
+        if not (root / name).exists():
+            raise DataError(f"Missing {root / name}\nExpected layout under {root}:\n{layout}")
+
+
+def held_out_fold(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of range(n) into (kept, held out); the held-out part is ``fraction``."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(round(n * fraction))
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+DATASETS = ("nus-wide", "open-images", "corel5k")
+
+
+def load_dataset(name: str, root: str | Path, **options) -> Dataset:
+    """Load a dataset by CLI name from its folder."""
+    root = Path(root).expanduser()
+    if name == "nus-wide":
+        from .nus_wide import load
+
+    elif name == "open-images":
+        from .open_images import load
+
+    elif name == "corel5k":
+        from .corel5k import load
+
+    else:
+        raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return load(root, **options)

@@ -1,0 +1,181 @@
+"""The token cache: a frozen backbone's tokens for every image, extracted once.
+
+A cache folder holds ``tokens.f16`` (N x T x D, fp16, memory-mapped), ``logits.f16``
+(N x classes: the backbone's own ImageNet head, for ConSE and knowledge transfer),
+``status.u8`` (per image: 0 pending, 1 done, 2 failed to decode) and ``meta.json``.
+Status is written only after the batch's tokens are flushed, so a kill at any moment
+loses at most the batch in flight and the next run continues where it stopped. Under
+``torchrun`` each rank extracts every world-th batch into the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .backbones import Backbone
+from .distributed import barrier, world
+from .images import load_rgb
+
+PENDING, DONE, FAILED = 0, 1, 2
+
+
+class CacheError(RuntimeError):
+    """A cache folder belongs to other images or another backbone."""
+
+
+@dataclass
+class FeatureCache:
+    folder: Path
+    tokens: np.memmap  # N x T x D float16
+    logits: np.memmap  # N x K float16
+    status: np.ndarray  # N uint8
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.status == DONE
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "FeatureCache":
+        folder = Path(folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        n, t, d, k = meta["images"], meta["tokens"], meta["token_dim"], meta["classes"]
+        return cls(
+            folder,
+            np.memmap(folder / "tokens.f16", dtype=np.float16, mode="r", shape=(n, t, d)),
+            np.memmap(folder / "logits.f16", dtype=np.float16, mode="r", shape=(n, k)),
+            np.array(np.memmap(folder / "status.u8", dtype=np.uint8, mode="r", shape=(n,))),
+        )
+
+
+class _Images(Dataset):
+    """Decodes images in DataLoader workers; a file that fails to decode becomes a flagged blank."""
+
+    def __init__(self, paths: Sequence[Path], indices: np.ndarray, transform, min_side: int, side: int):
+        self.paths, self.indices, self.transform = paths, indices, transform
+        self.min_side, self.side = min_side, side
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        index = int(self.indices[i])
+        try:
+            return index, self.transform(load_rgb(self.paths[index], self.min_side)), True
+        except Exception as exc:  # any decoder error: record, keep going
+            print(f"cannot decode {self.paths[index]}: {exc}", file=sys.stderr)
+            return index, torch.zeros(3, self.side, self.side), False
+
+
+def list_digest(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(str(path).encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
+
+
+def extract_features(
+    paths: Sequence[Path],
+    backbone: Backbone,
+    folder: str | Path,
+    *,
+    batch_size: int = 64,
+    workers: int = 2,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> FeatureCache:
+    """Fill (or finish) the cache for ``paths``; returns it opened read-only."""
+    folder = Path(folder)
+    rank, size = world()
+    side = backbone.preprocessing.input_size
+    probe = backbone(torch.zeros(1, 3, side, side, device=device))
+    n, (t, d) = len(paths), probe.shape[1:]
+    # Logits come from the tokens through the backbone's own head; ViTs' heads read the
+    # class token, which the cache drops, so they cache no logits.
+    k = int(backbone.model.forward_head(_as_features(probe, backbone)).shape[1]) if backbone.is_cnn else 0
+    meta = {"images": n, "tokens": int(t), "token_dim": int(d), "classes": k,
+            "backbone": backbone.spec(), "paths_sha1": list_digest(paths)}
+    if rank == 0:
+        _prepare(folder, meta)
+    barrier()
+    tokens = np.memmap(folder / "tokens.f16", dtype=np.float16, mode="r+", shape=(n, t, d))
+    logits = np.memmap(folder / "logits.f16", dtype=np.float16, mode="r+", shape=(n, k))
+    status = np.memmap(folder / "status.u8", dtype=np.uint8, mode="r+", shape=(n,))
+
+    # Batches are fixed slices of the image list; rank r takes every size-th one.
+    starts = range(rank * batch_size, n, batch_size * size)
+    pending = np.concatenate(
+        [np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)]
+    )
+    pending = pending[status[pending] == PENDING]
+    transform = backbone.preprocessing.transform()
+    # Draft-decode to a bit above the resize target, so the resize still downsamples.
+    min_side = int(backbone.preprocessing.input_size / backbone.preprocessing.crop_pct) + 1
+    loader = DataLoader(
+        _Images(paths, pending, transform, min_side, side), batch_size=batch_size, num_workers=workers,
+        persistent_workers=False, pin_memory=torch.device(device).type == "cuda",
+    )
+    bar = _progress(len(pending), n - len(pending), progress and rank == 0, "extracting tokens")
+    started, done = time.perf_counter(), 0
+    use_amp = torch.device(device).type == "cuda"
+    for index, pixels, ok in loader:
+        index = index.numpy()
+        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            pixels = pixels.to(device, non_blocking=True)
+            batch_tokens = backbone(pixels)
+            if k:
+                logits[index] = backbone.model.forward_head(_as_features(batch_tokens, backbone)).float().cpu().numpy()
+        tokens[index] = batch_tokens.float().cpu().numpy()
+        tokens.flush()
+        logits.flush()
+        status[index] = np.where(ok.numpy(), DONE, FAILED)
+        status.flush()
+        done += len(index)
+        bar.update(len(index))
+        bar.set_postfix(images_per_s=f"{done / (time.perf_counter() - started):.1f}")
+    bar.close()
+    del tokens, logits, status
+    barrier()
+    return FeatureCache.open(folder)
+
+
+def _as_features(tokens: torch.Tensor, backbone: Backbone) -> torch.Tensor:
+    """CNN tokens back into the B x D x H x W map the backbone's own head pools."""
+    b, n, d = tokens.shape
+    side = int(round(n ** 0.5))
+    return tokens.transpose(1, 2).reshape(b, d, side, n // side)
+
+
+def _prepare(folder: Path, meta: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_path = folder / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != json.loads(json.dumps(meta)):
+            raise CacheError(
+                f"{folder} caches other images or another backbone ({old.get('images')} images, "
+                f"{old.get('backbone', {}).get('name')}); delete it or pass another --cache folder."
+            )
+        return
+    n, t, d, k = meta["images"], meta["tokens"], meta["token_dim"], meta["classes"]
+    for name, count in (("tokens.f16", n * t * d * 2), ("logits.f16", n * k * 2), ("status.u8", n)):
+        with open(folder / name, "wb") as handle:
+            handle.truncate(count)  # sparse file of zeros: status 0 = pending
+    meta_path.write_text(json.dumps(meta, indent=2))  # last: its presence means the files exist
+
+
+def _progress(total: int, already: int, enabled: bool, what: str):
+    from tqdm import tqdm
+
+    if already:
+        print(f"{what}: {already} images already cached, {total} to go", file=sys.stderr)
+    return tqdm(total=total, unit="img", desc=what, disable=not enabled, dynamic_ncols=True)

@@ -1,0 +1,323 @@
+"""Training Epsilon from the token cache: one process or many under torchrun (DDP).
+
+The loop reads cached tokens (the backbone is frozen, so it never runs here), evaluates
+ZSL and GZSL after every epoch on a held-out fold of the training split and on the test
+split, keeps the best bundle by the held-out figure (never the test split), plots the
+curves, and can be killed at any step: ``state/`` holds the model, the optimiser and the
+position, written atomically every ``save_every`` steps and at every epoch's end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backbones import DEFAULT_BACKBONE, build_backbone
+from .baselines import imagenet_class_vectors
+from .checkpoint import Bundle
+from .datasets import Dataset, held_out_fold, label_rows
+from .distributed import all_sum, barrier, is_main, setup, world
+from .embeddings import load_embeddings
+from .evaluate import evaluate_model, format_table
+from .features import FeatureCache, extract_features
+from .loss import epsilon_loss
+from .model import Epsilon, EpsilonConfig
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice; defaults are the paper's schedule (Adam, lr 1e-5, 7 epochs...)."""
+
+    model: EpsilonConfig = field(default_factory=lambda: EpsilonConfig(d_model=256, depth=2))
+    lr: float = 1e-5
+    weight_decay: float = 4e-3
+    batch_size: int = 96  # global: split across torchrun ranks
+    epochs: int = 7
+    lr_halve_epoch: int = 4  # the lr halves at the start of this (1-based) epoch; 0: never
+    lam: float = 0.3  # weight of the variance regulariser
+    seed: int = 0
+    val_fraction: float = 0.1  # held out of the training split to choose the best epoch
+    patience: int = 0  # stop after this many epochs without a better held-out figure; 0: never
+    # Knowledge transfer from the backbone's ImageNet head: each training image also gets
+    # its top-k ImageNet class names (probability >= imagenet_min_prob) as positive labels
+    # and the improbable ones (< imagenet_max_negative) as negatives. 0: off.
+    imagenet_labels: int = 0
+    imagenet_min_prob: float = 0.3
+    imagenet_max_negative: float = 0.01
+    backbone: str = DEFAULT_BACKBONE
+    backbone_weights: str | None = None
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    workers: int = 2  # image decoding processes for feature extraction
+    extract_batch: int = 64
+    save_every: int = 200  # steps between resumable saves
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        data = dict(data)
+        model = data.pop("model", None)
+        cfg = cls(**data)
+        if model is not None:
+            cfg.model = EpsilonConfig.from_dict(model) if isinstance(model, dict) else model
+        return cfg
+
+
+def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str | Path, *, progress: bool = True) -> dict:
+    """Train (or resume) into ``out``; returns the history. Bundles: out/best, out/last."""
+    out = Path(out)
+    device = setup(cfg.device)
+    rank, size = world()
+    if cfg.batch_size % size:
+        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {size} torchrun processes")
+    torch.manual_seed(cfg.seed)
+    backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
+    cfg.model.token_dim = backbone.token_dim
+    cfg.model.d_w = int(dataset.seen_vectors.shape[1])
+    _check_or_write_config(out, cfg, dataset)
+    cache_root = Path(cache_root)
+    train_cache = extract_features(dataset.train.images, backbone, cache_root / "train", batch_size=cfg.extract_batch,
+                                   workers=cfg.workers, device=device, progress=progress)
+    test_cache = extract_features(dataset.test.images, backbone, cache_root / "test", batch_size=cfg.extract_batch,
+                                  workers=cfg.workers, device=device, progress=progress)
+    del backbone  # everything from here reads the cache
+
+    fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed)
+    fit_rows = fit_rows[train_cache.ok[fit_rows]]
+    val_rows = val_rows[train_cache.ok[val_rows]]
+    test_rows = np.flatnonzero(test_cache.ok)
+    vectors, extra = _training_labels(dataset, train_cache, cfg)
+    # Images with no positive seen label are left out of training batches (the method's rule).
+    has_positive = (label_rows(dataset.train.seen, fit_rows) > 0).any(axis=1)
+    fit_rows = fit_rows[has_positive]
+    if len(fit_rows) == 0:
+        raise ValueError("no training image has a positive seen label")
+
+    model = Epsilon(cfg.model).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_epoch, start_step, history = _resume(out / "state", model, optimiser)
+    ddp = model
+    if size > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    word_vectors = torch.from_numpy(vectors).to(device)
+    use_amp = cfg.amp and device.type == "cuda"
+    steps_per_epoch = math.ceil(len(fit_rows) / cfg.batch_size)
+    finished = [h for h in history if "select" in h]
+    best = max((h["select"] for h in finished), default=-math.inf)
+    stale = len(finished) - 1 - int(np.argmax([h["select"] for h in finished])) if finished else 0
+    for epoch in range(start_epoch, cfg.epochs):
+        halved = cfg.lr_halve_epoch and epoch + 1 >= cfg.lr_halve_epoch
+        for group in optimiser.param_groups:
+            group["lr"] = cfg.lr * (0.5 if halved else 1.0)
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(fit_rows)
+        model.train()
+        bar = _bar(steps_per_epoch, start_step, f"epoch {epoch + 1}/{cfg.epochs}", progress and is_main())
+        losses = list(history[-1].get("partial_losses", [])) if history and history[-1].get("epoch") == epoch else []
+        history = [h for h in history if h.get("epoch") != epoch]
+        for step in range(start_step, steps_per_epoch):
+            global_batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            share = math.ceil(len(global_batch) / size)
+            rows = np.sort(global_batch[rank * share:(rank + 1) * share])
+            tokens = torch.from_numpy(np.asarray(train_cache.tokens[rows], dtype=np.float32)).to(device)
+            labels = label_rows(dataset.train.seen, rows)
+            if extra is not None:
+                labels = np.concatenate([labels, extra[rows]], axis=1)
+            labels = torch.from_numpy(labels).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                semantic = ddp(tokens)
+            parts = epsilon_loss(semantic.float(), word_vectors, labels, lam=cfg.lam)
+            # The mean over the global batch's used images, whatever each rank holds: DDP
+            # averages gradients over ranks, hence the factor `size`.
+            used = all_sum(torch.tensor(float(parts.images), device=device))
+            loss = parts.per_image.sum() / used.clamp(min=1) * size
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            batch_loss = all_sum(parts.per_image.detach().sum()) / used.clamp(min=1)
+            losses.append(float(batch_loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
+                _save_state(out / "state", model, optimiser, epoch, step + 1,
+                            history + [{"epoch": epoch, "partial_losses": losses}])
+        bar.close()
+        start_step = 0
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+                  "lr": optimiser.param_groups[0]["lr"]}
+        if is_main():
+            record["val"] = evaluate_model(model, train_cache.tokens, dataset.train, val_rows, dataset, device) if len(val_rows) else {}
+            record["test"] = evaluate_model(model, test_cache.tokens, dataset.test, test_rows, dataset, device)
+            record["select"] = _selection_figure(record)
+            history.append(record)
+            improved = record["select"] > best
+            bundle = _bundle(model, dataset, cfg, history, record, train_cache)
+            bundle.save(out / "last")
+            if improved:
+                best = record["select"]
+                bundle.save(out / "best")
+            _plot(history, out / "curves.png")
+            (out / "history.json").write_text(json.dumps(history, indent=2))
+            _report(record, dataset, improved)
+            stale = 0 if improved else stale + 1
+        _save_state(out / "state", model, optimiser, epoch + 1, 0, history)
+        stop = torch.tensor(float(cfg.patience and stale >= cfg.patience), device=device)
+        if float(all_sum(stop)) > 0:
+            if is_main():
+                print(f"early stop: {cfg.patience} epochs without a better held-out figure", file=sys.stderr)
+            break
+    barrier()
+    return {"history": history, "best": best}
+
+
+def _selection_figure(record: dict) -> float:
+    """Held-out ZSL mAP (GZSL where there are no unseen labels); the last epoch wins without a fold."""
+    figures = record.get("val") or {}
+    task = figures.get("zsl") or figures.get("gzsl")
+    return task["map"] if task else float(record["epoch"])
+
+
+def _training_labels(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig):
+    """Seen word vectors, extended with ImageNet class names when knowledge transfer is on."""
+    if not cfg.imagenet_labels:
+        return dataset.seen_vectors, None
+    if cache.logits.shape[1] == 0:
+        raise ValueError("--imagenet-labels needs a CNN backbone whose ImageNet head is cached")
+    source = dataset.embeddings.get("source", "")
+    try:
+        vectors = load_embeddings(source)
+    except FileNotFoundError as exc:
+        raise ValueError(f"--imagenet-labels needs word-level vectors to name ImageNet classes; {source} has none") from exc
+    _, class_vectors = imagenet_class_vectors(vectors)
+    known = np.linalg.norm(class_vectors, axis=1) > 0
+    probs = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32)).softmax(dim=1).numpy()
+    top = np.argsort(-probs, axis=1)[:, : cfg.imagenet_labels]
+    extra = np.where(probs < cfg.imagenet_max_negative, -1, 0).astype(np.int8)
+    rows = np.arange(len(probs))[:, None]
+    confident = probs[rows, top] >= cfg.imagenet_min_prob
+    extra[np.broadcast_to(rows, top.shape)[confident], top[confident]] = 1
+    extra[:, ~known] = 0
+    return np.concatenate([dataset.seen_vectors, class_vectors]), extra
+
+
+def _bundle(model, dataset, cfg, history, record, cache) -> Bundle:
+    return Bundle(
+        model=model,
+        backbone=json.loads((cache.folder / "meta.json").read_text())["backbone"],
+        embeddings=dataset.embeddings,
+        seen_labels=dataset.seen_labels,
+        unseen_labels=dataset.unseen_labels,
+        seen_vectors=dataset.seen_vectors,
+        unseen_vectors=dataset.unseen_vectors,
+        training={"dataset": dataset.name, "config": cfg.to_dict(), "epoch": record["epoch"] + 1,
+                  "history": [{k: h[k] for k in ("epoch", "loss", "select") if k in h} for h in history]},
+        metrics={"val": record.get("val", {}), "test": record.get("test", {})},
+    )
+
+
+def _report(record: dict, dataset: Dataset, improved: bool) -> None:
+    note = " (best so far: saved to best/)" if improved else ""
+    print(f"\nepoch {record['epoch'] + 1}: loss {record['loss']:.4f}{note}", file=sys.stderr)
+    if record.get("val"):
+        print(format_table(record["val"], "held-out fold of the training split:"), file=sys.stderr)
+    print(format_table(record["test"], f"{dataset.name} test split:"), file=sys.stderr)
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["loss"] for h in history], marker="o")
+    left.set(title="training loss", xlabel="epoch")
+    for part, style in (("val", "--"), ("test", "-")):
+        for task in ("zsl", "gzsl"):
+            values = [h.get(part, {}).get(task, {}).get("map") for h in history]
+            if any(v is not None for v in values):
+                right.plot(epochs, [np.nan if v is None else v for v in values], style, marker="o",
+                           label=f"{task.upper()} mAP ({'held-out' if part == 'val' else 'test'})")
+    right.set(title="mAP", xlabel="epoch")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
+
+
+def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> None:
+    """The effective config beside the checkpoints; a resumed run must use the same one."""
+    effective = {"dataset": dataset.name, "config": cfg.to_dict()}
+    path = out / "config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != json.loads(json.dumps(effective)):
+            raise ValueError(f"{out} holds a run with another config ({path}); resume with the same options or use another --out")
+    barrier()
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(effective, indent=2))
+    barrier()
+
+
+def _save_state(folder: Path, model, optimiser, epoch: int, step: int, history: list) -> None:
+    """Model + optimiser tensors and the position (in the header) in one file, renamed into place."""
+    if not is_main():
+        return
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimiser.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    position = {"epoch": epoch, "step": step, "history": history, "param_groups": opt["param_groups"]}
+    save_file(tensors, str(folder / "state.safetensors.tmp"), metadata={"position": json.dumps(position)})
+    os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
+
+
+def _resume(folder: Path, model, optimiser) -> tuple[int, int, list]:
+    path = folder / "state.safetensors"
+    if not path.exists():
+        return 0, 0, []
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        position = json.loads(handle.metadata()["position"])
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimiser.load_state_dict({"state": state, "param_groups": position["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    if is_main():
+        print(f"resuming from {path}: epoch {position['epoch'] + 1}, step {position['step']}", file=sys.stderr)
+    return position["epoch"], position["step"], position["history"]
