@@ -159,7 +159,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
         bar.close()
         start_step = 0
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                  "lr": optimiser.param_groups[0]["lr"]}
+                  "lr": optimiser.param_groups[0]["lr"], "step_losses": losses}
         if is_main():
             record["val"] = evaluate_model(model, train_cache.tokens, dataset.train, val_rows, dataset, device) if len(val_rows) else {}
             record["test"] = evaluate_model(model, test_cache.tokens, dataset.test, test_rows, dataset, device)
