@@ -31,6 +31,7 @@ class LossParts:
     reg: torch.Tensor  # mean L_reg over the images used (detached)
     images: int  # how many images of the batch had a ranking pair
     per_image: torch.Tensor  # the loss of each of those images (differentiable)
+    used: torch.Tensor  # B bools: which images of the batch those are
 
 
 def diversity_weight(labels: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:
@@ -90,10 +91,10 @@ def epsilon_loss(
     if not bool(used.any()):
         # Nothing to rank: a zero that still belongs to the graph, so backward() works.
         zero = semantic.sum() * 0.0
-        return LossParts(zero, zero.detach(), zero.detach(), 0, zero[None])
+        return LossParts(zero, zero.detach(), zero.detach(), 0, zero[None][:0], used)
     omega = diversity_weight(labels[used], word_vectors)
     reg = variance_regulariser(semantic[used])
     per_image = omega * (1.0 - lam) * rank[used] + lam * reg
     return LossParts(
-        per_image.mean(), rank[used].mean().detach(), reg.mean().detach(), int(used.sum()), per_image
+        per_image.mean(), rank[used].mean().detach(), reg.mean().detach(), int(used.sum()), per_image, used
     )

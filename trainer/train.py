@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, build_backbone
-from .baselines import imagenet_class_vectors
+from .baselines import conse_embedding, imagenet_class_vectors
 from .checkpoint import Bundle
 from .datasets import Dataset, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
@@ -52,6 +52,11 @@ class TrainConfig:
     imagenet_labels: int = 0
     imagenet_min_prob: float = 0.3
     imagenet_max_negative: float = 0.01
+    # Knowledge transfer by distillation (in the spirit of MKT): the row of S closest to the
+    # image's ConSE embedding (its top ImageNet classes' name vectors, weighted by
+    # probability) is pulled towards it with weight `distill` (0: off).
+    distill: float = 0.0
+    distill_top: int = 10
     backbone: str = DEFAULT_BACKBONE
     backbone_weights: str | None = None
     device: str = "auto"  # auto | cpu | cuda
@@ -103,6 +108,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
     val_rows = val_rows[train_cache.ok[val_rows]]
     test_rows = np.flatnonzero(test_cache.ok)
     vectors, extra = _training_labels(dataset, train_cache, cfg)
+    teacher = _teacher(dataset, train_cache, cfg)
     # Images with no positive seen label are left out of training batches (the method's rule).
     has_positive = (label_rows(dataset.train.seen, fit_rows) > 0).any(axis=1)
     fit_rows = fit_rows[has_positive]
@@ -142,14 +148,19 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 semantic = ddp(tokens)
             parts = epsilon_loss(semantic.float(), word_vectors, labels, lam=cfg.lam)
+            per_image = parts.per_image
+            if teacher is not None:
+                target = torch.from_numpy(teacher[rows]).to(device)[parts.used]
+                closest = torch.nn.functional.cosine_similarity(semantic.float()[parts.used], target[:, None], dim=-1)
+                per_image = per_image + cfg.distill * (1.0 - closest.amax(dim=1))
             # The mean over the global batch's used images, whatever each rank holds: DDP
             # averages gradients over ranks, hence the factor `size`.
             used = all_sum(torch.tensor(float(parts.images), device=device))
-            loss = parts.per_image.sum() / used.clamp(min=1) * size
+            loss = per_image.sum() / used.clamp(min=1) * size
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            batch_loss = all_sum(parts.per_image.detach().sum()) / used.clamp(min=1)
+            batch_loss = all_sum(per_image.detach().sum()) / used.clamp(min=1)
             losses.append(float(batch_loss))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -192,18 +203,32 @@ def _selection_figure(record: dict) -> float:
     return task["map"] if task else float(record["epoch"])
 
 
-def _training_labels(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig):
-    """Seen word vectors, extended with ImageNet class names when knowledge transfer is on."""
-    if not cfg.imagenet_labels:
-        return dataset.seen_vectors, None
+def _imagenet_names(dataset: Dataset, cache: FeatureCache, option: str) -> np.ndarray:
+    """Word vectors of the 1,000 ImageNet class names, in the dataset's word space."""
     if cache.logits.shape[1] == 0:
-        raise ValueError("--imagenet-labels needs a CNN backbone whose ImageNet head is cached")
+        raise ValueError(f"{option} needs a CNN backbone whose ImageNet head is cached")
     source = dataset.embeddings.get("source", "")
     try:
         vectors = load_embeddings(source)
     except FileNotFoundError as exc:
-        raise ValueError(f"--imagenet-labels needs word-level vectors to name ImageNet classes; {source} has none") from exc
-    _, class_vectors = imagenet_class_vectors(vectors)
+        raise ValueError(f"{option} needs word-level vectors to name ImageNet classes; {source} has none") from exc
+    return imagenet_class_vectors(vectors)[1]
+
+
+def _teacher(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig) -> np.ndarray | None:
+    """Every training image's ConSE embedding (N x d_w, unit length), for distillation."""
+    if not cfg.distill:
+        return None
+    class_vectors = torch.from_numpy(_imagenet_names(dataset, cache, "--distill"))
+    logits = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32))
+    return torch.nn.functional.normalize(conse_embedding(logits, class_vectors, cfg.distill_top), dim=-1).numpy()
+
+
+def _training_labels(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig):
+    """Seen word vectors, extended with ImageNet class names when knowledge transfer is on."""
+    if not cfg.imagenet_labels:
+        return dataset.seen_vectors, None
+    class_vectors = _imagenet_names(dataset, cache, "--imagenet-labels")
     known = np.linalg.norm(class_vectors, axis=1) > 0
     probs = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32)).softmax(dim=1).numpy()
     top = np.argsort(-probs, axis=1)[:, : cfg.imagenet_labels]

@@ -1,0 +1,126 @@
+"""Token extraction and training speed, by hand:  python bench/extraction.py [--data DIR]
+
+Prints, all measured in this one run on Corel-5K photos:
+1. extraction images/s against the pipeline limit cores / (d + f), where d is one core's
+   seconds to decode and preprocess one photo (draft mode) and f the backbone's
+   core-seconds per photo (batched forward wall time x its threads);
+2. training steps from the token cache against steps that decode and run the backbone;
+3. peak resident memory of an extraction subprocess over --memory-images photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.backbones import build_backbone
+from trainer.datasets import load_dataset, label_rows
+from trainer.features import extract_features
+from trainer.images import load_rgb
+from trainer.loss import epsilon_loss
+from trainer.model import Epsilon, EpsilonConfig
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corel5k"
+
+
+def decode_seconds(paths, backbone) -> float:
+    transform = backbone.preprocessing.transform()
+    min_side = int(backbone.preprocessing.input_size / backbone.preprocessing.crop_pct) + 1
+    start = time.process_time()  # one core's CPU seconds
+    for path in paths:
+        transform(load_rgb(path, min_side))
+    return (time.process_time() - start) / len(paths)
+
+
+def backbone_core_seconds(backbone, batch: int = 32, repeats: int = 3) -> float:
+    images = torch.randn(batch, 3, 224, 224)
+    backbone(images)
+    best = min(_timed(lambda: backbone(images)) for _ in range(repeats))
+    return best * torch.get_num_threads() / batch
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--images", type=int, default=1000, help="photos for the extraction throughput")
+    parser.add_argument("--memory-images", type=int, default=5000, help="photos for the peak-memory run")
+    parser.add_argument("--steps", type=int, default=8, help="training steps timed each way")
+    args = parser.parse_args()
+    dataset = load_dataset("corel5k", args.data)
+    paths = dataset.train.images + dataset.test.images
+    backbone = build_backbone()
+    cores = os.cpu_count() or 1
+
+    d = decode_seconds(paths[:200], backbone)
+    f = backbone_core_seconds(backbone)
+    limit = cores / (d + f)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        extract_features(paths[: args.images], backbone, Path(tmp) / "cache", workers=cores, progress=False)
+        rate = args.images / (time.perf_counter() - start)
+    print(f"1. decode d = {d * 1e3:.1f} ms/photo (one core), backbone f = {f * 1e3:.1f} core-ms/photo, "
+          f"{cores} cores -> limit {limit:.1f} photos/s; extraction {rate:.1f} photos/s = {rate / limit:.2f} of the limit")
+
+    # 2. Training steps: tokens from the cache versus decoding + backbone every time.
+    model = Epsilon(EpsilonConfig(token_dim=1280, d_model=256, depth=2, d_w=dataset.seen_vectors.shape[1]))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    words = torch.from_numpy(dataset.seen_vectors)
+    batch = 96
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = np.arange(batch * args.steps)
+        cache = extract_features(dataset.train.images[: len(rows)], backbone, Path(tmp) / "c", workers=cores, progress=False)
+        transform = backbone.preprocessing.transform()
+
+        def step(tokens, labels):
+            optimiser.zero_grad()
+            epsilon_loss(model(tokens), words, labels).total.backward()
+            optimiser.step()
+
+        start = time.perf_counter()
+        for s in range(args.steps):
+            r = rows[s * batch:(s + 1) * batch]
+            step(torch.from_numpy(np.asarray(cache.tokens[r], dtype=np.float32)), torch.from_numpy(label_rows(dataset.train.seen, r)))
+        cached = time.perf_counter() - start
+        start = time.perf_counter()
+        for s in range(args.steps):
+            r = rows[s * batch:(s + 1) * batch]
+            pixels = torch.stack([transform(load_rgb(dataset.train.images[i], 257)) for i in r])
+            step(backbone(pixels), torch.from_numpy(label_rows(dataset.train.seen, r)))
+        raw = time.perf_counter() - start
+    print(f"2. {args.steps} training steps of {batch}: from the cache {cached:.1f} s, from raw images {raw:.1f} s "
+          f"-> the cache is {raw / cached:.1f}x faster")
+
+    # 3. Peak memory of an extraction over many photos, in a child process of its own.
+    with tempfile.TemporaryDirectory() as tmp:
+        n = min(args.memory_images, len(paths))
+        listing = Path(tmp) / "paths.txt"
+        listing.write_text("\n".join(map(str, paths[:n])))
+        code = ("import sys; from pathlib import Path; from trainer.backbones import build_backbone; "
+                "from trainer.features import extract_features; "
+                "paths=[Path(p) for p in Path(sys.argv[1]).read_text().splitlines()]; "
+                "extract_features(paths, build_backbone(), sys.argv[2], workers=2, progress=False); "
+                "import resource as r; print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
+        done = subprocess.run([sys.executable, "-c", code, str(listing), str(Path(tmp) / "cache")],
+                              check=True, capture_output=True, text=True)
+        main_kib, worker_kib = map(int, done.stdout.split()[-2:])
+    print(f"3. extracting {n} photos: peak resident memory {main_kib / 1024:.0f} MiB in the main process, "
+          f"{worker_kib / 1024:.0f} MiB in the largest decode worker; "
+          f"the token cache on disk is {n * 49 * 1280 * 2 / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
