@@ -171,7 +171,7 @@ def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress:
     _, class_vectors = imagenet_class_vectors(vectors)
     class_vectors = torch.from_numpy(class_vectors)
     results = {}
-    _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed)
+    _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     for part, split, rows in (("val", dataset.train, val_rows), ("test", dataset.test, None)):
         cache = extract_features(split.images, backbone, cache_dir / ("train" if part == "val" else "test"),
                                  batch_size=cfg.extract_batch, workers=cfg.workers, device=device, progress=progress)
@@ -231,6 +231,27 @@ def evaluate(
     typer.echo(format_table(figures, f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"))
     if json_file:
         json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
+
+
+@app.command()
+def export(
+    bundle: Path = typer.Argument(..., help="A model bundle folder (e.g. runs/<run>/best)."),
+    dest: Path = typer.Argument(..., help="Where to write the exported bundle folder."),
+    half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size; loads as fp32)."),
+    note: Optional[str] = typer.Option(None, help="How the model was made, recorded in the bundle's training section."),
+) -> None:
+    """Copy a bundle for shipping: fp16 weights, with a note on how it was made."""
+    from .checkpoint import Bundle, BundleError
+
+    try:
+        loaded = Bundle.load(bundle)
+    except BundleError as exc:
+        _fail(str(exc))
+    if note:
+        loaded.training["note"] = note
+    loaded.save(dest, half=half)
+    size = sum(p.stat().st_size for p in dest.iterdir())
+    typer.echo(f"wrote {dest} ({size / 2**20:.1f} MiB, {'fp16' if half else 'fp32'} weights)")
 
 
 @app.command()

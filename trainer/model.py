@@ -56,11 +56,15 @@ class EpsilonConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EpsilonConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "model config")
         return cls(**data)
+
+
+def reject_unknown_keys(cls, data: dict, what: str) -> None:
+    """A config file's typo must fail loudly, not be ignored."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
 
 
 class GroupPromptsAggregation(nn.Module):

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,13 @@ import torch
 from .backbones import DEFAULT_BACKBONE, build_backbone
 from .baselines import conse_embedding, imagenet_class_vectors
 from .checkpoint import Bundle
-from .datasets import Dataset, held_out_fold, label_rows
+from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
 from .embeddings import load_embeddings
 from .evaluate import evaluate_model, format_table
 from .features import FeatureCache, extract_features
 from .loss import epsilon_loss
-from .model import Epsilon, EpsilonConfig
+from .model import Epsilon, EpsilonConfig, reject_unknown_keys
 
 
 @dataclass
@@ -45,6 +45,7 @@ class TrainConfig:
     lam: float = 0.3  # weight of the variance regulariser
     seed: int = 0
     val_fraction: float = 0.1  # held out of the training split to choose the best epoch
+    val_max: int = 20_000  # ...but at most this many images (Open Images' 10% would be 900,000)
     patience: int = 0  # stop after this many epochs without a better held-out figure; 0: never
     # Knowledge transfer from the backbone's ImageNet head: each training image also gets
     # its top-k ImageNet class names (probability >= imagenet_min_prob) as positive labels
@@ -66,16 +67,11 @@ class TrainConfig:
     save_every: int = 200  # steps between resumable saves
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["model"] = self.model.to_dict()
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training config keys: {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "training config")
         data = dict(data)
         model = data.pop("model", None)
         cfg = cls(**data)
@@ -103,15 +99,14 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
                                   workers=cfg.workers, device=device, progress=progress)
     del backbone  # everything from here reads the cache
 
-    fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed)
+    fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     fit_rows = fit_rows[train_cache.ok[fit_rows]]
     val_rows = val_rows[train_cache.ok[val_rows]]
     test_rows = np.flatnonzero(test_cache.ok)
     vectors, extra = _training_labels(dataset, train_cache, cfg)
     teacher = _teacher(dataset, train_cache, cfg)
     # Images with no positive seen label are left out of training batches (the method's rule).
-    has_positive = (label_rows(dataset.train.seen, fit_rows) > 0).any(axis=1)
-    fit_rows = fit_rows[has_positive]
+    fit_rows = fit_rows[has_positive(dataset.train.seen, fit_rows)]
     if len(fit_rows) == 0:
         raise ValueError("no training image has a positive seen label")
 

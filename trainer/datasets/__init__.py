@@ -78,30 +78,34 @@ def require_files(root: Path, files: Sequence[str], layout: str) -> None:
             raise DataError(f"Missing {root / name}\nExpected layout under {root}:\n{layout}")
 
 
-def held_out_fold(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of range(n) into (kept, held out); the held-out part is ``fraction``."""
+def has_positive(matrix, rows: np.ndarray) -> np.ndarray:
+    """Which of the rows have a +1 label, without densifying a sparse matrix."""
+    block = matrix[rows]
+    if hasattr(block, "getnnz"):
+        return np.asarray((block > 0).getnnz(axis=1) > 0)
+    return np.asarray((block > 0).any(axis=1))
+
+
+def held_out_fold(n: int, fraction: float, seed: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split of range(n) into (kept, held out): ``fraction`` of it, at most ``limit``."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(n)
     cut = int(round(n * fraction))
+    if limit is not None:
+        cut = min(cut, limit)
     return np.sort(order[cut:]), np.sort(order[:cut])
 
 
-DATASETS = ("nus-wide", "open-images", "corel5k")
+# CLI name -> module under trainer.datasets with a `load(root, **options)` function.
+DATASETS = {"nus-wide": "nus_wide", "open-images": "open_images", "corel5k": "corel5k"}
 
 
 def load_dataset(name: str, root: str | Path, **options) -> Dataset:
     """Load a dataset by CLI name from its folder."""
-    root = Path(root).expanduser()
-    if name == "nus-wide":
-        from .nus_wide import load
+    import importlib
 
-    elif name == "open-images":
-        from .open_images import load
-
-    elif name == "corel5k":
-        from .corel5k import load
-
-    else:
+    if name not in DATASETS:
         raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    return load(root, **options)
+    module = importlib.import_module(f"{__name__}.{DATASETS[name]}")
+    return module.load(Path(root).expanduser(), **options)
