@@ -105,3 +105,30 @@ def test_truncated_label_file_is_reported(tmp_path):
     tags.write_text("\n".join(tags.read_text().splitlines()[:-3]) + "\n")
     result = run_cli("nus-wide", "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", *SMALL, check=False)
     assert result.returncode == 2 and "AllTags1k.txt has" in result.stderr and "expected 36 x 1000" in result.stderr
+
+
+def test_undecodable_images_are_skipped_and_reported(tmp_path):
+    data = make_corel(tmp_path / "data")
+    (data / "images" / "1003.jpeg").write_bytes(b"")  # zero bytes
+    truncated = data / "images" / "1004.jpeg"
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    result = run_cli("corel5k", "--data", data, "--out", out, "--cache", cache, "--epochs", "1", *SMALL)
+    assert "cannot decode" in result.stderr and "1003.jpeg" in result.stderr and "1004.jpeg" in result.stderr
+    from trainer.features import FAILED, FeatureCache
+
+    status = FeatureCache.open(cache / "train").status
+    assert (status == FAILED).sum() == 2 and (status != FAILED).sum() == 18
+    assert Bundle.load(out / "best").seen_labels  # training went on without them
+
+
+def test_cache_of_other_images_and_missing_backbone_weights_error_clearly(tmp_path):
+    data = make_corel(tmp_path / "data")
+    other = make_corel(tmp_path / "other", n_train=12)
+    cache = tmp_path / "cache"
+    run_cli("corel5k", "--data", data, "--out", tmp_path / "a", "--cache", cache, "--epochs", "1", *SMALL)
+    clash = run_cli("corel5k", "--data", other, "--out", tmp_path / "b", "--cache", cache, "--epochs", "1", *SMALL, check=False)
+    assert clash.returncode == 2 and "caches other images" in clash.stderr and "Traceback" not in clash.stderr
+    vit = run_cli("corel5k", "--data", data, "--out", tmp_path / "c", "--cache", tmp_path / "c2",
+                  "--backbone", "vit_base_patch16_224", *SMALL, check=False)
+    assert vit.returncode == 2 and "--backbone-weights" in vit.stderr and "Traceback" not in vit.stderr

@@ -84,14 +84,16 @@ def _make_train_command(dataset_name: str):
         tag = f"{dataset.name}-{method if method != 'epsilon' else cfg.model.variant}-seed{cfg.seed}"
         out_dir = out or Path("runs") / tag
         cache_dir = cache or _default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
-        if method == "conse":
-            _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, not quiet)
-            return
+        from .backbones import BackboneError
+        from .features import CacheError
         from .train import train
 
         try:
+            if method == "conse":
+                _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, not quiet)
+                return
             result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
-        except ValueError as exc:
+        except (ValueError, BackboneError, CacheError) as exc:
             _fail(str(exc))
         typer.echo(f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, curves in {out_dir / 'curves.png'}")
 
@@ -205,7 +207,7 @@ def evaluate(
     from .datasets import DataError, load_dataset
     from .distributed import setup
     from .evaluate import evaluate_model, format_table, to_json
-    from .features import extract_features
+    from .features import CacheError, extract_features
 
     try:
         bundle = Bundle.load(checkpoint)
@@ -225,7 +227,10 @@ def evaluate(
     except BackboneError as exc:
         _fail(str(exc))
     cache_dir = (cache or _default_cache(dataset, name, backbone_weights)) / "test"
-    features = extract_features(data_set.test.images, backbone, cache_dir, workers=workers, device=dev, progress=not quiet)
+    try:
+        features = extract_features(data_set.test.images, backbone, cache_dir, workers=workers, device=dev, progress=not quiet)
+    except CacheError as exc:
+        _fail(str(exc))
     rows = np.flatnonzero(features.ok)
     figures = evaluate_model(bundle.model.to(dev), features.tokens, data_set.test, rows, data_set, dev)
     typer.echo(format_table(figures, f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"))

@@ -269,10 +269,10 @@ def _plot(history: list[dict], path: Path) -> None:
     left.plot(epochs, [h["loss"] for h in history], marker="o")
     left.set(title="training loss", xlabel="epoch")
     for part, style in (("val", "--"), ("test", "-")):
-        for task in ("zsl", "gzsl"):
+        for task, colour in (("zsl", "C0"), ("gzsl", "C1")):
             values = [h.get(part, {}).get(task, {}).get("map") for h in history]
             if any(v is not None for v in values):
-                right.plot(epochs, [np.nan if v is None else v for v in values], style, marker="o",
+                right.plot(epochs, [np.nan if v is None else v for v in values], style, color=colour, marker="o",
                            label=f"{task.upper()} mAP ({'held-out' if part == 'val' else 'test'})")
     right.set(title="mAP", xlabel="epoch")
     right.legend()
