@@ -116,7 +116,8 @@ def extract_features(
     pending = np.concatenate(
         [np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)]
     )
-    pending = pending[status[pending] == PENDING]
+    # Failed images are tried again: a file fixed since the last run gets its tokens.
+    pending = pending[status[pending] != DONE]
     transform = backbone.preprocessing.transform()
     # Draft-decode to a bit above the resize target, so the resize still downsamples.
     min_side = int(backbone.preprocessing.input_size / backbone.preprocessing.crop_pct) + 1
@@ -124,7 +125,7 @@ def extract_features(
         _Images(paths, pending, transform, min_side, side), batch_size=batch_size, num_workers=workers,
         persistent_workers=False, pin_memory=torch.device(device).type == "cuda",
     )
-    bar = _progress(len(pending), n - len(pending), progress and rank == 0, "extracting tokens")
+    bar = _progress(len(pending), int((status == DONE).sum()), progress and rank == 0, "extracting tokens")
     started, done = time.perf_counter(), 0
     use_amp = torch.device(device).type == "cuda"
     for index, pixels, ok in loader:
