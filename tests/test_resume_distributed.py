@@ -113,7 +113,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
 def test_torchrun_two_processes_match_one(tmp_path):
     data = make_corel(tmp_path / "data", n_train=26)
     args = ["corel5k", "--data", data, "--epochs", "2", *SMALL]
-    single = run_cli(*args, "--out", tmp_path / "one", "--cache", tmp_path / "cache1")
+    run_cli(*args, "--out", tmp_path / "one", "--cache", tmp_path / "cache1")
     torchrun = entry_point("torchrun")
     double = subprocess.run(
         [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "trainer.cli", *map(str, args),

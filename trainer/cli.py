@@ -7,7 +7,6 @@ Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -150,39 +149,13 @@ def _default_cache(dataset: str, backbone: str, weights: Optional[str]) -> Path:
 
 
 def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress: bool) -> None:
-    import numpy as np
-    import torch
+    from .baselines import run_conse
+    from .evaluate import format_table, to_json
 
-    from .backbones import build_backbone
-    from .baselines import imagenet_class_vectors
-    from .baselines import conse_scores
-    from .datasets import held_out_fold
-    from .distributed import setup
-    from .embeddings import load_embeddings
-    from .evaluate import format_table, tasks, to_json
-    from .features import extract_features
-
-    device = setup(cfg.device)
-    backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
-    if not backbone.is_cnn:
-        _fail("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
-    try:
-        vectors = load_embeddings(dataset.embeddings["source"])
-    except FileNotFoundError:
-        _fail(f"ConSE needs word-level vectors to name ImageNet classes; {dataset.embeddings['source']} has none: pass --embeddings glove-6b-50d")
-    _, class_vectors = imagenet_class_vectors(vectors)
-    class_vectors = torch.from_numpy(class_vectors)
-    results = {}
-    _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
-    for part, split, rows in (("val", dataset.train, val_rows), ("test", dataset.test, None)):
-        cache = extract_features(split.images, backbone, cache_dir / ("train" if part == "val" else "test"),
-                                 batch_size=cfg.extract_batch, workers=cfg.workers, device=device, progress=progress)
-        rows = np.flatnonzero(cache.ok) if rows is None else rows[cache.ok[rows]]
-        logits = torch.from_numpy(np.asarray(cache.logits[rows], dtype=np.float32))
-        seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top).numpy()
-        unseen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top).numpy() if dataset.has_unseen else None
-        results[part] = tasks(seen, unseen, split, rows, dataset.protocol)
-        typer.echo(format_table(results[part], f"ConSE (top {top}) on {dataset.name} {'held-out fold' if part == 'val' else 'test split'}:"))
+    results = run_conse(dataset, cfg, cache_dir, top, progress)
+    for part, figures in results.items():
+        where = "held-out fold" if part == "val" else "test split"
+        typer.echo(format_table(figures, f"ConSE (top {top}) on {dataset.name} {where}:"))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
 

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,11 +20,10 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, build_backbone
-from .baselines import conse_embedding, imagenet_class_vectors
+from .baselines import conse_embedding, dataset_imagenet_vectors
 from .checkpoint import Bundle
 from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
-from .embeddings import load_embeddings
 from .evaluate import evaluate_model, format_table
 from .features import FeatureCache, extract_features
 from .loss import epsilon_loss
@@ -202,12 +200,7 @@ def _imagenet_names(dataset: Dataset, cache: FeatureCache, option: str) -> np.nd
     """Word vectors of the 1,000 ImageNet class names, in the dataset's word space."""
     if cache.logits.shape[1] == 0:
         raise ValueError(f"{option} needs a CNN backbone whose ImageNet head is cached")
-    source = dataset.embeddings.get("source", "")
-    try:
-        vectors = load_embeddings(source)
-    except FileNotFoundError as exc:
-        raise ValueError(f"{option} needs word-level vectors to name ImageNet classes; {source} has none") from exc
-    return imagenet_class_vectors(vectors)[1]
+    return dataset_imagenet_vectors(dataset, option)
 
 
 def _teacher(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig) -> np.ndarray | None:
