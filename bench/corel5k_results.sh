@@ -17,7 +17,9 @@ train() { # NAME SEED ARGS...
         --seed "$seed" --quiet "$@" > "$RUNS/$name-seed$seed.log" 2>&1
 }
 mkdir -p "$RUNS"
-epsilon-train corel5k --data "$DATA" --cache "$CACHE" --out "$RUNS/conse" --method conse --quiet > "$RUNS/conse.log"
+for seed in 0 1 2; do
+    epsilon-train corel5k --data "$DATA" --cache "$CACHE" --out "$RUNS/conse-seed$seed" --seed "$seed" --method conse --quiet > "$RUNS/conse-seed$seed.log"
+done
 for seed in 0 1 2; do
     train epsilon-R "$seed" $R &
     train gpa-R "$seed" $R --variant gpa

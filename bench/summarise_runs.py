@@ -2,7 +2,8 @@
 
 By hand:  python bench/summarise_runs.py runs/corel5k
 Each run folder <name>-seed<k>/ contributes its best epoch (held-out choice): that epoch's
-held-out ZSL mAP and its test-split figures. ConSE (conse/metrics.json) is training-free.
+held-out ZSL mAP and its test-split figures. ConSE (metrics.json) is training-free: its
+seeds differ only in the held-out fold.
 """
 
 from __future__ import annotations
@@ -46,16 +47,15 @@ def cell(values: list[tuple[float, ...]]) -> str:
 def main(root: Path) -> None:
     groups: dict[str, list[dict]] = defaultdict(list)
     epochs: dict[str, list[int]] = defaultdict(list)
-    for history_file in sorted(root.glob("*-seed*/history.json")):
-        name = re.sub(r"-seed\d+$", "", history_file.parent.name)
-        best = best_epoch(json.loads(history_file.read_text()))
-        groups[name].append(figures(best))
-        epochs[name].append(best["epoch"] + 1)
-    conse = root / "conse" / "metrics.json"
-    if conse.exists():
-        metrics = json.loads(conse.read_text())
-        groups["conse"] = [figures(metrics)]
-        epochs["conse"] = [0]
+    for run in sorted(root.glob("*-seed*/")):
+        name = re.sub(r"-seed\d+$", "", run.name)
+        if (run / "history.json").exists():
+            best = best_epoch(json.loads((run / "history.json").read_text()))
+            groups[name].append(figures(best))
+            epochs[name].append(best["epoch"] + 1)
+        elif (run / "metrics.json").exists():  # training-free (ConSE): one result per held-out fold
+            groups[name].append(figures(json.loads((run / "metrics.json").read_text())))
+            epochs[name].append(0)
     header = ["method", "seeds", "best epoch", "held-out ZSL mAP", "ZSL mAP", "ZSL P/R/F1@3", "ZSL P/R/F1@5",
               "GZSL mAP", "GZSL P/R/F1@3", "GZSL P/R/F1@5"]
     print("| " + " | ".join(header) + " |")

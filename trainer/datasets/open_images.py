@@ -52,8 +52,7 @@ def load(root: Path, embeddings: str = DEFAULT_EMBEDDINGS) -> Dataset:
     unseen_names = [names[c] for c in unseen_ids]
 
     def split(name: str) -> Split:
-        images, seen = _read_labels(root / f"{name}-annotations-human-imagelabels.csv", seen_ids)
-        _, unseen = _read_labels(root / f"{name}-annotations-human-imagelabels.csv", unseen_ids, images)
+        images, (seen, unseen) = _read_labels(root / f"{name}-annotations-human-imagelabels.csv", [seen_ids, unseen_ids])
         on_disk = {entry.name for entry in os.scandir(root / name) if entry.is_file()}
         present = np.array([f"{image}.jpg" in on_disk for image in images], dtype=bool)
         if not present.any():
@@ -81,8 +80,8 @@ def _label_file(root: Path, name: str) -> Path:
     return root / name if (root / name).exists() else asset_path("open_images", name)
 
 
-def _read_labels(path: Path, classes: list[str], images: list[str] | None = None):
-    """(image ids, CSR labels) for the given classes; rows follow ``images`` when given."""
+def _read_labels(path: Path, class_lists: list[list[str]]):
+    """(image ids, one CSR label matrix per class list), reading the CSV once."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
@@ -94,20 +93,22 @@ def _read_labels(path: Path, classes: list[str], images: list[str] | None = None
         )
     except (pa.ArrowInvalid, KeyError) as exc:
         raise DataError(f"{path} is not an image-labels CSV (ImageID,Source,LabelName,Confidence): {exc}") from exc
-    if images is None:
-        images = pc.unique(table["ImageID"]).to_pylist()
+    images = pc.unique(table["ImageID"]).to_pylist()
     row = pc.index_in(table["ImageID"], value_set=pa.array(images, pa.string()))
-    col = pc.index_in(table["LabelName"], value_set=pa.array(classes, pa.string()))
-    keep = pc.and_(pc.is_valid(row), pc.is_valid(col))
-    value = np.where(pc.filter(table["Confidence"], keep).to_numpy() > 0, 1, -1).astype(np.int8)
-    matrix = csr_matrix(
-        (value, (pc.filter(row, keep).to_numpy(), pc.filter(col, keep).to_numpy())),
-        shape=(len(images), len(classes)),
-        dtype=np.int8,
-    )
-    matrix.sum_duplicates()
-    matrix.data = np.clip(matrix.data, -1, 1)  # an image labelled twice keeps one sign
-    return images, matrix
+    sign = np.where(table["Confidence"].to_numpy() > 0, 1, -1).astype(np.int8)
+    matrices = []
+    for classes in class_lists:
+        col = pc.index_in(table["LabelName"], value_set=pa.array(classes, pa.string()))
+        keep = pc.is_valid(col).to_numpy(zero_copy_only=False)
+        matrix = csr_matrix(
+            (sign[keep], (row.to_numpy(zero_copy_only=False)[keep], pc.filter(col, pc.is_valid(col)).to_numpy())),
+            shape=(len(images), len(classes)),
+            dtype=np.int8,
+        )
+        matrix.sum_duplicates()
+        matrix.data = np.clip(matrix.data, -1, 1)  # an image labelled twice keeps one sign
+        matrices.append(matrix)
+    return images, matrices
 
 
 def _name_vectors(vectors, names: list[str]) -> np.ndarray:
