@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="photos for the extraction throughput")
     parser.add_argument("--memory-images", type=int, default=5000, help="photos for the peak-memory run")
     parser.add_argument("--steps", type=int, default=8, help="training steps timed each way")
+    parser.add_argument("--d-model", type=int, default=256, help="width of the trained head (the default model: 128)")
+    parser.add_argument("--skip-memory", action="store_true", help="leave out the peak-memory run")
     args = parser.parse_args()
     dataset = load_dataset("corel5k", args.data)
     paths = dataset.train.images + dataset.test.images
@@ -76,7 +78,7 @@ def main() -> None:
           f"{cores} cores -> limit {limit:.1f} photos/s; extraction {rate:.1f} photos/s = {rate / limit:.2f} of the limit")
 
     # 2. Training steps: tokens from the cache versus decoding + backbone every time.
-    model = Epsilon(EpsilonConfig(token_dim=1280, d_model=256, depth=2, d_w=dataset.seen_vectors.shape[1]))
+    model = Epsilon(EpsilonConfig(token_dim=1280, d_model=args.d_model, depth=2, heads=4, d_w=dataset.seen_vectors.shape[1]))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     words = torch.from_numpy(dataset.seen_vectors)
     batch = 96
@@ -101,26 +103,29 @@ def main() -> None:
             pixels = torch.stack([transform(load_rgb(dataset.train.images[i], 257)) for i in r])
             step(backbone(pixels), torch.from_numpy(label_rows(dataset.train.seen, r)))
         raw = time.perf_counter() - start
-    print(f"2. {args.steps} training steps of {batch}: from the cache {cached:.1f} s, from raw images {raw:.1f} s "
+    print(f"2. {args.steps} training steps of {batch} (d_model {args.d_model}): from the cache {cached:.1f} s, from raw images {raw:.1f} s "
           f"-> the cache is {raw / cached:.1f}x faster")
 
     # 3. Peak memory of an extraction over many photos, in a child process of its own.
-    with tempfile.TemporaryDirectory() as tmp:
-        n = min(args.memory_images, len(paths))
-        listing = Path(tmp) / "paths.txt"
-        listing.write_text("\n".join(map(str, paths[:n])))
-        code = ("import sys; from pathlib import Path; from trainer.backbones import build_backbone; "
-                "from trainer.features import extract_features; "
-                "paths=[Path(p) for p in Path(sys.argv[1]).read_text().splitlines()]; "
-                "extract_features(paths, build_backbone(), sys.argv[2], workers=2, progress=False); "
-                "import resource as r; print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
-        done = subprocess.run([sys.executable, "-c", code, str(listing), str(Path(tmp) / "cache")],
-                              check=True, capture_output=True, text=True)
-        main_kib, worker_kib = map(int, done.stdout.split()[-2:])
-    print(f"3. extracting {n} photos: peak resident memory {main_kib / 1024:.0f} MiB in the main process, "
-          f"{worker_kib / 1024:.0f} MiB in the largest decode worker; "
-          f"the token cache on disk is {n * 49 * 1280 * 2 / 2**20:.0f} MiB")
-
+    if args.skip_memory:
+        return
+    peaks = {}
+    for n in (args.memory_images // 5, min(args.memory_images, len(paths))):
+        with tempfile.TemporaryDirectory() as tmp:
+            listing = Path(tmp) / "paths.txt"
+            listing.write_text("\n".join(map(str, paths[:n])))
+            code = ("import sys; from pathlib import Path; from trainer.backbones import build_backbone; "
+                    "from trainer.features import extract_features; "
+                    "paths=[Path(p) for p in Path(sys.argv[1]).read_text().splitlines()]; "
+                    "extract_features(paths, build_backbone(), sys.argv[2], workers=2, progress=False); "
+                    "import resource as r; print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
+            done = subprocess.run([sys.executable, "-c", code, str(listing), str(Path(tmp) / "cache")],
+                                  check=True, capture_output=True, text=True)
+            peaks[n] = [int(v) / 1024 for v in done.stdout.split()[-2:]]
+    (small, (a, wa)), (large, (b, wb)) = sorted(peaks.items())
+    print(f"3. peak resident memory of extraction: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), "
+          f"{large} photos {b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos; "
+          f"the token cache on disk for {large} photos is {large * 49 * 1280 * 2 / 2**20:.0f} MiB")
 
 if __name__ == "__main__":
     main()

@@ -94,14 +94,15 @@ class Backbone(nn.Module):
             return images.contiguous(memory_format=torch.channels_last)
         return images
 
-    @torch.inference_mode()
+    # no_grad rather than inference_mode: its tokens may feed a head that is being trained.
+    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.model.forward_features(self._prepare(images))
         if features.ndim == 4:  # B x D x H x W -> B x (H*W) x D
             return features.flatten(2).transpose(1, 2)
         return features[:, self.prefix_tokens:]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's own ImageNet classifier output (for ConSE and sanity checks)."""
         return self.model(self._prepare(images))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -107,9 +108,7 @@ def extract_features(
     if rank == 0:
         _prepare(folder, meta)
     barrier()
-    tokens = np.memmap(folder / "tokens.f16", dtype=np.float16, mode="r+", shape=(n, t, d))
-    logits = np.memmap(folder / "logits.f16", dtype=np.float16, mode="r+", shape=(n, k))
-    status = np.memmap(folder / "status.u8", dtype=np.uint8, mode="r+", shape=(n,))
+    status = np.fromfile(folder / "status.u8", dtype=np.uint8)
 
     # Batches are fixed slices of the image list; rank r takes every size-th one.
     starts = range(rank * batch_size, n, batch_size * size)
@@ -128,25 +127,56 @@ def extract_features(
     bar = _progress(len(pending), int((status == DONE).sum()), progress and rank == 0, "extracting tokens")
     started, done = time.perf_counter(), 0
     use_amp = torch.device(device).type == "cuda"
-    for index, pixels, ok in loader:
-        index = index.numpy()
-        with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-            pixels = pixels.to(device, non_blocking=True)
-            batch_tokens = backbone(pixels)
-            if k:
-                logits[index] = backbone.model.forward_head(_as_features(batch_tokens, backbone)).float().cpu().numpy()
-        tokens[index] = batch_tokens.float().cpu().numpy()
-        tokens.flush()
-        logits.flush()
-        status[index] = np.where(ok.numpy(), DONE, FAILED)
-        status.flush()
-        done += len(index)
-        bar.update(len(index))
-        bar.set_postfix(images_per_s=f"{done / (time.perf_counter() - started):.1f}")
+    with _RowWriter(folder / "tokens.f16", t * d * 2) as token_file, \
+            _RowWriter(folder / "logits.f16", k * 2) as logit_file, \
+            _RowWriter(folder / "status.u8", 1) as status_file:
+        for index, pixels, ok in loader:
+            index = index.numpy()
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                batch_tokens = backbone(pixels.to(device, non_blocking=True))
+                if k:
+                    logit_file.write(index, backbone.model.forward_head(_as_features(batch_tokens, backbone)))
+            token_file.write(index, batch_tokens)
+            token_file.sync()
+            logit_file.sync()
+            # Status last: a kill before this line leaves the batch pending, never half-written.
+            status_file.write(index, np.where(ok.numpy(), DONE, FAILED).astype(np.uint8))
+            status_file.sync()
+            done += len(index)
+            bar.update(len(index))
+            bar.set_postfix(images_per_s=f"{done / (time.perf_counter() - started):.1f}")
     bar.close()
-    del tokens, logits, status
     barrier()
     return FeatureCache.open(folder)
+
+
+class _RowWriter:
+    """Writes fixed-size rows at their offsets with pwrite.
+
+    Not a writable memmap: mapped pages would count in the process's resident memory and
+    grow with the library; written pages stay in the kernel's cache instead, so extraction
+    memory is flat however many images there are.
+    """
+
+    def __init__(self, path: Path, row_bytes: int):
+        self.path, self.row_bytes = path, row_bytes
+
+    def __enter__(self) -> "_RowWriter":
+        self.fd = os.open(self.path, os.O_WRONLY)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+    def write(self, index: np.ndarray, rows) -> None:
+        if isinstance(rows, torch.Tensor):
+            rows = rows.float().cpu().numpy().astype(np.float16)
+        rows = np.ascontiguousarray(rows)
+        for i, row in zip(index, rows):
+            os.pwrite(self.fd, row.tobytes(), int(i) * self.row_bytes)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
 
 
 def _as_features(tokens: torch.Tensor, backbone: Backbone) -> torch.Tensor:
