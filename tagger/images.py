@@ -1,0 +1,167 @@
+"""A photo file's metadata (EXIF, without decoding pixels) and its upright pixels.
+
+Decoding itself is ``trainer.images.load_rgb`` (JPEG draft mode, EXIF orientation,
+HEIF/AVIF); this module adds what the tagger needs around it: EXIF fields for the
+library, and RAW files read through their largest embedded JPEG preview.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from trainer.images import load_rgb
+
+from .walk import RAW_SUFFIXES
+
+# How many JPEG start markers to try inside a RAW file before giving up.
+_MAX_PREVIEW_CANDIDATES = 64
+
+
+class UnreadablePhoto(RuntimeError):
+    """A file that is not a photo we can decode; the message is the reason to record."""
+
+
+@dataclass(frozen=True)
+class PhotoMeta:
+    taken_at: str | None = None  # ISO 8601, camera local time ("2008-10-22T16:28:39")
+    camera: str | None = None  # "NIKON COOLPIX P6000"
+    lens: str | None = None
+    latitude: float | None = None  # decimal degrees, south negative
+    longitude: float | None = None  # decimal degrees, west negative
+    orientation: int = 1  # EXIF orientation 1..8
+
+
+def read_meta(path: str | Path) -> PhotoMeta:
+    """EXIF fields via exifread (headers only); Pillow's reader where exifread finds nothing."""
+    import exifread
+
+    try:
+        with open(path, "rb") as handle:
+            tags = exifread.process_file(handle, details=False)
+    except Exception:  # exifread fails on some malformed headers: fall back, never crash a scan
+        tags = {}
+    if not tags:
+        tags = _pillow_tags(path)
+    make = _text(tags.get("Image Make"))
+    model = _text(tags.get("Image Model"))
+    camera = model if make and model and model.lower().startswith(make.lower().split()[0]) else " ".join(
+        part for part in (make, model) if part
+    )
+    return PhotoMeta(
+        taken_at=_date(_text(tags.get("EXIF DateTimeOriginal")) or _text(tags.get("Image DateTime"))),
+        camera=camera or None,
+        lens=_text(tags.get("EXIF LensModel")) or None,
+        latitude=_degrees(tags.get("GPS GPSLatitude"), _text(tags.get("GPS GPSLatitudeRef")), "S"),
+        longitude=_degrees(tags.get("GPS GPSLongitude"), _text(tags.get("GPS GPSLongitudeRef")), "W"),
+        orientation=_orientation(tags.get("Image Orientation")),
+    )
+
+
+def open_photo(path: str | Path, min_side: int) -> Image.Image:
+    """Upright RGB pixels for the model; RAW files through their embedded preview."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in RAW_SUFFIXES:
+            return _raw_preview(path, min_side)
+        return load_rgb(path, min_side)
+    except UnreadablePhoto:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise UnreadablePhoto(f"refused as a decompression bomb: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for bad files
+        raise UnreadablePhoto(f"cannot decode: {exc}") from exc
+
+
+def _raw_preview(path: Path, min_side: int) -> Image.Image:
+    data = path.read_bytes()
+    best, start, tried = None, 0, 0
+    while tried < _MAX_PREVIEW_CANDIDATES:
+        start = data.find(b"\xff\xd8\xff", start)
+        if start < 0:
+            break
+        tried += 1
+        try:
+            candidate = Image.open(io.BytesIO(data[start:]))
+            if candidate.format == "JPEG" and (best is None or _area(candidate) > _area(best[1])):
+                best = (start, candidate)
+        except Exception:  # a marker inside other data: not a JPEG
+            pass
+        start += 3
+    if best is None:
+        raise UnreadablePhoto("RAW file without an embedded JPEG preview")
+    preview = Image.open(io.BytesIO(data[best[0]:]))
+    preview.draft("RGB", (min_side, min_side))
+    # The preview's own EXIF rarely carries the orientation; the RAW's header does.
+    upright = ImageOps.exif_transpose(preview.convert("RGB"))
+    orientation = read_meta(path).orientation
+    return _orient(upright, orientation) if orientation != 1 else upright
+
+
+def _orient(image: Image.Image, orientation: int) -> Image.Image:
+    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}.get(orientation)
+    return image.transpose(method) if method else image
+
+
+def _area(image: Image.Image) -> int:
+    return image.size[0] * image.size[1]
+
+
+def _pillow_tags(path) -> dict:
+    """The few tags we use, from Pillow, named as exifread names them."""
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif()
+            ifd = exif.get_ifd(0x8769)
+            gps = exif.get_ifd(0x8825)
+    except Exception:
+        return {}
+    tags = {"Image Make": exif.get(0x010F), "Image Model": exif.get(0x0110), "Image Orientation": exif.get(0x0112),
+            "Image DateTime": exif.get(0x0132), "EXIF DateTimeOriginal": ifd.get(0x9003),
+            "EXIF LensModel": ifd.get(0xA434), "GPS GPSLatitudeRef": gps.get(1), "GPS GPSLatitude": gps.get(2),
+            "GPS GPSLongitudeRef": gps.get(3), "GPS GPSLongitude": gps.get(4)}
+    return {k: v for k, v in tags.items() if v is not None}
+
+
+def _text(tag) -> str:
+    if tag is None:
+        return ""
+    return str(tag).replace("\x00", "").strip()
+
+
+def _date(text: str) -> str | None:
+    try:
+        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def _number(value) -> float:
+    if hasattr(value, "num") and hasattr(value, "den"):  # exifread's Ratio
+        return value.num / value.den if value.den else 0.0
+    return float(value)
+
+
+def _degrees(tag, ref: str, negative: str) -> float | None:
+    values = getattr(tag, "values", tag)
+    try:
+        d, m, s = (_number(v) for v in values)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    degrees = d + m / 60 + s / 3600
+    return -degrees if ref.upper().startswith(negative) else degrees
+
+
+def _orientation(tag) -> int:
+    values = getattr(tag, "values", tag)
+    try:
+        value = int(values[0] if isinstance(values, (list, tuple)) else values)
+    except (TypeError, ValueError, IndexError):
+        return 1
+    return value if 1 <= value <= 8 else 1
