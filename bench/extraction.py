@@ -33,7 +33,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "corel5
 
 def decode_seconds(paths, backbone) -> float:
     transform = backbone.preprocessing.transform()
-    min_side = int(backbone.preprocessing.input_size / backbone.preprocessing.crop_pct) + 1
+    min_side = backbone.preprocessing.decode_side
     start = time.process_time()  # one core's CPU seconds
     for path in paths:
         transform(load_rgb(path, min_side))
@@ -100,7 +100,7 @@ def main() -> None:
         start = time.perf_counter()
         for s in range(args.steps):
             r = rows[s * batch:(s + 1) * batch]
-            pixels = torch.stack([transform(load_rgb(dataset.train.images[i], 257)) for i in r])
+            pixels = torch.stack([transform(load_rgb(dataset.train.images[i], backbone.preprocessing.decode_side)) for i in r])
             step(backbone(pixels), torch.from_numpy(label_rows(dataset.train.seen, r)))
         raw = time.perf_counter() - start
     print(f"2. {args.steps} training steps of {batch} (d_model {args.d_model}): from the cache {cached:.1f} s, from raw images {raw:.1f} s "

@@ -37,16 +37,25 @@ class PhotoMeta:
 
 
 def read_meta(path: str | Path) -> PhotoMeta:
-    """EXIF fields via exifread (headers only); Pillow's reader where exifread finds nothing."""
+    """EXIF fields via exifread (headers only); Pillow's reader where exifread finds nothing.
+
+    Never raises: a file that vanished or cannot be read has no metadata."""
+    try:
+        with open(path, "rb") as handle:
+            return _meta_from(handle, path)
+    except OSError:
+        return PhotoMeta()
+
+
+def _meta_from(handle, source) -> PhotoMeta:
     import exifread
 
     try:
-        with open(path, "rb") as handle:
-            tags = exifread.process_file(handle, details=False)
+        tags = exifread.process_file(handle, details=False)
     except Exception:  # exifread fails on some malformed headers: fall back, never crash a scan
         tags = {}
     if not tags:
-        tags = _pillow_tags(path)
+        tags = _pillow_tags(source)
     make = _text(tags.get("Image Make"))
     model = _text(tags.get("Image Model"))
     camera = model if make and model and model.lower().startswith(make.lower().split()[0]) else " ".join(
@@ -98,7 +107,7 @@ def _raw_preview(path: Path, min_side: int) -> Image.Image:
     preview.draft("RGB", (min_side, min_side))
     # The preview's own EXIF rarely carries the orientation; the RAW's header does.
     upright = ImageOps.exif_transpose(preview.convert("RGB"))
-    orientation = read_meta(path).orientation
+    orientation = _meta_from(io.BytesIO(data), io.BytesIO(data)).orientation  # bytes already read
     return _orient(upright, orientation) if orientation != 1 else upright
 
 

@@ -39,7 +39,7 @@ def test_default_tags_real_photos_far_above_chance(default):
     rows = np.arange(0, len(dataset.test), 5)  # 100 test photos the model never trained on
     backbone = build_backbone()
     transform = backbone.preprocessing.transform()
-    pixels = torch.stack([transform(load_rgb(dataset.test.images[i], 257)) for i in rows])
+    pixels = torch.stack([transform(load_rgb(dataset.test.images[i], backbone.preprocessing.decode_side)) for i in rows])
     with torch.inference_mode():
         scores = score(default.model(backbone(pixels)), torch.from_numpy(default.seen_vectors)).numpy()
     labels = label_rows(dataset.test.seen, rows)

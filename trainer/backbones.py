@@ -52,6 +52,12 @@ class Preprocessing:
             std=tuple(float(v) for v in data["std"]),
         )
 
+    @property
+    def decode_side(self) -> int:
+        """The short side to decode photos at (JPEG draft mode): just above the resize
+        target, so the transform still downsamples and quality is unchanged."""
+        return int(self.input_size / self.crop_pct) + 1
+
     def transform(self) -> Callable:
         """PIL image -> normalised C x H x W tensor (resize short side, centre crop)."""
         from timm.data import create_transform

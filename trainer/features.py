@@ -118,8 +118,7 @@ def extract_features(
     # Failed images are tried again: a file fixed since the last run gets its tokens.
     pending = pending[status[pending] != DONE]
     transform = backbone.preprocessing.transform()
-    # Draft-decode to a bit above the resize target, so the resize still downsamples.
-    min_side = int(backbone.preprocessing.input_size / backbone.preprocessing.crop_pct) + 1
+    min_side = backbone.preprocessing.decode_side
     loader = DataLoader(
         _Images(paths, pending, transform, min_side, side), batch_size=batch_size, num_workers=workers,
         persistent_workers=False, pin_memory=torch.device(device).type == "cuda",
