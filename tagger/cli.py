@@ -1,16 +1,60 @@
-"""epsilon-tag: the photo tagger's command line."""
+"""epsilon-tag: the photo tagger's command line. Thin: every option is an argument of the
+library function it calls (``scan.scan``, ``search.search``, ``vocabulary.add_words``...)."""
 
 from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
 
 import typer
 
 from . import __version__
 
 app = typer.Typer(
-    help="Tag a local photo library with Epsilon, offline, and search it with any word.",
+    help="Tag a local photo library with Epsilon, offline, and search it with any word.\n\n"
+    "Start with `epsilon-tag scan ~/Pictures`, then `epsilon-tag search boat`.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
+vocab_app = typer.Typer(help="List, add and remove the words photos are tagged with.", no_args_is_help=True)
+app.add_typer(vocab_app, name="vocab")
+
+DB_HELP = "Library file (default: your user data folder; or set EPSILON_TAG_DB)."
+Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False)
+Json = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def default_db() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("epsilon-tag") / "library.db"
+
+
+@contextmanager
+def _clearly() -> Iterator[None]:
+    """Known failures end with one line saying what to do (exit 2), never a traceback."""
+    from trainer.errors import BackboneError, BundleError
+    from trainer.embeddings import UnknownWordError
+
+    from .library import LibraryError
+    from .vocabulary import VocabularyError
+    from .xmp import SidecarError
+
+    try:
+        yield
+    except (LibraryError, VocabularyError, UnknownWordError, BundleError, BackboneError, SidecarError, ValueError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2)
+
+
+def _open(db: Optional[Path], *, create: bool = False, readonly: bool = False):
+    from .library import Library
+
+    return Library(db or default_db(), create=create, readonly=readonly)
 
 
 def _version(value: bool) -> None:
@@ -26,5 +70,231 @@ def _root(
     """Tag a local photo library with Epsilon, offline, and search it with any word."""
 
 
+@app.command()
+def scan(
+    roots: List[Path] = typer.Argument(..., help="Folders (or single photos) to scan.", show_default=False),
+    exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable."),
+    force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
+    prune: bool = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A bundle from epsilon-train (default: the library's model, else the shipped one)."),
+    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT)."),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's)."),
+    device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per commit)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = Json,
+    db: Optional[Path] = Db,
+) -> None:
+    """Tag every photo under the folders; a rescan reads only new and changed files.
+
+    Moved or renamed photos are recognised by their content and keep their tags; vanished
+    ones are marked missing (or deleted with --prune). Ctrl-C is safe: what was tagged is
+    kept, and the same command continues from there.
+    """
+    from .scan import scan as run_scan
+
+    with _clearly(), _open(db, create=True) as library:
+        report = run_scan(
+            library, roots, model=model or library.get_meta("model_path"), exclude=exclude, force=force,
+            prune=prune, batch_size=batch_size, workers=workers, device=device,
+            backbone_weights=backbone_weights, embeddings=embeddings, progress=not quiet,
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        parts = [f"{report.new} new", f"{report.updated} updated", f"{report.moved} moved",
+                 f"{report.pruned} pruned" if prune else f"{report.missing} missing", f"{report.unchanged} unchanged",
+                 f"{report.failed} failed"]
+        if report.failed_before:
+            parts.append(f"{report.failed_before} failed before (unchanged, not retried; --force retries)")
+        typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + ", ".join(parts) + ".")
+        for path, reason in report.failures[:10]:
+            typer.echo(f"  failed: {path}: {reason}", err=True)
+        if len(report.failures) > 10:
+            typer.echo(f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True)
+    if report.interrupted:
+        typer.echo("Interrupted: every batch tagged so far is saved; run the same command to continue.", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def search(
+    words: List[str] = typer.Argument(..., help="Words to search for; any word the word vectors know works, in the vocabulary or not.", show_default=False),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many photos to print."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out photos scoring below this (scores are cosines, -1..1)."),
+    after: Optional[str] = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
+    before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
+    scores: bool = typer.Option(False, "--scores", help="Print the score before each path."),
+    as_json: bool = Json,
+    db: Optional[Path] = Db,
+) -> None:
+    """Photos ranked by how well they match the words, best first; one path per line.
+
+    Several words rank by their mean score: `epsilon-tag search beach sunset`.
+    Pipe the paths on: `epsilon-tag search boat | xargs -d '\\n' cp -t ~/boats`.
+    """
+    from .search import search as run_search
+
+    with _clearly(), _open(db, readonly=True) as library:
+        hits = run_search(library, words, limit=limit, min_score=min_score, after=after, before=before)
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        return
+    for hit in hits:
+        typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path)
+
+
+@vocab_app.command("add")
+def vocab_add(
+    words: List[str] = typer.Argument(..., help="Words or quoted phrases (\"polar bear\").", show_default=False),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."),
+    db: Optional[Path] = Db,
+) -> None:
+    """Add words; the whole library is re-scored from stored vectors at once (no re-scan)."""
+    from .vocabulary import WordSource, add_words
+
+    with _clearly(), _open(db) as library:
+        source = WordSource.of_library(library)
+        if embeddings:
+            source.embeddings_id = embeddings
+        counts = add_words(library, words, source)
+    for word, count in counts.items():
+        typer.echo(f"{word}: {count} photos")
+
+
+@vocab_app.command("remove")
+def vocab_remove(
+    words: List[str] = typer.Argument(..., show_default=False),
+    db: Optional[Path] = Db,
+) -> None:
+    """Remove words; photos that carried them get their next best words instead."""
+    from .vocabulary import remove_words
+
+    with _clearly(), _open(db) as library:
+        taken = remove_words(library, words)
+    for word, count in taken.items():
+        typer.echo(f"{word}: removed from the vocabulary and from {count} photos")
+
+
+@vocab_app.command("list")
+def vocab_list(
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words."),
+    sort: str = typer.Option("count", "--sort", help="count or name."),
+    as_json: bool = Json,
+    db: Optional[Path] = Db,
+) -> None:
+    """Every word with its kind and how many photos carry it."""
+    from .vocabulary import word_table
+
+    with _clearly(), _open(db, readonly=True) as library:
+        rows = word_table(library, kind=kind, sort=sort)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        typer.echo(f"{row['count']:>7}  {row['kind']:<9}  {row['word']}")
+
+
+@vocab_app.command("similar")
+def vocab_similar(
+    word: str = typer.Argument(..., show_default=False),
+    n: int = typer.Option(10, "-n", min=1, help="How many neighbours."),
+    db: Optional[Path] = Db,
+) -> None:
+    """Words closest in meaning to WORD (to pick words to add)."""
+    from .vocabulary import WordSource
+
+    with _clearly(), _open(db, readonly=True) as library:
+        neighbours = WordSource.of_library(library).neighbours(word, n)
+    for other, similarity in neighbours:
+        typer.echo(f"{similarity:.3f}  {other}")
+
+
+@app.command()
+def show(
+    photo: Path = typer.Argument(..., help="A photo's path.", show_default=False),
+    as_json: bool = Json,
+    db: Optional[Path] = Db,
+) -> None:
+    """A photo's tags with scores, and its EXIF."""
+    with _clearly(), _open(db, readonly=True) as library:
+        path = str(photo.expanduser().resolve())
+        row = library.photo_by_path(path)
+        if row is None:
+            failure = library.failure(path)
+            why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
+            raise ValueError(f"{path} is not in the library ({why}).")
+        tags = library.photo_tags(row["id"])
+    if as_json:
+        typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
+        return
+    typer.echo(row["path"] + ("" if row["status"] == "ok" else f"  [{row['status']}]"))
+    gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row["latitude"] is not None else None
+    for label, value in (("taken", row["taken_at"]), ("camera", row["camera"]), ("lens", row["lens"]), ("gps", gps),
+                         ("size", f"{row['width']} x {row['height']}" if row["width"] else None)):
+        if value:
+            typer.echo(f"  {label:<7} {value}")
+    for tag in tags:
+        typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != "seen" else ""))
+
+
+@app.command()
+def stats(
+    failures: bool = typer.Option(False, "--failures", help="List every file that could not be read, with the reason."),
+    as_json: bool = Json,
+    db: Optional[Path] = Db,
+) -> None:
+    """What the library holds: photos, missing, failures, words, the model."""
+    from .vocabulary import word_table
+
+    with _clearly(), _open(db, readonly=True) as library:
+        counts = library.counts()
+        info = {"library": str(library.path), "bytes": library.path.stat().st_size, "model": library.model_id,
+                **counts, "top_words": word_table(library)[:10]}
+        failed = library.failures() if failures else []
+    if as_json:
+        typer.echo(json.dumps({**info, "failure_list": failed} if failures else info, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"library   {info['library']} ({info['bytes'] / 2**20:.1f} MiB)")
+    typer.echo(f"model     {info['model']}")
+    typer.echo(f"photos    {counts['photos']} ({counts['missing']} missing, {counts['failures']} failed to read)")
+    if counts["taken_first"]:
+        typer.echo(f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras")
+    typer.echo(f"words     {counts['words']} ({counts['seen_words']} seen in training, {counts['zero_shot_words']} zero-shot)")
+    if info["top_words"]:
+        typer.echo("top tags  " + ", ".join(f"{w['word']} ({w['count']})" for w in info["top_words"]))
+    for row in failed:
+        typer.echo(f"  failed: {row['path']}: {row['reason']}")
+
+
+@app.command()
+def export(
+    paths: List[Path] = typer.Argument(None, help="Only photos under these folders (default: the whole library).", show_default=False),
+    xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."),
+    naming: str = typer.Option("full", "--naming", help="New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing sidecar of either name is updated."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Only tags scoring at least this."),
+    db: Optional[Path] = Db,
+) -> None:
+    """Export tags. Originals are never touched; existing sidecar keywords are kept."""
+    from .xmp import export_sidecars
+
+    with _clearly():
+        if not xmp:
+            raise ValueError("Say what to export: --xmp (XMP sidecars) is the format there is.")
+        if naming not in ("full", "stem"):
+            raise ValueError(f"--naming is full or stem, not {naming!r}")
+        with _open(db, readonly=True) as library:
+            under = [str(p.expanduser().resolve()) for p in paths or []]
+            written, merged, failed = export_sidecars(library, under, naming=naming, min_score=min_score)
+    typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
+    for path, reason in failed:
+        typer.echo(f"  failed: {path}: {reason}", err=True)
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

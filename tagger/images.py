@@ -174,3 +174,13 @@ def _orientation(tag) -> int:
     except (TypeError, ValueError, IndexError):
         return 1
     return value if 1 <= value <= 8 else 1
+
+
+def photo_size(path: str | Path, orientation: int = 1) -> tuple[int | None, int | None]:
+    """Width and height as shown (after EXIF orientation), from the header alone."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # RAW files Pillow cannot parse: the size is unknown, not an error
+        return None, None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

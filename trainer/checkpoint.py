@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import BundleError  # noqa: F401 (raised here, defined without torch)
 from .files import sha256_file
 from .model import Epsilon, EpsilonConfig
 
@@ -27,10 +28,6 @@ FORMAT = "epsilon-bundle"
 VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class BundleError(RuntimeError):
-    """A bundle is missing, broken or inconsistent; the message names the file and the fix."""
 
 
 @dataclass

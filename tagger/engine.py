@@ -1,0 +1,127 @@
+"""A loaded model bundle: batches of pixels in, semantic vectors S out, on the chosen device."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainer.assets import asset_path
+
+if TYPE_CHECKING:  # torch is imported only when a model is loaded: deciding a rescan needs none
+    import torch
+
+    from trainer.backbones import Backbone
+    from trainer.checkpoint import Bundle
+
+CONFIG_FILE = "config.json"  # trainer.checkpoint.CONFIG_FILE, without importing torch
+
+
+def default_model() -> Path:
+    """The bundle shipped with epsilon-tag (EfficientNet-Lite0 + Epsilon head, GloVe 50-d)."""
+    return asset_path("default")
+
+
+def model_id(model: str | Path | None = None) -> str:
+    """A short id of a bundle's weights and backbone, read from its config alone (cheap),
+    so that a rescan can tell whether photos were tagged by this model without loading it."""
+    folder = Path(model).expanduser() if model else default_model()
+    if folder.is_file():
+        folder = folder.parent
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+        return f"{config['weights_sha256'][:16]}+{config['backbone']['weights']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        from trainer.checkpoint import Bundle
+        from trainer.errors import BundleError
+
+        Bundle.load(folder)  # raises the bundle's own clear error
+        raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.")
+
+
+def resolve_device(device: str = "auto") -> "torch.device":
+    import torch
+
+    from trainer.backbones import BackboneError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackboneError("--device cuda was asked for, but PyTorch sees no CUDA GPU here: use --device cpu or auto.")
+    return torch.device(device)
+
+
+@dataclass
+class Engine:
+    bundle: "Bundle"
+    backbone: "Backbone"
+    device: "torch.device"
+    model_id: str
+    model_path: Path
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, *, device: str = "auto",
+             backbone_weights: str | Path | None = None) -> "Engine":
+        """Load a bundle and the backbone it was trained on. A backbone that is not shipped
+        (a ViT from a file) needs ``backbone_weights``, checked against the bundle's record."""
+        from trainer.backbones import PACKAGED_WEIGHTS_ID, BackboneError, build_backbone
+        from trainer.checkpoint import Bundle
+        from trainer.files import sha256_file
+
+        folder = Path(model).expanduser() if model else default_model()
+        dev = resolve_device(device)
+        bundle = Bundle.load(folder, device=dev)
+        spec = bundle.backbone
+        recorded = str(spec.get("weights", ""))
+        if recorded == PACKAGED_WEIGHTS_ID:
+            backbone = build_backbone(spec["name"], device=dev)
+        elif recorded.startswith("file:"):
+            if backbone_weights is None:
+                raise BackboneError(
+                    f"The model at {folder} was trained on backbone {spec['name']!r} with weights from the file "
+                    f"{recorded.split(':')[1]!r}: pass that file with --backbone-weights FILE."
+                )
+            expected = recorded.rsplit(":", 1)[-1]
+            if sha256_file(backbone_weights)[: len(expected)] != expected:
+                raise BackboneError(
+                    f"{backbone_weights} is not the backbone file this model was trained on "
+                    f"(expected SHA-256 starting {expected})."
+                )
+            backbone = build_backbone(spec["name"], backbone_weights, device=dev)
+        else:
+            raise BackboneError(f"The model at {folder} records backbone weights {recorded!r}, which cannot be rebuilt.")
+        return cls(bundle, backbone, dev, model_id(folder), folder)
+
+    @property
+    def decode_side(self) -> int:
+        return self.backbone.preprocessing.decode_side
+
+    def transform(self) -> Callable:
+        return self.backbone.preprocessing.transform()
+
+    @property
+    def semantic_shape(self) -> tuple[int, int]:
+        return (self.bundle.config.num_groups, self.bundle.config.d_w)
+
+    def label_table(self) -> dict[str, np.ndarray]:
+        """The model's own label vectors (what it was trained and evaluated with)."""
+        table = {}
+        for labels, vectors in ((self.bundle.seen_labels, self.bundle.seen_vectors),
+                                (self.bundle.unseen_labels, self.bundle.unseen_vectors)):
+            if vectors is not None:
+                table.update({label.lower(): v / max(np.linalg.norm(v), 1e-12) for label, v in zip(labels, vectors)})
+        return table
+
+    def semantic(self, pixels: "torch.Tensor") -> np.ndarray:
+        """B x 3 x H x W preprocessed pixels -> B x M x d_w semantic vectors (float16)."""
+        import torch
+
+        pixels = pixels.to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
+            s = self.bundle.model(self.backbone(pixels))
+        return s.float().cpu().numpy().astype(np.float16)

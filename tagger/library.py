@@ -1,0 +1,427 @@
+"""The photo library in SQLite: the schema, its migrations and every query (the one place with SQL).
+
+Tables: ``photos`` (one row per file, with EXIF and the model that tagged it),
+``vectors`` (each photo's Epsilon semantic vectors S, M x d_w fp16), ``words`` (the
+vocabulary with its word vectors), ``tags`` (each photo's top words with score and rank),
+``failures`` (files that could not be read, with the reason) and ``meta`` (schema version,
+model id, shapes). WAL mode lets a search or the TUI read while a scan writes; every write
+happens in a transaction, so a kill leaves the last committed batch and nothing half-done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+OK, MISSING = "ok", "missing"
+SEEN, ZERO_SHOT = "seen", "zero-shot"
+
+
+class LibraryError(RuntimeError):
+    """The library file cannot be used as asked; the message says what to do."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute(
+        """CREATE TABLE photos (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, size INTEGER, mtime_ns INTEGER,
+            hash TEXT, width INTEGER, height INTEGER, taken_at TEXT, camera TEXT, lens TEXT,
+            latitude REAL, longitude REAL, orientation INTEGER, status TEXT NOT NULL DEFAULT 'ok',
+            model_id TEXT, scanned_at TEXT)"""
+    )
+    db.execute("CREATE INDEX photos_hash ON photos(hash)")
+    db.execute("CREATE INDEX photos_taken_at ON photos(taken_at)")
+    db.execute(
+        "CREATE TABLE vectors (photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE, s BLOB NOT NULL)"
+    )
+    db.execute(
+        """CREATE TABLE words (id INTEGER PRIMARY KEY, word TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            vector BLOB NOT NULL, added_at TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE tags (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            word_id INTEGER NOT NULL REFERENCES words(id) ON DELETE CASCADE,
+            score REAL NOT NULL, rank INTEGER NOT NULL, PRIMARY KEY (photo_id, word_id)) WITHOUT ROWID"""
+    )
+    # Photos of a word, best first (search by tag, counts); each photo's k-th tag (vocab add).
+    db.execute("CREATE INDEX tags_word ON tags(word_id, score DESC)")
+    db.execute("CREATE INDEX tags_rank ON tags(rank, photo_id, score)")
+    db.execute("CREATE TABLE failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, at TEXT)")
+
+
+# Migration i brings a library from version i to i + 1; append, never edit, once released.
+MIGRATIONS = [_v1]
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the library knows about a file, enough to decide whether to read it again."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    status: str
+    model_id: str | None
+
+
+@dataclass(frozen=True)
+class Word:
+    id: int
+    word: str
+    kind: str
+    vector: np.ndarray  # d_w float32, unit length
+
+
+@dataclass
+class PhotoRecord:
+    """One decoded, tagged photo, ready to store."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str
+    width: int | None
+    height: int | None
+    meta: dict  # PhotoMeta fields
+    semantic: np.ndarray  # M x d_w
+    tags: list[tuple[int, float]]  # (word id, score), best first
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+class Library:
+    """An open library file. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
+        self.path = Path(path).expanduser()
+        self._depth = 0
+        if not self.path.exists():
+            if not create or readonly:
+                raise LibraryError(
+                    f"No library at {self.path}: run `epsilon-tag scan FOLDER` first, or pass --db "
+                    f"(or set EPSILON_TAG_DB) to the library you scanned into."
+                )
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LibraryError(f"Cannot create the folder for the library {self.path}: {exc.strerror}") from exc
+        try:
+            uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self.db.enable_wal()
+            self._migrate(readonly)
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(
+                f"Cannot open the library {self.path}: {exc}. If it is not an epsilon-tag library, pass "
+                f"another --db; if the folder is read-only, choose a writable place."
+            ) from exc
+
+    # ---- life cycle ------------------------------------------------------------
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: a kill or an error inside leaves the library as it was before.
+        Nested calls join the outermost transaction, which alone commits."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._depth = 1
+        try:
+            with self.db.conn:
+                yield
+        finally:
+            self._depth = 0
+
+    def _migrate(self, readonly: bool) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise LibraryError(
+                f"{self.path} was written by a newer epsilon-tag (schema {version}, this one reads up to "
+                f"{SCHEMA_VERSION}): upgrade epsilon-tag."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if readonly:
+            raise LibraryError(f"{self.path} needs an upgrade (schema {version} -> {SCHEMA_VERSION}): run a scan first.")
+        with self.transaction():
+            for migrate in MIGRATIONS[version:]:
+                migrate(self.db)
+            self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    # ---- meta ------------------------------------------------------------------
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, **values) -> None:
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    @property
+    def model_id(self) -> str | None:
+        return self.get_meta("model_id")
+
+    @property
+    def tags_per_photo(self) -> int:
+        return int(self.get_meta("tags_per_photo", 10))
+
+    # ---- what a scan needs to decide -------------------------------------------
+
+    def known_photos(self) -> dict[str, Known]:
+        rows = self.db.execute("SELECT id, path, size, mtime_ns, hash, status, model_id FROM photos")
+        return {row[1]: Known(*row) for row in rows}
+
+    def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
+        return {row[0]: (row[1], row[2]) for row in self.db.execute("SELECT path, size, mtime_ns FROM failures")}
+
+    def photos_with_hash(self, digest: str) -> list[Known]:
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, hash, status, model_id FROM photos WHERE hash = ?", [digest]
+        )
+        return [Known(*row) for row in rows]
+
+    # ---- writes ----------------------------------------------------------------
+
+    def save_batch(self, records: Sequence[PhotoRecord], failures: Sequence[Failure], model_id: str) -> None:
+        """Store a batch of tagged photos and failures in one transaction."""
+        at = now()
+        with self.transaction():
+            conn = self.db.conn
+            for r in records:
+                m = r.meta
+                photo_id = conn.execute(
+                    """INSERT INTO photos (path, size, mtime_ns, hash, width, height, taken_at, camera, lens,
+                        latitude, longitude, orientation, status, model_id, scanned_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?)
+                       ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+                        hash = excluded.hash, width = excluded.width, height = excluded.height,
+                        taken_at = excluded.taken_at, camera = excluded.camera, lens = excluded.lens,
+                        latitude = excluded.latitude, longitude = excluded.longitude,
+                        orientation = excluded.orientation, status = 'ok', model_id = excluded.model_id,
+                        scanned_at = excluded.scanned_at
+                       RETURNING id""",
+                    [r.path, r.size, r.mtime_ns, r.hash, r.width, r.height, m.get("taken_at"), m.get("camera"),
+                     m.get("lens"), m.get("latitude"), m.get("longitude"), m.get("orientation"), model_id, at],
+                ).fetchone()[0]
+                conn.execute(
+                    "INSERT OR REPLACE INTO vectors (photo_id, s) VALUES (?, ?)",
+                    [photo_id, np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes()],
+                )
+                self._write_tags(photo_id, r.tags)
+            conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
+            conn.executemany(
+                """INSERT INTO failures (path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,
+                    mtime_ns = excluded.mtime_ns, at = excluded.at""",
+                [(f.path, f.reason, f.size, f.mtime_ns, at) for f in failures],
+            )
+
+    def _write_tags(self, photo_id: int, tags: Sequence[tuple[int, float]]) -> None:
+        conn = self.db.conn
+        conn.execute("DELETE FROM tags WHERE photo_id = ?", [photo_id])
+        conn.executemany(
+            "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
+            [(photo_id, int(w), float(s), rank) for rank, (w, s) in enumerate(tags, start=1)],
+        )
+
+    def replace_tags(self, tags_by_photo: dict[int, Sequence[tuple[int, float]]]) -> None:
+        with self.transaction():
+            for photo_id, tags in tags_by_photo.items():
+                self._write_tags(photo_id, tags)
+
+    def move(self, photo_id: int, path: str, size: int, mtime_ns: int) -> None:
+        """A file found under a new path with the content of a known photo keeps its tags."""
+        with self.transaction():
+            self.db.execute("DELETE FROM photos WHERE path = ? AND id != ?", [path, photo_id])
+            self.db.execute(
+                "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, status = 'ok' WHERE id = ?",
+                [path, size, mtime_ns, photo_id],
+            )
+            self.db.execute("DELETE FROM failures WHERE path = ?", [path])
+
+    def set_status(self, ids: Iterable[int], status: str) -> None:
+        with self.transaction():
+            self.db.conn.executemany("UPDATE photos SET status = ? WHERE id = ?", [(status, i) for i in ids])
+
+    def delete_photos(self, ids: Iterable[int]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("DELETE FROM photos WHERE id = ?", [(i,) for i in ids])
+
+    def forget_failures(self, paths: Iterable[str]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
+
+    # ---- vocabulary --------------------------------------------------------------
+
+    def words(self) -> list[Word]:
+        rows = self.db.execute("SELECT id, word, kind, vector FROM words ORDER BY id")
+        return [Word(i, w, k, np.frombuffer(v, dtype=np.float32)) for i, w, k, v in rows]
+
+    def add_words(self, entries: Sequence[tuple[str, str, np.ndarray]]) -> list[int]:
+        """Insert (word, kind, vector) rows; returns their ids. Words already present are updated."""
+        at = now()
+        with self.transaction():
+            return [
+                self.db.execute(
+                    """INSERT INTO words (word, kind, vector, added_at) VALUES (?, ?, ?, ?)
+                       ON CONFLICT(word) DO UPDATE SET kind = excluded.kind, vector = excluded.vector
+                       RETURNING id""",
+                    [word, kind, np.asarray(vector, dtype=np.float32).tobytes(), at],
+                ).fetchone()[0]
+                for word, kind, vector in entries
+            ]
+
+    def remove_words(self, ids: Sequence[int]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("DELETE FROM words WHERE id = ?", [(i,) for i in ids])
+
+    def photos_tagged(self, word_ids: Sequence[int]) -> np.ndarray:
+        marks = ",".join("?" * len(word_ids))
+        rows = self.db.execute(f"SELECT DISTINCT photo_id FROM tags WHERE word_id IN ({marks})", list(word_ids))
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def word_counts(self) -> dict[int, int]:
+        """Photos (present ones) carrying each word."""
+        rows = self.db.execute(
+            "SELECT word_id, count(*) FROM tags JOIN photos ON photos.id = tags.photo_id "
+            "WHERE photos.status = 'ok' GROUP BY word_id"
+        )
+        return dict(rows.fetchall())
+
+    # ---- vectors and tags ----------------------------------------------------------
+
+    def semantic_vectors(
+        self, *, ids: Sequence[int] | None = None, after: str | None = None, before: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, S as N x M x d_w float16) of present photos tagged by the library's model."""
+        shape = self.get_meta("semantic_shape")
+        if shape is None:
+            return np.zeros(0, np.int64), np.zeros((0, 1, 1), np.float16)
+        where, params = ["p.status = 'ok'", "p.model_id = ?"], [self.model_id]
+        if after:
+            where.append("p.taken_at >= ?")
+            params.append(after)
+        if before:
+            where.append("p.taken_at < ?")
+            params.append(before)
+        if ids is not None:
+            where.append("p.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(i) for i in ids]))
+        rows = self.db.execute(
+            f"SELECT v.photo_id, v.s FROM vectors v JOIN photos p ON p.id = v.photo_id WHERE {' AND '.join(where)}",
+            params,
+        ).fetchall()
+        photo_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        blob = b"".join(r[1] for r in rows)
+        return photo_ids, np.frombuffer(blob, dtype=np.float16).reshape(len(rows), *shape)
+
+    def tag_floor(self, rank: int) -> dict[int, float]:
+        """Each photo's score at ``rank`` (its lowest kept tag when it holds that many)."""
+        return dict(self.db.execute("SELECT photo_id, score FROM tags WHERE rank = ?", [rank]).fetchall())
+
+    def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+        rows = self.db.execute(
+            "SELECT photo_id, word_id, score FROM tags WHERE photo_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY photo_id, rank",
+            [json.dumps([int(i) for i in photo_ids])],
+        )
+        out: dict[int, list[tuple[int, float]]] = {int(i): [] for i in photo_ids}
+        for photo_id, word_id, score in rows:
+            out[photo_id].append((word_id, score))
+        return out
+
+    # ---- reading for people -----------------------------------------------------------
+
+    def photos(self, ids: Sequence[int]) -> dict[int, dict]:
+        rows = self.db.query(
+            "SELECT * FROM photos WHERE id IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in ids])]
+        )
+        return {row["id"]: row for row in rows}
+
+    def photo_by_path(self, path: str) -> dict | None:
+        return next(self.db.query("SELECT * FROM photos WHERE path = ?", [path]), None)
+
+    def photo_tags(self, photo_id: int) -> list[dict]:
+        return list(
+            self.db.query(
+                "SELECT w.word, w.kind, t.score, t.rank FROM tags t JOIN words w ON w.id = t.word_id "
+                "WHERE t.photo_id = ? ORDER BY t.rank",
+                [photo_id],
+            )
+        )
+
+    def failure(self, path: str) -> dict | None:
+        return next(self.db.query("SELECT * FROM failures WHERE path = ?", [path]), None)
+
+    def failures(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM failures ORDER BY path"))
+
+    def present_photos(self, under: Sequence[str] = ()) -> Iterator[dict]:
+        """Present photos (optionally under some folders), in path order, streamed."""
+        rows = self.db.query("SELECT id, path FROM photos WHERE status = 'ok' ORDER BY path")
+        prefixes = tuple(p.rstrip("/") + "/" for p in under)
+        for row in rows:
+            if not prefixes or row["path"].startswith(prefixes) or row["path"] in under:
+                yield row
+
+    def counts(self) -> dict:
+        one = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "photos": one("SELECT count(*) FROM photos WHERE status = 'ok'"),
+            "missing": one("SELECT count(*) FROM photos WHERE status = 'missing'"),
+            "failures": one("SELECT count(*) FROM failures"),
+            "words": one("SELECT count(*) FROM words"),
+            "seen_words": one("SELECT count(*) FROM words WHERE kind = 'seen'"),
+            "zero_shot_words": one("SELECT count(*) FROM words WHERE kind = 'zero-shot'"),
+            "tags": one("SELECT count(*) FROM tags"),
+            "taken_first": one("SELECT min(taken_at) FROM photos WHERE status = 'ok'"),
+            "taken_last": one("SELECT max(taken_at) FROM photos WHERE status = 'ok'"),
+            "cameras": one("SELECT count(DISTINCT camera) FROM photos WHERE status = 'ok'"),
+        }

@@ -1,0 +1,309 @@
+"""Incremental scan: find new, changed, moved and vanished photos; tag the ones to read.
+
+Deciding is cheap and happens first (walk, stat, compare with the library; hash only files
+whose size matches a vanished photo, to recognise moves). Reading is the expensive part:
+DataLoader worker processes decode photos (JPEG draft mode, EXIF, orientation) while the
+main process runs the model on the previous batch; each batch is committed on its own, so
+Ctrl-C or a kill loses at most the batch in flight and the next scan continues from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+
+from .images import UnreadablePhoto, open_photo, photo_size, read_meta
+from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
+from .vocabulary import DEFAULT_TAGS_PER_PHOTO, WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
+from .walk import Skipped, walk_photos
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+# A quick content hash: the size and the first and last 256 KiB. Enough to tell photos
+# apart (headers carry timestamps, the tail is entropy-coded pixels) at one short read.
+_HASH_SPAN = 256 * 1024
+
+
+def quick_hash(path: str | Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest.update(size.to_bytes(8, "little"))
+        digest.update(handle.read(_HASH_SPAN))
+        if size > 2 * _HASH_SPAN:
+            handle.seek(size - _HASH_SPAN)
+            digest.update(handle.read(_HASH_SPAN))
+        elif size > _HASH_SPAN:
+            digest.update(handle.read())
+    return digest.hexdigest()
+
+
+@dataclass
+class ScanReport:
+    new: int = 0
+    updated: int = 0
+    moved: int = 0
+    missing: int = 0  # vanished since the last scan, marked missing
+    pruned: int = 0  # deleted from the library (--prune)
+    unchanged: int = 0
+    failed: int = 0  # could not be read this time
+    failed_before: int = 0  # failed before and unchanged since: not retried
+    interrupted: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class _Reader:
+    """Runs in DataLoader workers: one file -> (pixels, metadata) or the reason it failed."""
+
+    def __init__(self, jobs: Sequence[_Job], transform: Callable, decode_side: int, input_size: int):
+        self.jobs, self.transform = jobs, transform
+        self.decode_side, self.input_size = decode_side, input_size
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        job = self.jobs[i]
+        try:
+            digest = quick_hash(job.path)
+            meta = read_meta(job.path)
+            pixels = self.transform(open_photo(job.path, self.decode_side))
+            return i, pixels, (digest, asdict(meta), photo_size(job.path, meta.orientation))
+        except FileNotFoundError:
+            reason = "vanished during the scan"
+        except UnreadablePhoto as exc:
+            reason = str(exc)
+        except OSError as exc:
+            reason = f"cannot read: {exc.strerror or exc}"
+        except Exception as exc:  # any decoder error: recorded, the scan goes on
+            reason = f"cannot decode: {type(exc).__name__}: {exc}"
+        return i, torch.zeros(3, self.input_size, self.input_size), reason
+
+
+def _collate(items):
+    import torch
+
+    return [i for i, _, _ in items], torch.stack([p for _, p, _ in items]), [r for _, _, r in items]
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+def prepare_library(library: Library, engine: "Engine", embeddings: str | None = None) -> list[str]:
+    """Record the model in the library and fill an empty vocabulary with the default words.
+    Returns the default words that have no vector (left out)."""
+    bundle = engine.bundle
+    source = WordSource(
+        embeddings or library.get_meta("embeddings") or bundle.embeddings.get("source", "glove-6b-50d"),
+        engine.label_table(),
+        bundle.seen_labels,
+    )
+    previous = library.model_id
+    library.set_meta(
+        model_id=engine.model_id,
+        model_path=None if engine.model_path == _default_path() else str(engine.model_path),
+        semantic_shape=list(engine.semantic_shape),
+        seen_words=list(bundle.seen_labels),
+        embeddings=source.embeddings_id,
+        tags_per_photo=library.get_meta("tags_per_photo", DEFAULT_TAGS_PER_PHOTO),
+    )
+    if previous is not None and previous != engine.model_id:
+        # Another model may live in another word space: the vocabulary is rebuilt with the
+        # same words, and every photo is read again (its model id no longer matches).
+        words = [w.word for w in library.words()]
+        library.remove_words([w.id for w in library.words()])
+        return ensure_vocabulary(library, source, words)[1]
+    return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
+
+
+def _default_path() -> Path:
+    from .engine import default_model
+
+    return default_model()
+
+
+def scan(
+    library: Library,
+    roots: Sequence[str | Path],
+    *,
+    model: str | Path | None = None,
+    exclude: Sequence[str] = (),
+    force: bool = False,
+    prune: bool = False,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    backbone_weights: str | Path | None = None,
+    embeddings: str | None = None,
+    progress: bool = True,
+    engine: "Engine | None" = None,
+) -> ScanReport:
+    """Bring the library up to date with the photos under ``roots``."""
+    from .engine import model_id as model_id_of
+
+    report = ScanReport()
+    roots = [str(Path(r).expanduser().resolve()) for r in roots]
+    current_model = engine.model_id if engine else model_id_of(model)
+    known = library.known_photos()
+    failed_before = library.known_failures()
+
+    found: set[str] = set()
+    unreadable_folders: list[str] = []
+    jobs: list[tuple[_Job, bool]] = []  # (job, already in the library)
+    walk_failures: list[Failure] = []
+    for item in walk_photos(roots, exclude):
+        if isinstance(item, Skipped):
+            unreadable_folders.append(str(item.path))
+            walk_failures.append(Failure(_printable(item.path), item.reason))
+            continue
+        path = _printable(item)
+        if path != str(item):
+            walk_failures.append(Failure(path, "file name is not valid UTF-8: rename the file"))
+            continue
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            walk_failures.append(Failure(path, f"cannot read: {exc.strerror or exc}"))
+            continue
+        found.add(path)
+        job = _Job(path, info.st_size, info.st_mtime_ns)
+        row = known.get(path)
+        same_file = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
+        if same_file and row.model_id == current_model and not force:
+            if row.status != OK:
+                library.set_status([row.id], OK)  # back where it was
+            report.unchanged += 1
+        elif row is None and not force and failed_before.get(path) == (job.size, job.mtime_ns):
+            report.failed_before += 1
+        else:
+            jobs.append((job, row is not None))
+    library.save_batch([], walk_failures, current_model)
+    report.failures.extend((f.path, f.reason) for f in walk_failures)
+
+    # Photos the library holds under these roots that the walk did not find. A folder that
+    # could not be read hides its photos: they are not counted as gone.
+    vanished = [
+        row for path, row in known.items()
+        if row.status == OK and path not in found and _under(path, roots) and not _under(path, unreadable_folders)
+    ]
+    jobs, moved_ids = _recognise_moves(library, jobs, vanished + [r for r in known.values() if r.status == MISSING])
+    report.moved = len(moved_ids)
+    gone = [row.id for row in vanished if row.id not in moved_ids]
+    if prune:
+        stale = [row.id for row in known.values() if row.status == MISSING and _under(row.path, roots)]
+        library.delete_photos(gone + stale)
+        report.pruned = len(gone) + len(stale)
+    else:
+        library.set_status(gone, MISSING)
+        report.missing = len(gone)
+
+    if jobs:
+        if engine is None:
+            from .engine import Engine
+
+            engine = Engine.load(model, device=device, backbone_weights=backbone_weights)
+        left_out = prepare_library(library, engine, embeddings)
+        if left_out:
+            print(f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
+                  file=sys.stderr)
+        _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress)
+    return report
+
+
+def _recognise_moves(library: Library, jobs, candidates: list[Known]) -> tuple[list, set[int]]:
+    """New files with the content of a vanished or missing photo take over its row (and tags).
+    Returns the jobs left to read and the ids of the photos that moved."""
+    by_size: dict[int, list[Known]] = {}
+    for row in candidates:
+        if row.hash:
+            by_size.setdefault(row.size, []).append(row)
+    remaining, moved = [], set()
+    for job, in_library in jobs:
+        matches = by_size.get(job.size) if not in_library else None
+        if matches:
+            try:
+                digest = quick_hash(job.path)
+            except OSError:
+                digest = None
+            match = next((row for row in matches if row.hash == digest), None)
+            if match is not None:
+                matches.remove(match)
+                library.move(match.id, job.path, job.size, job.mtime_ns)
+                moved.add(match.id)
+                continue
+        remaining.append((job, in_library))
+    return remaining, moved
+
+
+def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, *,
+                  batch_size: int, workers: int | None, progress: bool) -> None:
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    workers = default_workers() if workers is None else workers
+    word_ids, vectors = vocabulary_matrix(library)
+    k = library.tags_per_photo
+    reader = _Reader([job for job, _ in jobs], engine.transform(), engine.decode_side,
+                     engine.backbone.preprocessing.input_size)
+    loader = DataLoader(reader, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=engine.device.type == "cuda")
+    bar = tqdm(total=len(jobs), unit="photo", desc="tagging", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, smoothing=0.1)
+    try:
+        for indices, pixels, results in loader:
+            ok = [n for n, r in enumerate(results) if not isinstance(r, str)]
+            semantic = engine.semantic(pixels[ok]) if ok else np.zeros((0, *engine.semantic_shape), np.float16)
+            tags = top_tags(semantic, word_ids, vectors, k)
+            records, failures, updated = [], [], 0
+            for n, (i, result) in enumerate(zip(indices, results)):
+                job, in_library = jobs[i]
+                if isinstance(result, str):
+                    failures.append(Failure(job.path, result, job.size, job.mtime_ns))
+                    continue
+                digest, meta, (width, height) = result
+                row = ok.index(n)
+                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta,
+                                           semantic[row], tags[row]))
+                updated += in_library
+            library.save_batch(records, failures, engine.model_id)
+            report.updated += updated
+            report.new += len(records) - updated
+            report.failed += len(failures)
+            report.failures.extend((f.path, f.reason) for f in failures)
+            bar.update(len(indices))
+    except KeyboardInterrupt:
+        # The batch in flight was rolled back by its transaction; everything before it is stored.
+        report.interrupted = True
+    finally:
+        bar.close()
+
+
+def default_workers() -> int:
+    """Decode worker processes: one per core, at most 8 (the model needs cores too)."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _printable(path: Path | str) -> str:
+    """The path as stored: text. Names that are not valid UTF-8 come back with escapes."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", errors="backslashreplace")

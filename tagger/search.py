@@ -1,0 +1,89 @@
+"""Search: the query semantics shared by the CLI and the TUI.
+
+Every word of a query is scored against every photo's stored semantic vectors, whether
+the word is in the vocabulary or not (zero-shot: no re-scan); several words rank photos
+by the mean of their scores.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .library import Library, LibraryError
+from .vocabulary import WordSource, normalise_word, scores
+
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
+
+
+@dataclass(frozen=True)
+class Hit:
+    photo_id: int
+    path: str
+    score: float
+    taken_at: str | None
+    camera: str | None
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "score": round(self.score, 4), "taken_at": self.taken_at, "camera": self.camera}
+
+
+def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> list[str]:
+    """Terms of a query. An argument that is a vocabulary entry ("polar bear") stays whole;
+    anything else is split on spaces and commas into words."""
+    parts = [query] if isinstance(query, str) else list(query)
+    known = set(vocabulary)
+    terms: list[str] = []
+    for part in parts:
+        key = normalise_word(part)
+        if key in known:
+            terms.append(key)
+        else:
+            terms.extend(t for t in re.split(r"[\s,]+", key) if t)
+    return list(dict.fromkeys(terms))
+
+
+def check_date(value: str | None, option: str) -> str | None:
+    """Dates compare as text against ISO timestamps, so a prefix (2021, 2021-06) works."""
+    if value is None:
+        return None
+    value = value.strip().replace(" ", "T")
+    if not _DATE.match(value):
+        raise ValueError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value!r}")
+    return value
+
+
+def search(
+    library: Library,
+    query: str | Sequence[str],
+    *,
+    limit: int | None = 20,
+    min_score: float | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    source: WordSource | None = None,
+) -> list[Hit]:
+    """Present photos ranked by their (mean) score for the query's words, best first."""
+    if library.model_id is None:
+        raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
+    source = source or WordSource.of_library(library)
+    terms = parse_query(query, list(source.table))
+    if not terms:
+        raise ValueError("Give at least one word to search for.")
+    vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
+    ids, semantic = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
+    combined = scores(semantic, vectors).mean(axis=1) if len(ids) else np.zeros(0, np.float32)
+    order = np.argsort(-combined, kind="stable")
+    if min_score is not None:
+        order = order[combined[order] >= min_score]
+    if limit is not None:
+        order = order[:limit]
+    rows = library.photos(ids[order])
+    return [
+        Hit(int(ids[i]), rows[int(ids[i])]["path"], float(combined[i]), rows[int(ids[i])]["taken_at"],
+            rows[int(ids[i])]["camera"])
+        for i in order
+    ]

@@ -1,0 +1,211 @@
+"""The vocabulary: words, their vectors, and scoring stored semantic vectors against them.
+
+Every photo keeps its top ``tags_per_photo`` words. Because each photo's semantic vectors
+S are stored, a word added later is scored against the whole library from the database,
+without decoding a single photo: score = max over the M rows of <S_m, w> (the model's own
+rule, ``trainer.model.score``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from trainer.assets import asset_path
+from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
+
+from .library import SEEN, ZERO_SHOT, Library
+
+DEFAULT_TAGS_PER_PHOTO = 10
+# Rows of S scored at once: bounds memory whatever the library's size.
+_CHUNK = 16384
+
+
+class VocabularyError(RuntimeError):
+    """A word cannot be added, removed or looked up; the message says why and what to do."""
+
+
+def normalise_word(word: str) -> str:
+    return re.sub(r"\s+", " ", word.strip().lower())
+
+
+class WordSource:
+    """Vectors for words: a fixed table first (the library's vocabulary, a model's labels),
+    then the word embeddings, loaded only when a word is not in the table."""
+
+    def __init__(self, embeddings: str = DEFAULT_EMBEDDINGS, table: dict[str, np.ndarray] | None = None,
+                 seen: Iterable[str] = ()) -> None:
+        self.embeddings_id = embeddings
+        self.table = dict(table or {})
+        self.seen = {normalise_word(w) for w in seen}
+        self._vectors: WordVectors | None = None
+
+    @classmethod
+    def of_library(cls, library: Library) -> "WordSource":
+        return cls(
+            library.get_meta("embeddings", DEFAULT_EMBEDDINGS),
+            {w.word: w.vector for w in library.words()},
+            library.get_meta("seen_words", []),
+        )
+
+    @property
+    def vectors(self) -> WordVectors:
+        if self._vectors is None:
+            try:
+                self._vectors = load_embeddings(self.embeddings_id)
+            except FileNotFoundError as exc:
+                raise VocabularyError(
+                    f"{exc} The library's words come from {self.embeddings_id!r}; pass --embeddings FILE "
+                    f"with vectors of the same kind to look up new words."
+                ) from exc
+        return self._vectors
+
+    def kind(self, word: str) -> str:
+        return SEEN if normalise_word(word) in self.seen else ZERO_SHOT
+
+    def vector(self, word: str) -> np.ndarray:
+        """Unit vector of a word or phrase; raises ``UnknownWordError`` with suggestions."""
+        key = normalise_word(word)
+        if key in self.table:
+            return np.asarray(self.table[key], dtype=np.float32)
+        return self.vectors.vector(key)
+
+    def neighbours(self, word: str, n: int = 10) -> list[tuple[str, float]]:
+        return self.vectors.neighbours(normalise_word(word), n)
+
+
+def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """N x W scores of stored S (N x M x d_w, any float type) against W word vectors:
+    ``trainer.model.score``'s rule (max over rows of <S_m, unit w>), in NumPy so that a
+    search never pays for importing torch; tests hold the two equal."""
+    words = np.asarray(vectors, dtype=np.float32)
+    words = words / np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-12)
+    out = np.empty((len(semantic), len(words)), dtype=np.float32)
+    for start in range(0, len(semantic), _CHUNK):
+        part = np.asarray(semantic[start:start + _CHUNK], dtype=np.float32)
+        out[start:start + _CHUNK] = (part @ words.T).max(axis=1)
+    return out
+
+
+def top_tags(semantic: np.ndarray, word_ids: np.ndarray, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    """Each photo's k best words as (word id, score), best first."""
+    if len(word_ids) == 0:
+        return [[] for _ in range(len(semantic))]
+    s = scores(semantic, vectors)
+    k = min(k, s.shape[1])
+    best = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    out = []
+    for row, cols in zip(s, best):
+        cols = cols[np.argsort(-row[cols], kind="stable")]
+        out.append([(int(word_ids[c]), float(row[c])) for c in cols])
+    return out
+
+
+def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray]:
+    words = library.words()
+    if not words:
+        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
+    return np.array([w.id for w in words], dtype=np.int64), np.stack([w.vector for w in words])
+
+
+def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
+    """A model's own labels, then the shipped list of common photo tags, without repeats."""
+    shipped = [line.strip() for line in asset_path("vocabulary", "photo-tags.txt").read_text().splitlines()]
+    out: dict[str, None] = {}
+    for word in [*seen, *unseen, *shipped]:
+        word = normalise_word(word)
+        if word and not word.startswith("#"):
+            out.setdefault(word)
+    return list(out)
+
+
+def add_words(library: Library, words: Sequence[str], source: WordSource) -> dict[str, int]:
+    """Add words (checked against the word vectors first: nothing is written if one is
+    unknown), score the whole library against them from the stored vectors, and return
+    how many present photos carry each word among their top tags."""
+    wanted = list(dict.fromkeys(normalise_word(w) for w in words if normalise_word(w)))
+    if not wanted:
+        raise VocabularyError("Give at least one word to add.")
+    existing = {w.word for w in library.words()}
+    entries = [(w, source.kind(w), source.vector(w)) for w in wanted if w not in existing]
+    k = library.tags_per_photo
+    with library.transaction():
+        new_ids = library.add_words(entries) if entries else []
+        if new_ids:
+            photo_ids, semantic = library.semantic_vectors()
+            new_scores = scores(semantic, np.stack([e[2] for e in entries]))
+            floor_of = library.tag_floor(k)
+            floor = np.array([floor_of.get(int(i), -np.inf) for i in photo_ids], dtype=np.float32)
+            better = new_scores > floor[:, None]
+            affected = np.flatnonzero(better.any(axis=1))
+            current = library.tags_of(photo_ids[affected])
+            updated = {}
+            for row in affected:
+                photo_id = int(photo_ids[row])
+                merged = current[photo_id] + [(new_ids[j], float(new_scores[row, j])) for j in np.flatnonzero(better[row])]
+                updated[photo_id] = sorted(merged, key=lambda t: -t[1])[:k]
+            library.replace_tags(updated)
+    counts = library.word_counts()
+    ids = {w.word: w.id for w in library.words()}
+    return {w: counts.get(ids[w], 0) for w in wanted}
+
+
+def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
+    """Remove words and give the photos that carried them their next best words.
+    Returns how many photos each word was taken from."""
+    by_word = {w.word: w for w in library.words()}
+    wanted = list(dict.fromkeys(normalise_word(w) for w in words))
+    for word in wanted:
+        if word not in by_word:
+            close = difflib.get_close_matches(word, list(by_word), n=5, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise VocabularyError(f"{word!r} is not in the vocabulary.{hint} `epsilon-tag vocab list` shows it.")
+    ids = [by_word[w].id for w in wanted]
+    counts = library.word_counts()
+    taken = {w: counts.get(by_word[w].id, 0) for w in wanted}
+    with library.transaction():
+        affected = library.photos_tagged(ids)
+        library.remove_words(ids)
+        retag(library, affected)
+    return taken
+
+
+def retag(library: Library, photo_ids: Sequence[int] | None = None) -> int:
+    """Recompute the top tags of some photos (all when None) from their stored vectors."""
+    word_ids, vectors = vocabulary_matrix(library)
+    ids, semantic = library.semantic_vectors(ids=photo_ids)
+    k = library.tags_per_photo
+    with library.transaction():
+        for start in range(0, len(ids), _CHUNK):
+            chunk = top_tags(semantic[start:start + _CHUNK], word_ids, vectors, k)
+            library.replace_tags(dict(zip((int(i) for i in ids[start:start + _CHUNK]), chunk)))
+    return len(ids)
+
+
+def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:
+    """Fill an empty vocabulary with ``words``; returns (added, words without a vector)."""
+    if library.words():
+        return 0, []
+    entries, unknown = [], []
+    for word in words:
+        try:
+            entries.append((word, source.kind(word), source.vector(word)))
+        except UnknownWordError:
+            unknown.append(word)
+    library.add_words(entries)
+    return len(entries), unknown
+
+
+def word_table(library: Library, *, kind: str | None = None, sort: str = "count") -> list[dict]:
+    """Every word with its kind and photo count, by count (most first) or by name."""
+    if kind not in (None, SEEN, ZERO_SHOT):
+        raise VocabularyError(f"kind is {SEEN!r} or {ZERO_SHOT!r}, not {kind!r}")
+    if sort not in ("count", "name"):
+        raise VocabularyError(f"sort is 'count' or 'name', not {sort!r}")
+    counts = library.word_counts()
+    rows = [{"word": w.word, "kind": w.kind, "count": counts.get(w.id, 0)}
+            for w in library.words() if kind is None or w.kind == kind]
+    return sorted(rows, key=(lambda r: (-r["count"], r["word"])) if sort == "count" else (lambda r: r["word"]))

@@ -1,0 +1,149 @@
+"""XMP sidecars: the photo's tags as ``dc:subject`` keywords, beside the original, never in it.
+
+digiKam and darktable read ``photo.jpg.xmp``, Lightroom ``photo.xmp``; an existing sidecar
+of either name is updated in place, otherwise a new one is written under the chosen name.
+Keywords already in a sidecar are kept. The keywords epsilon-tag wrote last time are
+recorded in the sidecar, so a later export replaces its own old tags and only those.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Literal, Sequence
+
+NS = {
+    "x": "adobe:ns:meta/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "lr": "http://ns.adobe.com/lightroom/1.0/",
+    "digiKam": "http://www.digikam.org/ns/1.0/",
+    "darktable": "http://darktable.sf.net/",
+    "exif": "http://ns.adobe.com/exif/1.0/",
+    "tiff": "http://ns.adobe.com/tiff/1.0/",
+    "photoshop": "http://ns.adobe.com/photoshop/1.0/",
+    "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+    "crs": "http://ns.adobe.com/camera-raw-settings/1.0/",
+    "epsilontag": "https://github.com/epsilon-tag/ns/1.0/",
+}
+for _prefix, _uri in NS.items():
+    ET.register_namespace(_prefix, _uri)
+
+Naming = Literal["full", "stem"]
+_OURS = f"{{{NS['epsilontag']}}}keywords"
+
+
+class SidecarError(RuntimeError):
+    """A sidecar exists but cannot be parsed or written; the message says which and why."""
+
+
+def sidecar_path(photo: str | Path, naming: Naming = "full") -> Path:
+    """The sidecar to write: an existing one of either name, else the chosen naming."""
+    photo = Path(photo)
+    full, stem = photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")
+    for existing in (full, stem):
+        if existing.exists():
+            return existing
+    return full if naming == "full" else stem
+
+
+def _q(tag: str) -> str:
+    prefix, name = tag.split(":")
+    return f"{{{NS[prefix]}}}{name}"
+
+
+def _empty() -> ET.Element:
+    root = ET.Element(_q("x:xmpmeta"))
+    rdf = ET.SubElement(root, _q("rdf:RDF"))
+    ET.SubElement(rdf, _q("rdf:Description"), {_q("rdf:about"): ""})
+    return root
+
+
+def read_keywords(path: str | Path) -> list[str]:
+    """The ``dc:subject`` keywords of a sidecar."""
+    root = ET.parse(path).getroot()
+    return [li.text or "" for li in root.iter(_q("rdf:li")) if _in_subject(root, li)]
+
+
+def _in_subject(root: ET.Element, li: ET.Element) -> bool:
+    return any(li in bag.iter() for subject in root.iter(_q("dc:subject")) for bag in subject)
+
+
+def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "full") -> tuple[Path, bool]:
+    """Merge ``keywords`` into the photo's sidecar; returns (sidecar, whether it existed)."""
+    path = sidecar_path(photo, naming)
+    existed = path.exists()
+    if existed:
+        try:
+            tree = ET.parse(path)
+        except (ET.ParseError, OSError) as exc:
+            raise SidecarError(f"{path} is not readable XML ({exc}); left untouched") from exc
+        root = tree.getroot()
+    else:
+        root = _empty()
+    rdf = root if root.tag == _q("rdf:RDF") else root.find(_q("rdf:RDF"))
+    if rdf is None:
+        raise SidecarError(f"{path} has no rdf:RDF element; left untouched")
+    descriptions = rdf.findall(_q("rdf:Description"))
+    # Several descriptions are legal XMP: keywords go where keywords already are.
+    description = next((d for d in descriptions if d.find(_q("dc:subject")) is not None),
+                       descriptions[0] if descriptions else None)
+    if description is None:
+        description = ET.SubElement(rdf, _q("rdf:Description"), {_q("rdf:about"): ""})
+    subject = description.find(_q("dc:subject"))
+    if subject is None:
+        subject = ET.SubElement(description, _q("dc:subject"))
+    bag = subject.find(_q("rdf:Bag"))
+    if bag is None:
+        bag = ET.SubElement(subject, _q("rdf:Bag"))
+
+    ours_before = set(filter(None, description.get(_OURS, "").split(",")))
+    for li in list(bag):
+        # Our own keywords from the last export make way for the new ones; a person's stay.
+        if (li.text or "") in ours_before and (li.text or "") not in keywords:
+            bag.remove(li)
+    present = {li.text for li in bag}
+    for keyword in keywords:
+        if keyword not in present:
+            ET.SubElement(bag, _q("rdf:li")).text = keyword
+    description.set(_OURS, ",".join(keywords))
+    ET.indent(root)
+    _atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=False))
+    return path, existed
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n')
+            handle.write(text)
+            handle.write('\n<?xpacket end="w"?>\n')
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def export_sidecars(library, under: Sequence[str] = (), *, naming: Naming = "full",
+                    min_score: float | None = None) -> tuple[int, int, list[tuple[str, str]]]:
+    """Write every present photo's tags to its sidecar.
+    Returns (sidecars written new, sidecars merged, [(path, reason) that failed])."""
+    written = merged = 0
+    failed: list[tuple[str, str]] = []
+    for row in library.present_photos(under):
+        keywords = [t["word"] for t in library.photo_tags(row["id"]) if min_score is None or t["score"] >= min_score]
+        try:
+            _, existed = write_sidecar(row["path"], keywords, naming)
+        except SidecarError as exc:
+            failed.append((row["path"], str(exc)))
+            continue
+        except OSError as exc:  # a read-only folder, a vanished photo's folder
+            failed.append((row["path"], f"cannot write its sidecar: {exc.strerror or exc}"))
+            continue
+        merged += existed
+        written += not existed
+    return written, merged, failed
