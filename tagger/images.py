@@ -8,6 +8,7 @@ library, and RAW files read through their largest embedded JPEG preview.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,10 @@ from PIL import Image, ImageOps
 from trainer.images import load_rgb
 
 from .walk import RAW_SUFFIXES
+
+# exifread logs "File format not recognized" and the like for every odd file; a scan
+# records its own reasons instead.
+logging.getLogger("exifread").setLevel(logging.CRITICAL)
 
 # How many JPEG start markers to try inside a RAW file before giving up.
 _MAX_PREVIEW_CANDIDATES = 64

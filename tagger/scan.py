@@ -199,6 +199,11 @@ def scan(
             jobs.append((job, row is not None))
     library.save_batch([], walk_failures, current_model)
     report.failures.extend((f.path, f.reason) for f in walk_failures)
+    # Failures of files that are gone (or folders readable again) are history, not news.
+    failed_now = {f.path for f in walk_failures}
+    library.forget_failures(
+        p for p in failed_before if _under(p, roots) and p not in found and p not in failed_now
+    )
 
     # Photos the library holds under these roots that the walk did not find. A folder that
     # could not be read hides its photos: they are not counted as gone.

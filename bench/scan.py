@@ -1,0 +1,157 @@
+"""epsilon-tag scan and library speed, by hand:  python bench/scan.py [--photos 500]
+
+Prints, all measured in this one run (ratios, not absolute thresholds):
+1. end-to-end scan photos/s of 12-megapixel JPEGs against the pipeline limit
+   cores / (d + f): d = one core's seconds to decode one photo for the model (draft
+   mode + resize), f = the backbone's core-seconds per photo (batched forward wall x threads);
+2. a rescan of 10,000 unchanged files (the scan() call, and the whole CLI process);
+3. `vocab add` and a zero-shot search over 100,000 stored photos;
+4. peak memory of a scan process at N/2 and N photos (flat = 1.0x).
+
+The 12 MP JPEGs are Corel-5K photos upscaled to 4000 x 3000 (quality 90), made once into
+--work (default /tmp/epsilon-bench) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from extraction import backbone_core_seconds  # noqa: E402  (bench/ is the script's folder)
+from tagger.engine import Engine  # noqa: E402
+from tagger.images import open_photo  # noqa: E402
+from tagger.library import Library, PhotoRecord  # noqa: E402
+from tagger.scan import scan  # noqa: E402
+from tagger.search import search  # noqa: E402
+from tagger.vocabulary import WordSource, add_words, default_words  # noqa: E402
+from trainer.embeddings import load_embeddings  # noqa: E402
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+COREL = CODE_ROOT.parent / "shared" / "data" / "corel5k" / "images"
+
+
+def twelve_megapixel_jpegs(folder: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(COREL.rglob("*.jpeg"))
+    out = []
+    for i in range(n):
+        path = folder / f"IMG_{i:05d}.jpg"
+        if not path.exists():
+            with Image.open(sources[i * 7 % len(sources)]) as image:
+                big = image.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+            big.save(path.with_suffix(".tmp"), "JPEG", quality=90)
+            os.replace(path.with_suffix(".tmp"), path)
+        out.append(path)
+    return out
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=500, help="12 MP JPEGs for the throughput run")
+    parser.add_argument("--unchanged", type=int, default=10_000, help="files for the rescan run")
+    parser.add_argument("--stored", type=int, default=100_000, help="stored photos for vocab add / search")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "epsilon-bench")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: 1,2,3,4")
+    args = parser.parse_args()
+    skip = set(args.skip.split(","))
+    cores = len(os.sched_getaffinity(0))
+    engine = Engine.load(device="cpu")
+
+    if "1" not in skip:
+        photos = twelve_megapixel_jpegs(args.work / "12mp", args.photos)
+        transform, side = engine.transform(), engine.decode_side
+        start = time.process_time()
+        for path in photos[:30]:
+            transform(open_photo(path, side))
+        d = (time.process_time() - start) / 30
+        f = backbone_core_seconds(engine.backbone)
+        limit = cores / (d + f)
+        with tempfile.TemporaryDirectory() as tmp, Library(Path(tmp) / "lib.db") as library:
+            wall, report = timed(lambda: scan(library, [photos[0].parent], engine=engine, progress=False))
+        assert report.new == len(photos), report
+        rate = len(photos) / wall
+        print(f"1. scan of {len(photos)} 12 MP JPEGs: {rate:.1f} photos/s; d = {d * 1e3:.1f} ms (draft decode + resize, "
+              f"one core), f = {f * 1e3:.1f} core-ms (backbone), {cores} cores -> limit {limit:.1f} photos/s; "
+              f"scan = {rate / limit:.2f} of the limit")
+
+    if "2" not in skip:
+        folder = args.work / "unchanged"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [folder / f"{i // 1000:02d}" / f"p{i:05d}.jpg" for i in range(args.unchanged)]
+        for path in files:
+            if not path.exists():
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(b"\xff\xd8" + path.name.encode())
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "lib.db"
+            with Library(db) as library:
+                library.set_meta(model_id=engine.model_id, semantic_shape=list(engine.semantic_shape))
+                zero = np.zeros(engine.semantic_shape, np.float16)
+                library.save_batch([PhotoRecord(str(p), p.stat().st_size, p.stat().st_mtime_ns, str(i), 1, 1, {}, zero, [])
+                                    for i, p in enumerate(files)], [], engine.model_id)
+                wall, report = timed(lambda: scan(library, [folder], progress=False))
+            assert report.unchanged == len(files) and report.new == 0, report
+            cli, done = timed(lambda: subprocess.run([sys.executable, "-m", "tagger.cli", "scan", str(folder), "--db", str(db), "-q"],
+                                                     capture_output=True, text=True, check=True))
+        print(f"2. rescan of {len(files):,} unchanged files: scan() {wall:.2f} s; the whole `epsilon-tag scan` "
+              f"process {cli:.2f} s ({done.stdout.strip()})")
+
+    if "3" not in skip:
+        from tests.tagging import synthetic_library
+
+        glove = load_embeddings()
+        words = [(w, glove.vector(w)) for w in default_words(engine.bundle.seen_labels)]
+        with tempfile.TemporaryDirectory() as tmp:
+            build, library = timed(lambda: synthetic_library(Path(tmp) / "lib.db", args.stored, words))
+            source = WordSource.of_library(library)
+            source.vector("zeppelin")  # load the word vectors once, as a long-lived TUI holds them
+            add, counts = timed(lambda: add_words(library, ["zeppelin"], source))
+            find, hits = timed(lambda: search(library, "airship", limit=20, source=source))
+            known, _ = timed(lambda: search(library, "beach", limit=20, source=source))
+            cold, _ = timed(lambda: search(library, "blimp", limit=20))  # loads the word vectors itself
+            library.close()
+            cli, _ = timed(lambda: subprocess.run([sys.executable, "-m", "tagger.cli", "search", "blimp", "--db",
+                                                   str(Path(tmp) / "lib.db")], capture_output=True, check=True))
+        print(f"3. {args.stored:,} stored photos x {len(words)} words (built in {build:.0f} s): vocab add {add:.2f} s "
+              f"({counts['zeppelin']:,} photos now carry it); zero-shot search {find:.2f} s, vocabulary-word search "
+              f"{known:.2f} s, zero-shot search loading the word vectors {cold:.2f} s, whole CLI process {cli:.2f} s")
+
+    if "4" not in skip:
+        photos = twelve_megapixel_jpegs(args.work / "12mp", args.photos)
+        peaks = {}
+        for n in (len(photos) // 2, len(photos)):
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp) / "photos"
+                folder.mkdir()
+                for p in photos[:n]:
+                    (folder / p.name).symlink_to(p)
+                code = ("import sys, resource as r; from tagger.library import Library; from tagger.scan import scan; "
+                        "lib = Library(sys.argv[2]); scan(lib, [sys.argv[1]], device='cpu', progress=False); "
+                        "print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
+                done = subprocess.run([sys.executable, "-c", code, str(folder), str(Path(tmp) / "lib.db")],
+                                      check=True, capture_output=True, text=True, cwd=CODE_ROOT)
+                peaks[n] = [int(v) / 1024 for v in done.stdout.split()[-2:]]
+        (small, (a, wa)), (large, (b, wb)) = sorted(peaks.items())
+        print(f"4. peak memory of a scan: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), {large} photos "
+              f"{b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos")
+
+
+if __name__ == "__main__":
+    main()

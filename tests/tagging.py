@@ -1,0 +1,59 @@
+"""Running epsilon-tag in tests: in-process through typer's runner, or as the installed script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tagger.cli import app
+from tests.conftest import entry_point
+
+
+def tag(db: Path, *args, code: int = 0) -> str:
+    """Run ``epsilon-tag ARGS --db DB`` in this process; returns stdout, checks the exit code."""
+    result = CliRunner().invoke(app, [*map(str, args), "--db", str(db)], catch_exceptions=False)
+    assert result.exit_code == code, f"exit {result.exit_code}: {result.output}"
+    return result.stdout
+
+
+def tag_json(db: Path, *args):
+    return json.loads(tag(db, *args, "--json"))
+
+
+def run_script(*args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed ``epsilon-tag`` console script in a child process."""
+    return subprocess.run([entry_point("epsilon-tag"), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50, k: int = 10, seed: int = 0,
+                      batch: int = 5000):
+    """A library of ``photos`` fake photos with random unit semantic vectors, tagged
+    against ``words`` (a list of (word, unit vector)), written through the library API."""
+    import numpy as np
+
+    from tagger.library import Library, PhotoRecord
+    from tagger.vocabulary import top_tags, vocabulary_matrix
+
+    rng = np.random.default_rng(seed)
+    library = Library(path)
+    library.set_meta(model_id="synthetic", semantic_shape=[m, d], embeddings="glove-6b-50d", seen_words=[],
+                     tags_per_photo=k)
+    library.add_words([(w, "zero-shot", v) for w, v in words])
+    word_ids, vectors = vocabulary_matrix(library)
+    for start in range(0, photos, batch):
+        semantic = rng.standard_normal((min(batch, photos - start), m, d)).astype(np.float32)
+        semantic /= np.linalg.norm(semantic, axis=-1, keepdims=True)
+        semantic = semantic.astype(np.float16)
+        tags = top_tags(semantic, word_ids, vectors, k)
+        library.save_batch(
+            [PhotoRecord(f"/photos/{start + i:07d}.jpg", 1000 + i, 1, f"h{start + i}", 4000, 3000,
+                         {"taken_at": f"20{10 + (start + i) % 15}-06-01T12:00:00"}, s, t)
+             for i, (s, t) in enumerate(zip(semantic, tags))],
+            [], "synthetic",
+        )
+    return library

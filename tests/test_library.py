@@ -1,0 +1,58 @@
+"""The library file: schema versions, WAL, all-or-nothing writes, clear errors."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from tagger.library import SCHEMA_VERSION, Library, LibraryError, PhotoRecord
+
+
+def record(path: str) -> PhotoRecord:
+    return PhotoRecord(path, 1, 2, "h" + path, 3, 4, {"taken_at": None}, np.zeros((2, 3), np.float16), [])
+
+
+def test_new_library_is_current_wal_and_reopens(tmp_path):
+    with Library(tmp_path / "a" / "lib.db") as library:
+        assert library.schema_version == SCHEMA_VERSION
+        assert library.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        library.set_meta(model_id="m", semantic_shape=[2, 3])
+        library.save_batch([record("/x.jpg")], [], "m")
+    with Library(tmp_path / "a" / "lib.db") as library:  # no migration runs twice
+        assert library.model_id == "m" and library.known_photos()["/x.jpg"].size == 1
+
+
+def test_a_newer_or_foreign_file_is_refused_clearly(tmp_path):
+    newer = tmp_path / "newer.db"
+    sqlite3.connect(newer).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(LibraryError, match="newer epsilon-tag"):
+        Library(newer)
+    (tmp_path / "notes.db").write_text("these are my notes, not a database" * 100)
+    with pytest.raises(LibraryError, match="Cannot open the library"):
+        Library(tmp_path / "notes.db")
+    with pytest.raises(LibraryError, match="run `epsilon-tag scan FOLDER` first"):
+        Library(tmp_path / "absent.db", create=False)
+
+
+def test_a_failed_batch_leaves_no_trace(tmp_path):
+    library = Library(tmp_path / "lib.db")
+    library.set_meta(model_id="m", semantic_shape=[2, 3])
+    library.save_batch([record("/a.jpg")], [], "m")
+    bad = record("/b.jpg")
+    bad.tags = [(999, 0.5)]  # a word that does not exist: the foreign key fails mid-batch
+    with pytest.raises(sqlite3.IntegrityError):
+        library.save_batch([record("/c.jpg"), bad], [], "m")
+    assert sorted(library.known_photos()) == ["/a.jpg"]
+    assert library.db.execute("SELECT count(*) FROM vectors").fetchone() == (1,)
+
+
+def test_nested_transactions_commit_once(tmp_path):
+    library = Library(tmp_path / "lib.db")
+    library.set_meta(model_id="m", semantic_shape=[2, 3])
+    with pytest.raises(RuntimeError):
+        with library.transaction():
+            library.save_batch([record("/a.jpg")], [], "m")  # its own transaction joins the outer one
+            raise RuntimeError("crash after the inner write")
+    assert library.known_photos() == {}

@@ -1,0 +1,195 @@
+"""epsilon-tag scan end to end: real camera files, bad files, incremental rescans, moves,
+kills and Ctrl-C, all through the command line on the shipped default model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA, require
+from tests.photo_factory import make_library, make_photo
+from tests.tagging import run_script, tag, tag_json
+
+
+def rows(db, sql, *params):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def photo(db, path):
+    return tag_json(db, "show", path)
+
+
+def test_real_camera_files(tmp_path):
+    photos = require(DATA / "photos")
+    db = tmp_path / "lib.db"
+    report = tag_json(db, "scan", photos, "-q")
+    assert report["new"] > 90 and not report["interrupted"]
+    jpg = photos / "exif-samples" / "jpg"
+
+    gps = photo(db, jpg / "gps" / "DSCN0010.jpg")["photo"]
+    assert gps["camera"] == "NIKON COOLPIX P6000" and gps["taken_at"] == "2008-10-22T16:28:39"
+    assert gps["latitude"] == pytest.approx(43.467448, abs=1e-5) and gps["longitude"] == pytest.approx(11.885127, abs=1e-5)
+    # The eight files of each set show the same picture; 5-8 are stored a quarter turn
+    # away, so width and height must be stored as shown, not as encoded.
+    for kind, wide in (("landscape", True), ("portrait", False)):
+        for k in range(1, 9):
+            row = photo(db, jpg / "orientation" / f"{kind}_{k}.jpg")["photo"]
+            assert row["orientation"] == k
+            assert (row["width"] > row["height"]) == wide, (kind, k)
+    heic = photo(db, photos / "exif-samples" / "heic" / "IMG_5195.HEIC")
+    assert heic["photo"]["camera"] == "Apple iPhone 11 Pro Max" and len(heic["tags"]) == 10
+    assert photo(db, photos / "raw-and-modern" / "mountains.avif")["tags"]
+    assert photo(db, photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng")["tags"]
+
+    failures = dict(rows(db, "SELECT path, reason FROM failures"))
+    sony = str(photos / "raw-and-modern" / "sony_alpha_a7iii_raw_image.ARW")
+    assert "without an embedded JPEG preview" in failures[sony]
+    # Every file is accounted for: tagged or failed with a reason, nothing crashed.
+    assert report["new"] + report["failed"] == len(rows(db, "SELECT id FROM photos")) + len(failures)
+    stats = tag_json(db, "stats", "--failures")
+    assert stats["photos"] == report["new"] and len(stats["failure_list"]) == report["failed"]
+    assert all(f["reason"] for f in stats["failure_list"])
+
+
+def test_bad_files_are_recorded_and_the_scan_goes_on(tmp_path):
+    from PIL import Image
+
+    lib = tmp_path / "my photos"
+    good = make_photo(lib / "ünïcode folder" / "good one.jpg", seed=1)
+    whole = make_photo(tmp_path / "src.jpg", seed=2, size=(1200, 900)).read_bytes()
+    (lib / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    (lib / "zero.jpg").write_bytes(b"")
+    (lib / "text.png").write_text("not an image")
+    Image.new("1", (20_000, 20_000)).save(lib / "bomb.png")
+    (lib / "broken").symlink_to(lib / "nowhere.jpg")
+    (lib / "loop").symlink_to(lib)
+    db = tmp_path / "lib.db"
+    report = tag_json(db, "scan", lib, "-q")
+    assert report["new"] == 1 and report["failed"] == 4
+    reasons = dict(rows(db, "SELECT path, reason FROM failures"))
+    assert "truncated" in reasons[str(lib / "truncated.jpg")]
+    assert "cannot decode" in reasons[str(lib / "zero.jpg")] and "cannot decode" in reasons[str(lib / "text.png")]
+    assert "decompression bomb" in reasons[str(lib / "bomb.png")]
+    assert reasons[str(lib / "broken")] == "broken symlink"
+    assert "loop" in reasons[str(lib / "loop")]
+    assert len(photo(db, good)["tags"]) == 10
+    # Failed files are not retried while unchanged; a fixed one is read again.
+    again = tag_json(db, "scan", lib, "-q")
+    assert again["failed_before"] == 4 and again["unchanged"] == 1 and again["new"] == 0
+    make_photo(lib / "zero.jpg", seed=3)
+    fixed = tag_json(db, "scan", lib, "-q")
+    assert fixed["new"] == 1 and fixed["failed_before"] == 3
+    assert str(lib / "zero.jpg") not in dict(rows(db, "SELECT path, reason FROM failures"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_unreadable_folder_is_a_failure_not_a_loss(tmp_path):
+    lib = tmp_path / "lib"
+    make_photo(lib / "locked" / "a.jpg")
+    make_photo(lib / "b.jpg", seed=1)
+    db = tmp_path / "lib.db"
+    assert tag_json(db, "scan", lib, "-q")["new"] == 2
+    (lib / "locked").chmod(0)
+    try:
+        report = tag_json(db, "scan", lib, "-q")
+    finally:
+        (lib / "locked").chmod(0o755)
+    assert report["missing"] == 0 and report["unchanged"] == 1
+    assert "cannot" in dict(rows(db, "SELECT path, reason FROM failures"))[str(lib / "locked")]
+
+
+def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
+    lib = tmp_path / "lib"
+    paths = make_library(lib, 8)
+    make_photo(lib / "@eaDir" / "thumb.jpg", seed=99)  # NAS clutter: never scanned
+    make_photo(lib / "exports" / "x.jpg", seed=98)
+    db = tmp_path / "lib.db"
+    first = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
+    assert first["new"] == 8 and first["failed"] == 0
+    moved_tags = photo(db, paths[0])["tags"]
+    (lib / "album").mkdir()
+    paths[0].rename(lib / "album" / "renamed.jpg")  # moved: same content, new path
+    paths[1].unlink()  # deleted
+    make_photo(paths[2], seed=50)  # changed content
+    make_photo(lib / "new.jpg", seed=51)
+    second = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
+    assert (second["new"], second["updated"], second["moved"], second["missing"], second["unchanged"]) == (1, 1, 1, 1, 5)
+    assert photo(db, lib / "album" / "renamed.jpg")["tags"] == moved_tags
+    assert rows(db, "SELECT count(*) FROM photos") == [(9,)]  # the deleted one is kept, marked missing
+    assert photo(db, paths[1])["photo"]["status"] == "missing"
+    assert str(paths[1]) not in tag(db, "search", "water", "-n", "100")
+    # A missing photo that comes back elsewhere is a move, even a scan later.
+    make_photo(lib / "back" / "again.jpg", seed=1)
+    third = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
+    assert (third["moved"], third["new"]) == (1, 0)
+    paths[3].unlink()
+    pruned = tag_json(db, "scan", lib, "-q", "--prune", "--exclude", "exports")
+    assert pruned["pruned"] == 1 and rows(db, "SELECT count(*) FROM photos") == [(8,)]
+    forced = tag_json(db, "scan", lib, "-q", "--force", "--exclude", "exports")
+    assert forced["updated"] == 8 and forced["new"] == 0
+    assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(80, 8)]
+
+
+def test_a_missing_root_marks_nothing_missing(tmp_path):
+    lib = tmp_path / "lib"
+    make_library(lib, 2)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", lib, "-q")
+    os.rename(lib, tmp_path / "unmounted")
+    report = tag_json(db, "scan", lib, "-q", "--prune")
+    assert report["pruned"] == 0 and rows(db, "SELECT count(*) FROM photos WHERE status = 'ok'") == [(2,)]
+
+
+def test_the_database_comes_from_the_environment(tmp_path):
+    make_library(tmp_path / "lib", 2)
+    db = tmp_path / "from env.db"
+    done = run_script("scan", tmp_path / "lib", "-q", env={"EPSILON_TAG_DB": str(db)})
+    assert done.returncode == 0, done.stderr
+    assert "2 new" in done.stdout and rows(db, "SELECT count(*) FROM photos") == [(2,)]
+    missing = run_script("search", "boat", env={"EPSILON_TAG_DB": str(tmp_path / "none.db")})
+    assert missing.returncode == 2 and "run `epsilon-tag scan FOLDER` first" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+# A child process runs the real CLI and, at the start of its 3rd batch commit, either
+# SIGKILLs itself (a crash) or raises SIGINT (Ctrl-C).
+CHILD = """
+import os, signal, sys
+from tagger import library, cli
+calls, original = [0], library.Library.save_batch
+def save_batch(self, records, failures, model_id):
+    if records:
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), getattr(signal, os.environ["DIE_WITH"]))
+    return original(self, records, failures, model_id)
+library.Library.save_batch = save_batch
+sys.argv = ["epsilon-tag", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("die_with, code", [("SIGKILL", -9), ("SIGINT", 130)])
+def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, code):
+    lib = tmp_path / "lib"
+    make_library(lib, 20)
+    db = tmp_path / "lib.db"
+    args = ["scan", lib, "--db", db, "--batch-size", "4", "-q"]
+    killed = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, "DIE_WITH": die_with}, timeout=300)
+    assert killed.returncode == code, killed.stderr
+    if die_with == "SIGINT":
+        assert "run the same command to continue" in killed.stderr and "Traceback" not in killed.stderr
+    # Two batches were committed before the interruption, nothing of the third.
+    assert rows(db, "SELECT count(*) FROM photos") == [(8,)]
+    assert rows(db, "SELECT count(*) FROM vectors") == [(8,)]
+    resumed = tag_json(db, "scan", lib, "-q", "--batch-size", "4")
+    assert (resumed["new"], resumed["unchanged"]) == (12, 8)
+    assert rows(db, "SELECT count(*), count(DISTINCT path) FROM photos") == [(20, 20)]
+    assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(200, 20)]

@@ -1,0 +1,100 @@
+"""The vocabulary: scores follow the model's rule; adding and removing words re-scores the
+library from stored vectors and gives exactly what tagging from scratch would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tagger.vocabulary import (VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags,
+                               vocabulary_matrix)
+from trainer.embeddings import UnknownWordError, load_embeddings
+from trainer.model import score
+from tests.tagging import synthetic_library, tag
+
+WORDS = "sky water tree dog cat boat car beach snow city mountain flower bird horse road bridge".split()
+
+
+def glove(words):
+    vectors = load_embeddings()
+    return [(w, vectors.vector(w)) for w in words]
+
+
+def tags_table(library):
+    return sorted(library.db.execute("SELECT photo_id, word_id, rank, round(score, 5) FROM tags").fetchall())
+
+
+def test_scores_are_the_models_rule():
+    rng = np.random.default_rng(0)
+    semantic = rng.standard_normal((37, 8, 50)).astype(np.float16)
+    vectors = rng.standard_normal((11, 50)).astype(np.float32) * 3  # not unit: both must normalise
+    expected = score(torch.from_numpy(semantic.astype(np.float32)), torch.from_numpy(vectors)).numpy()
+    np.testing.assert_allclose(scores(semantic, vectors), expected, rtol=1e-5, atol=1e-5)
+    # By hand for one photo and one word: the best of the M rows.
+    w = vectors[3] / np.linalg.norm(vectors[3])
+    assert scores(semantic[:1], vectors[3:4])[0, 0] == pytest.approx(max(semantic[0].astype(np.float32) @ w), abs=1e-5)
+
+
+def test_top_tags_are_the_k_best_in_order():
+    rng = np.random.default_rng(1)
+    semantic = rng.standard_normal((5, 4, 50)).astype(np.float32)
+    vectors = rng.standard_normal((30, 50)).astype(np.float32)
+    ids = np.arange(100, 130)
+    all_scores = scores(semantic, vectors)
+    for row, tags in zip(all_scores, top_tags(semantic, ids, vectors, 7)):
+        best = np.argsort(-row)[:7]
+        assert [t[0] for t in tags] == list(ids[best])
+        assert [t[1] for t in tags] == pytest.approx(list(row[best]))
+
+
+def test_adding_and_removing_words_equals_tagging_from_scratch(tmp_path):
+    library = synthetic_library(tmp_path / "lib.db", 300, glove(WORDS[:10]), k=5)
+    source = WordSource.of_library(library)
+    counts = add_words(library, ["boat", "road", "polar bear"], source)
+    incremental = tags_table(library)
+    retag(library)
+    assert tags_table(library) == incremental
+    ids = {w.word: w.id for w in library.words()}
+    for word, count in counts.items():
+        carrying = library.db.execute("SELECT count(*) FROM tags WHERE word_id = ?", [ids[word]]).fetchone()[0]
+        assert count == carrying > 0
+    taken = remove_words(library, ["boat", "sky"])
+    assert taken["boat"] == counts["boat"]
+    after_remove = tags_table(library)
+    retag(library)
+    assert tags_table(library) == after_remove
+    assert "boat" not in {w.word for w in library.words()}
+    # Every photo still has its 5 best tags.
+    assert library.db.execute("SELECT count(*) FROM tags").fetchone()[0] == 300 * 5
+
+
+def test_unknown_words_change_nothing_and_name_spellings(tmp_path):
+    library = synthetic_library(tmp_path / "lib.db", 20, glove(WORDS[:5]))
+    before = tags_table(library), [w.word for w in library.words()]
+    with pytest.raises(UnknownWordError, match="Did you mean: .*zeppelin"):
+        add_words(library, ["boat", "zepelin"], WordSource.of_library(library))
+    assert (tags_table(library), [w.word for w in library.words()]) == before
+    with pytest.raises(VocabularyError, match="not in the vocabulary.*Did you mean: water"):
+        remove_words(library, ["watr"])
+
+
+def test_vocab_commands_end_to_end(tmp_path):
+    from tests.photo_factory import make_library
+
+    make_library(tmp_path / "photos", 6)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    listed = {row.split()[-1] for row in tag(db, "vocab", "list").splitlines()}
+    assert {"water", "sky", "boat"} <= listed and "zeppelin" not in listed
+    added = tag(db, "vocab", "add", "zeppelin", "Polar  Bear")
+    count = int(added.splitlines()[0].split(": ")[1].split()[0])
+    rows = {r.split()[-1]: (int(r.split()[0]), r.split()[1]) for r in tag(db, "vocab", "list", "--kind", "zero-shot").splitlines()}
+    assert rows["zeppelin"] == (count, "zero-shot") and "polar bear" in tag(db, "vocab", "list", "--sort", "name")
+    assert "water" in tag(db, "vocab", "list", "--kind", "seen")  # a word the default model trained on
+    assert "airship" in tag(db, "vocab", "similar", "blimp", "-n", "5")
+    assert tag(db, "vocab", "add", "zepelin", code=2) == ""
+    tag(db, "vocab", "remove", "zeppelin")
+    assert "zeppelin" not in tag(db, "vocab", "list")
+    with_vocab = tag(db, "vocab", "list")
+    assert len(with_vocab.splitlines()) == len(listed) + 1  # polar bear stays

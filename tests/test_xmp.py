@@ -1,0 +1,83 @@
+"""XMP sidecars: valid XML with dc:subject keywords, merged into existing sidecars, originals untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tagger.xmp import NS, read_keywords, write_sidecar
+from tests.photo_factory import make_library
+from tests.tagging import tag, tag_json
+
+LIGHTROOM = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <dc:subject><rdf:Bag><rdf:li>grandma</rdf:li><rdf:li>holiday 2019</rdf:li></rdf:Bag></dc:subject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_export_writes_sidecars_and_keeps_keywords_people_wrote(tmp_path):
+    photos = make_library(tmp_path / "photos", 3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    originals = {p: digest(p) for p in photos}
+    (tmp_path / "photos" / "photo_001.xmp").write_text(LIGHTROOM)  # Lightroom's naming
+    out = tag(db, "export", "--xmp")
+    assert "2 written, 1 merged" in out
+    assert {p: digest(p) for p in photos} == originals  # originals never touched
+
+    fresh = photos[0].with_name(photos[0].name + ".xmp")
+    tags = [t["word"] for t in tag_json(db, "show", photos[0])["tags"]]
+    assert read_keywords(fresh) == tags and len(tags) == 10
+    root = ET.parse(fresh).getroot()
+    assert root.tag == f"{{{NS['x']}}}xmpmeta"
+
+    merged = tmp_path / "photos" / "photo_001.xmp"
+    keywords = read_keywords(merged)
+    assert keywords[:2] == ["grandma", "holiday 2019"]
+    assert keywords[2:] == [t["word"] for t in tag_json(db, "show", photos[1])["tags"]]
+    rating = ET.parse(merged).getroot().find(f".//{{{NS['rdf']}}}Description").get(f"{{{NS['xmp']}}}Rating")
+    assert rating == "4"  # the rest of the sidecar survives
+    assert not photos[1].with_name(photos[1].name + ".xmp").exists()
+
+
+def test_a_second_export_replaces_only_its_own_keywords(tmp_path):
+    photo = make_library(tmp_path, 1)[0]
+    write_sidecar(photo, ["beach", "sea"])
+    path = photo.with_name(photo.name + ".xmp")
+    text = path.read_text().replace("<rdf:li>beach</rdf:li>", "<rdf:li>beach</rdf:li><rdf:li>my trip</rdf:li>")
+    path.write_text(text)
+    write_sidecar(photo, ["sea", "boat"])
+    assert read_keywords(path) == ["my trip", "sea", "boat"]  # "beach" was ours and is gone
+
+
+def test_stem_naming_and_failures_without_damage(tmp_path):
+    photos = make_library(tmp_path / "photos", 2)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    broken = photos[0].with_suffix(".xmp")
+    broken.write_text("<x:xmpmeta not xml")
+    out = tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "-1")
+    assert "1 written, 0 merged" in out and "1 failed" in out
+    assert broken.read_text() == "<x:xmpmeta not xml"
+    assert read_keywords(photos[1].with_suffix(".xmp"))
+    assert tag(db, "export", code=2) == ""  # no format chosen: a clear error
+    if os.geteuid() != 0:
+        (tmp_path / "photos").chmod(0o555)
+        try:
+            assert "2 failed" in tag(db, "export", "--xmp", "--naming", "full")
+        finally:
+            (tmp_path / "photos").chmod(0o755)
