@@ -45,8 +45,11 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX photos_hash ON photos(hash)")
     db.execute("CREATE INDEX photos_taken_at ON photos(taken_at)")
+    # floor: the score of the photo's lowest kept tag (NULL while it has fewer than
+    # tags_per_photo), read with S so that a new word is compared without reading tags.
     db.execute(
-        "CREATE TABLE vectors (photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE, s BLOB NOT NULL)"
+        """CREATE TABLE vectors (photo_id INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+            s BLOB NOT NULL, floor REAL)"""
     )
     db.execute(
         """CREATE TABLE words (id INTEGER PRIMARY KEY, word TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
@@ -58,9 +61,8 @@ def _v1(db: sqlite_utils.Database) -> None:
             word_id INTEGER NOT NULL REFERENCES words(id) ON DELETE CASCADE,
             score REAL NOT NULL, rank INTEGER NOT NULL, PRIMARY KEY (photo_id, word_id)) WITHOUT ROWID"""
     )
-    # Photos of a word, best first (search by tag, counts); each photo's k-th tag (vocab add).
+    # Photos of a word, best first (browsing a tag, counts per word).
     db.execute("CREATE INDEX tags_word ON tags(word_id, score DESC)")
-    db.execute("CREATE INDEX tags_rank ON tags(rank, photo_id, score)")
     db.execute("CREATE TABLE failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, at TEXT)")
 
 
@@ -105,6 +107,18 @@ class PhotoRecord:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """Semantic vectors of present photos, as the library holds them."""
+
+    ids: np.ndarray  # N photo ids
+    semantic: np.ndarray  # N x M x d_w float16
+    floor: np.ndarray  # N float32: score of the lowest kept tag, -inf while a photo has room
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
 class Failure:
     path: str
     reason: str
@@ -117,7 +131,8 @@ class Library:
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
-        self._depth = 0
+        self._depth, self._commits = 0, 0
+        self._cache: tuple | None = None
         if not self.path.exists():
             if not create or readonly:
                 raise LibraryError(
@@ -135,6 +150,9 @@ class Library:
             self.db = sqlite_utils.Database(conn)
             if not readonly:
                 self.db.enable_wal()
+                # WAL with synchronous=NORMAL never corrupts; a power cut may lose the last
+                # commit, which the next scan redoes. FULL would fsync every batch.
+                conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(readonly)
         except sqlite3.DatabaseError as exc:
             raise LibraryError(
@@ -168,6 +186,7 @@ class Library:
         try:
             with self.db.conn:
                 yield
+            self._commits += 1
         finally:
             self._depth = 0
 
@@ -231,7 +250,7 @@ class Library:
 
     def save_batch(self, records: Sequence[PhotoRecord], failures: Sequence[Failure], model_id: str) -> None:
         """Store a batch of tagged photos and failures in one transaction."""
-        at = now()
+        at, tags = now(), {}
         with self.transaction():
             conn = self.db.conn
             for r in records:
@@ -254,7 +273,8 @@ class Library:
                     "INSERT OR REPLACE INTO vectors (photo_id, s) VALUES (?, ?)",
                     [photo_id, np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes()],
                 )
-                self._write_tags(photo_id, r.tags)
+                tags[photo_id] = r.tags
+            self.replace_tags(tags)
             conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
             conn.executemany(
                 """INSERT INTO failures (path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)
@@ -263,18 +283,34 @@ class Library:
                 [(f.path, f.reason, f.size, f.mtime_ns, at) for f in failures],
             )
 
-    def _write_tags(self, photo_id: int, tags: Sequence[tuple[int, float]]) -> None:
-        conn = self.db.conn
-        conn.execute("DELETE FROM tags WHERE photo_id = ?", [photo_id])
-        conn.executemany(
-            "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
-            [(photo_id, int(w), float(s), rank) for rank, (w, s) in enumerate(tags, start=1)],
-        )
-
-    def replace_tags(self, tags_by_photo: dict[int, Sequence[tuple[int, float]]]) -> None:
+    def replace_tags(self, tags_by_photo: dict[int, Sequence[tuple[int, float]]],
+                     current: dict[int, Sequence[tuple[int, float]]] | None = None) -> None:
+        """New top tags (best first) for many photos. With ``current`` (their tags now, as
+        ``tags_of`` gives them) only the rows that differ are written: adding a word to a
+        large library touches a few rows per photo instead of all of them."""
         with self.transaction():
+            conn = self.db.conn
+            if current is None:
+                conn.execute("DELETE FROM tags WHERE photo_id IN (SELECT value FROM json_each(?))",
+                             [json.dumps([int(i) for i in tags_by_photo])])
+                current = {}
+            gone, added, moved = [], [], []
             for photo_id, tags in tags_by_photo.items():
-                self._write_tags(photo_id, tags)
+                before = {w: rank for rank, (w, _) in enumerate(current.get(photo_id, ()), start=1)}
+                after = {int(w): (rank, float(s)) for rank, (w, s) in enumerate(tags, start=1)}
+                gone += [(photo_id, w) for w in before if w not in after]
+                for w, (rank, s) in after.items():
+                    if w not in before:
+                        added.append((photo_id, w, s, rank))
+                    elif before[w] != rank:
+                        moved.append((rank, photo_id, w))
+            conn.executemany("DELETE FROM tags WHERE photo_id = ? AND word_id = ?", gone)
+            conn.executemany("UPDATE tags SET rank = ? WHERE photo_id = ? AND word_id = ?", moved)
+            conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)", added)
+            k = self.tags_per_photo
+            conn.executemany("UPDATE vectors SET floor = ? WHERE photo_id = ?",
+                             [(float(tags[k - 1][1]) if len(tags) >= k else None, photo_id)
+                              for photo_id, tags in tags_by_photo.items()])
 
     def move(self, photo_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file found under a new path with the content of a known photo keeps its tags."""
@@ -327,11 +363,13 @@ class Library:
         rows = self.db.execute(f"SELECT DISTINCT photo_id FROM tags WHERE word_id IN ({marks})", list(word_ids))
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def word_counts(self) -> dict[int, int]:
-        """Photos (present ones) carrying each word."""
+    def word_counts(self, word_ids: Sequence[int] | None = None) -> dict[int, int]:
+        """Photos (present ones) carrying each word, or only the words asked for."""
+        only = "" if word_ids is None else "AND tags.word_id IN (SELECT value FROM json_each(?))"
         rows = self.db.execute(
             "SELECT word_id, count(*) FROM tags JOIN photos ON photos.id = tags.photo_id "
-            "WHERE photos.status = 'ok' GROUP BY word_id"
+            f"WHERE photos.status = 'ok' {only} GROUP BY word_id",
+            [] if word_ids is None else [json.dumps([int(i) for i in word_ids])],
         )
         return dict(rows.fetchall())
 
@@ -339,32 +377,53 @@ class Library:
 
     def semantic_vectors(
         self, *, ids: Sequence[int] | None = None, after: str | None = None, before: str | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(photo ids, S as N x M x d_w float16) of present photos tagged by the library's model."""
+    ) -> Stored:
+        """S (and tag floors) of present photos tagged by the library's model, optionally
+        only some photos or a date range. The whole library's read is kept in memory until
+        this or another process writes, so a long-lived caller (the TUI) reads it once."""
         shape = self.get_meta("semantic_shape")
         if shape is None:
-            return np.zeros(0, np.int64), np.zeros((0, 1, 1), np.float16)
-        where, params = ["p.status = 'ok'", "p.model_id = ?"], [self.model_id]
+            return Stored(np.zeros(0, np.int64), np.zeros((0, 1, 1), np.float16), np.zeros(0, np.float32))
+        where, params = ["status = 'ok'", "model_id = ?"], [self.model_id]
         if after:
-            where.append("p.taken_at >= ?")
+            where.append("taken_at >= ?")
             params.append(after)
         if before:
-            where.append("p.taken_at < ?")
+            where.append("taken_at < ?")
             params.append(before)
         if ids is not None:
-            where.append("p.id IN (SELECT value FROM json_each(?))")
+            where.append("id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps([int(i) for i in ids]))
-        rows = self.db.execute(
-            f"SELECT v.photo_id, v.s FROM vectors v JOIN photos p ON p.id = v.photo_id WHERE {' AND '.join(where)}",
-            params,
-        ).fetchall()
-        photo_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        blob = b"".join(r[1] for r in rows)
-        return photo_ids, np.frombuffer(blob, dtype=np.float16).reshape(len(rows), *shape)
+        wanted = np.array(self.db.execute(f"SELECT id FROM photos WHERE {' AND '.join(where)}", params).fetchall(),
+                          dtype=np.int64).reshape(-1)
+        if ids is not None or len(wanted) < 1000:
+            rows = self.db.execute(
+                "SELECT photo_id, s, floor FROM vectors WHERE photo_id IN (SELECT value FROM json_each(?))",
+                [json.dumps(wanted.tolist())],
+            ).fetchall()
+            stored = self._stored(rows, shape)
+        else:
+            stored = self._all_vectors(shape)
+        keep = np.isin(stored.ids, wanted)
+        return stored if keep.all() else Stored(stored.ids[keep], stored.semantic[keep], stored.floor[keep])
 
-    def tag_floor(self, rank: int) -> dict[int, float]:
-        """Each photo's score at ``rank`` (its lowest kept tag when it holds that many)."""
-        return dict(self.db.execute("SELECT photo_id, score FROM tags WHERE rank = ?", [rank]).fetchall())
+    def _all_vectors(self, shape) -> Stored:
+        # One plain read of the table beats a join per row; data_version changes when
+        # another connection commits, _commits when this one does.
+        key = (self.db.execute("PRAGMA data_version").fetchone()[0], self._commits, tuple(shape))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._stored(self.db.execute("SELECT photo_id, s, floor FROM vectors").fetchall(), shape))
+        return self._cache[1]
+
+    @staticmethod
+    def _stored(rows, shape) -> Stored:
+        if not rows:
+            return Stored(np.zeros(0, np.int64), np.zeros((0, *shape), np.float16), np.zeros(0, np.float32))
+        ids, blobs, floors = zip(*rows)
+        floor = np.array(floors, dtype=np.float32)  # NULL -> nan: a photo with room takes any word
+        return Stored(np.array(ids, dtype=np.int64),
+                      np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(rows), *shape),
+                      np.where(np.isnan(floor), -np.inf, floor))
 
     def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
         rows = self.db.execute(

@@ -113,12 +113,16 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
     """Record the model in the library and fill an empty vocabulary with the default words.
     Returns the default words that have no vector (left out)."""
     bundle = engine.bundle
+    previous = library.model_id
+    # Words follow the model's word space: a flag, else what this library used with this
+    # model, else what the model was trained with.
+    kept = library.get_meta("embeddings") if previous == engine.model_id else None
     source = WordSource(
-        embeddings or library.get_meta("embeddings") or bundle.embeddings.get("source", "glove-6b-50d"),
+        embeddings or kept or bundle.embeddings.get("source", "glove-6b-50d"),
         engine.label_table(),
         bundle.seen_labels,
+        engine.semantic_shape[1],
     )
-    previous = library.model_id
     library.set_meta(
         model_id=engine.model_id,
         model_path=None if engine.model_path == _default_path() else str(engine.model_path),

@@ -74,8 +74,9 @@ def search(
     if not terms:
         raise ValueError("Give at least one word to search for.")
     vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
-    ids, semantic = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
-    combined = scores(semantic, vectors).mean(axis=1) if len(ids) else np.zeros(0, np.float32)
+    stored = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
+    ids = stored.ids
+    combined = scores(stored.semantic, vectors).mean(axis=1) if len(ids) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
     if min_score is not None:
         order = order[combined[order] >= min_score]

@@ -37,18 +37,21 @@ class WordSource:
     then the word embeddings, loaded only when a word is not in the table."""
 
     def __init__(self, embeddings: str = DEFAULT_EMBEDDINGS, table: dict[str, np.ndarray] | None = None,
-                 seen: Iterable[str] = ()) -> None:
+                 seen: Iterable[str] = (), dim: int | None = None) -> None:
         self.embeddings_id = embeddings
         self.table = dict(table or {})
         self.seen = {normalise_word(w) for w in seen}
+        self.dim = dim  # the model's word-vector size; None accepts any
         self._vectors: WordVectors | None = None
 
     @classmethod
     def of_library(cls, library: Library) -> "WordSource":
+        shape = library.get_meta("semantic_shape")
         return cls(
             library.get_meta("embeddings", DEFAULT_EMBEDDINGS),
             {w.word: w.vector for w in library.words()},
             library.get_meta("seen_words", []),
+            shape[-1] if shape else None,
         )
 
     @property
@@ -71,7 +74,13 @@ class WordSource:
         key = normalise_word(word)
         if key in self.table:
             return np.asarray(self.table[key], dtype=np.float32)
-        return self.vectors.vector(key)
+        vector = self.vectors.vector(key)
+        if self.dim is not None and len(vector) != self.dim:
+            raise VocabularyError(
+                f"The word vectors {self.embeddings_id!r} are {len(vector)}-d but the model needs {self.dim}-d "
+                f"vectors: pass --embeddings with the kind it was trained with."
+            )
+        return vector
 
     def neighbours(self, word: str, n: int = 10) -> list[tuple[str, float]]:
         return self.vectors.neighbours(normalise_word(word), n)
@@ -135,11 +144,10 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
     with library.transaction():
         new_ids = library.add_words(entries) if entries else []
         if new_ids:
-            photo_ids, semantic = library.semantic_vectors()
-            new_scores = scores(semantic, np.stack([e[2] for e in entries]))
-            floor_of = library.tag_floor(k)
-            floor = np.array([floor_of.get(int(i), -np.inf) for i in photo_ids], dtype=np.float32)
-            better = new_scores > floor[:, None]
+            stored = library.semantic_vectors()
+            photo_ids = stored.ids
+            new_scores = scores(stored.semantic, np.stack([e[2] for e in entries]))
+            better = new_scores > stored.floor[:, None]
             affected = np.flatnonzero(better.any(axis=1))
             current = library.tags_of(photo_ids[affected])
             updated = {}
@@ -147,9 +155,9 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
                 photo_id = int(photo_ids[row])
                 merged = current[photo_id] + [(new_ids[j], float(new_scores[row, j])) for j in np.flatnonzero(better[row])]
                 updated[photo_id] = sorted(merged, key=lambda t: -t[1])[:k]
-            library.replace_tags(updated)
-    counts = library.word_counts()
-    ids = {w.word: w.id for w in library.words()}
+            library.replace_tags(updated, current)
+    ids = {w.word: w.id for w in library.words() if w.word in wanted}
+    counts = library.word_counts(list(ids.values()))
     return {w: counts.get(ids[w], 0) for w in wanted}
 
 
@@ -164,7 +172,7 @@ def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise VocabularyError(f"{word!r} is not in the vocabulary.{hint} `epsilon-tag vocab list` shows it.")
     ids = [by_word[w].id for w in wanted]
-    counts = library.word_counts()
+    counts = library.word_counts(ids)
     taken = {w: counts.get(by_word[w].id, 0) for w in wanted}
     with library.transaction():
         affected = library.photos_tagged(ids)
@@ -176,7 +184,8 @@ def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
 def retag(library: Library, photo_ids: Sequence[int] | None = None) -> int:
     """Recompute the top tags of some photos (all when None) from their stored vectors."""
     word_ids, vectors = vocabulary_matrix(library)
-    ids, semantic = library.semantic_vectors(ids=photo_ids)
+    stored = library.semantic_vectors(ids=photo_ids)
+    ids, semantic = stored.ids, stored.semantic
     k = library.tags_per_photo
     with library.transaction():
         for start in range(0, len(ids), _CHUNK):
@@ -193,7 +202,7 @@ def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]
     for word in words:
         try:
             entries.append((word, source.kind(word), source.vector(word)))
-        except UnknownWordError:
+        except (UnknownWordError, VocabularyError):  # no vector here: the rest still make a vocabulary
             unknown.append(word)
     library.add_words(entries)
     return len(entries), unknown

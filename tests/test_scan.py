@@ -193,3 +193,70 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
     assert (resumed["new"], resumed["unchanged"]) == (12, 8)
     assert rows(db, "SELECT count(*), count(DISTINCT path) FROM photos") == [(20, 20)]
     assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(200, 20)]
+
+
+def test_a_file_that_vanishes_mid_scan_is_a_failure(tmp_path, monkeypatch):
+    from tagger import scan as scan_module
+
+    paths = make_library(tmp_path / "lib", 3)
+    original = scan_module._Reader.__getitem__
+
+    def vanish_then_read(self, i):  # the file goes between the walk and its decode
+        if self.jobs[i].path == str(paths[1]):
+            paths[1].unlink()
+        return original(self, i)
+
+    monkeypatch.setattr(scan_module._Reader, "__getitem__", vanish_then_read)
+    db = tmp_path / "lib.db"
+    report = tag_json(db, "scan", tmp_path / "lib", "-q", "--workers", "0")
+    assert (report["new"], report["failed"]) == (2, 1)
+    assert rows(db, "SELECT reason FROM failures") == [("vanished during the scan",)]
+    monkeypatch.undo()
+    assert tag_json(db, "scan", tmp_path / "lib", "-q")["unchanged"] == 2
+    assert rows(db, "SELECT count(*) FROM failures") == [(0,)]  # gone files leave no stale failure
+
+
+def test_unusable_model_or_device_is_a_clear_error(tmp_path):
+    make_library(tmp_path / "lib", 1)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"")
+    db = tmp_path / "lib.db"
+    for args, expected in (
+        (["--model", broken], "not valid JSON"),
+        (["--model", tmp_path / "nowhere"], "No model bundle"),
+        (["--device", "cuda"], "no CUDA GPU"),
+    ):
+        result = run_script("scan", tmp_path / "lib", "--db", db, "-q", *args)
+        if "CUDA" in expected and result.returncode == 0:
+            continue  # a machine with a GPU: --device cuda is right there
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("dataset", ["corel5k", "nus-wide"])
+def test_an_epsilon_train_bundle_plugs_into_the_tagger(tmp_path, dataset):
+    from tests.test_train_cli import SMALL, run_cli
+    from tests.tiny_datasets import make_corel, make_nus_wide
+
+    make = make_corel if dataset == "corel5k" else make_nus_wide
+    data = make(tmp_path / "data")
+    run_cli(dataset, "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", "--epochs", "1", *SMALL)
+    make_library(tmp_path / "lib", 3)
+    db = tmp_path / "lib.db"
+    assert tag_json(db, "scan", tmp_path / "lib", "-q", "--model", tmp_path / "run" / "best")["new"] == 3
+    words = {r["word"]: r["kind"] for r in tag_json(db, "vocab", "list")}
+    unseen = "albatross" if dataset == "corel5k" else "sunset"  # zero-shot words of each split
+    assert words[unseen] == "zero-shot" and "seen" in words.values()
+    assert len(tag_json(db, "search", unseen)) == 3
+    # The library remembers its model: a plain rescan reads nothing again...
+    assert tag_json(db, "scan", tmp_path / "lib", "-q")["unchanged"] == 3
+    # ...and another model re-reads every photo.
+    assert tag_json(db, "scan", tmp_path / "lib", "-q", "--model", default_model())["updated"] == 3
+    assert len(tag_json(db, "search", "zeppelin")) == 3
+
+
+def default_model():
+    from tagger.engine import default_model as shipped
+
+    return shipped()

@@ -76,7 +76,8 @@ def test_json_limits_dates_and_scores_follow_the_model(small_library):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # The score is the model's rule, recomputed here from the stored vectors.
     with Library(db) as library:
-        ids, semantic = library.semantic_vectors()
+        stored = library.semantic_vectors()
+        ids, semantic = stored.ids, stored.semantic
         expected = scores(semantic, WordSource.of_library(library).vector("beach")[None])[:, 0]
         by_path = {library.photos([i])[i]["path"]: s for i, s in zip(ids.tolist(), expected)}
     for hit in hits:

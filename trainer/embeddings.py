@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
+# NUS-WIDE's own 300-d GloVe vectors of its 1,000 tags and 81 concepts (shipped in assets/).
+NUS_VECTORS = "nus-wide-glove-300"
 
 # GloVe's tokenizer keeps hyphenated words ("f-16", "t-shirt") as single tokens; a
 # possessive "'s" carries no meaning of its own, so it is dropped before splitting.
@@ -141,6 +143,8 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
     """
     if str(source) == DEFAULT_EMBEDDINGS:
         return _glove_6b_50d()
+    if str(source) == NUS_VECTORS:
+        return _nus_wide_labels()
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -165,6 +169,16 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
 def label_table(source_id: str, labels: Sequence[str], vectors: np.ndarray) -> WordVectors:
     """Fixed vectors for a fixed label list (e.g. NUS-WIDE's 300-d GloVe label vectors)."""
     return WordVectors(source_id, labels, vectors, phrases=False)
+
+
+def _nus_wide_labels() -> WordVectors:
+    from .assets import asset_path
+
+    tags = asset_path("nus_wide", "TagList1k.txt").read_text().split()
+    concepts = asset_path("nus_wide", "Concepts81.txt").read_text().split()
+    vectors = np.concatenate([np.load(asset_path("nus_wide", "glove300_taglist1k.npy")),
+                              np.load(asset_path("nus_wide", "glove300_concepts81.npy"))])
+    return label_table(NUS_VECTORS, tags + concepts, vectors)
 
 
 _GLOVE_CACHE: WordVectors | None = None

@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..assets import asset_path
-from ..embeddings import label_table, load_embeddings
+from ..embeddings import NUS_VECTORS, load_embeddings
 from ..metrics import NUS_WIDE
 from . import DataError, Dataset, Split, require_files
 
-NUS_VECTORS = "nus-wide-glove-300"
 
 LAYOUT = """\
   ImageList/Imagelist.txt            all 269,648 images, one path per line (C:\\ImageData\\Flickr\\<folder>\\<file>.jpg)
@@ -77,12 +76,7 @@ def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
         return Split([root / "Flickr" / images[r] for r in rows], seen[rows], unseen[rows])
 
     seen_names = [tags[i] for i in seen_cols]
-    if embeddings == NUS_VECTORS:
-        tag_vectors = np.load(asset_path("nus_wide", "glove300_taglist1k.npy"))
-        concept_vectors = np.load(asset_path("nus_wide", "glove300_concepts81.npy"))
-        vectors = label_table(NUS_VECTORS, tags + concepts, np.concatenate([tag_vectors, concept_vectors]))
-    else:
-        vectors = load_embeddings(embeddings)
+    vectors = load_embeddings(embeddings)
     return Dataset(
         name="nus-wide",
         seen_labels=seen_names,
