@@ -24,6 +24,7 @@ import sqlite_utils
 SCHEMA_VERSION = 1
 OK, MISSING = "ok", "missing"
 SEEN, ZERO_SHOT = "seen", "zero-shot"
+DEFAULT_TAGS_PER_PHOTO = 10
 
 
 class LibraryError(RuntimeError):
@@ -229,7 +230,7 @@ class Library:
 
     @property
     def tags_per_photo(self) -> int:
-        return int(self.get_meta("tags_per_photo", 10))
+        return int(self.get_meta("tags_per_photo", DEFAULT_TAGS_PER_PHOTO))
 
     # ---- what a scan needs to decide -------------------------------------------
 
@@ -239,12 +240,6 @@ class Library:
 
     def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
         return {row[0]: (row[1], row[2]) for row in self.db.execute("SELECT path, size, mtime_ns FROM failures")}
-
-    def photos_with_hash(self, digest: str) -> list[Known]:
-        rows = self.db.execute(
-            "SELECT id, path, size, mtime_ns, hash, status, model_id FROM photos WHERE hash = ?", [digest]
-        )
-        return [Known(*row) for row in rows]
 
     # ---- writes ----------------------------------------------------------------
 

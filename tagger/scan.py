@@ -20,7 +20,7 @@ import numpy as np
 
 from .images import UnreadablePhoto, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
-from .vocabulary import DEFAULT_TAGS_PER_PHOTO, WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
+from .vocabulary import WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
 from .walk import Skipped, walk_photos
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
         semantic_shape=list(engine.semantic_shape),
         seen_words=list(bundle.seen_labels),
         embeddings=source.embeddings_id,
-        tags_per_photo=library.get_meta("tags_per_photo", DEFAULT_TAGS_PER_PHOTO),
+        tags_per_photo=library.tags_per_photo,
     )
     if previous is not None and previous != engine.model_id:
         # Another model may live in another word space: the vocabulary is rebuilt with the
@@ -197,7 +197,7 @@ def scan(
             if row.status != OK:
                 library.set_status([row.id], OK)  # back where it was
             report.unchanged += 1
-        elif row is None and not force and failed_before.get(path) == (job.size, job.mtime_ns):
+        elif not force and failed_before.get(path) == (job.size, job.mtime_ns):
             report.failed_before += 1
         else:
             jobs.append((job, row is not None))
@@ -219,7 +219,8 @@ def scan(
     report.moved = len(moved_ids)
     gone = [row.id for row in vanished if row.id not in moved_ids]
     if prune:
-        stale = [row.id for row in known.values() if row.status == MISSING and _under(row.path, roots)]
+        stale = [row.id for row in known.values()
+                 if row.status == MISSING and row.id not in moved_ids and _under(row.path, roots)]
         library.delete_photos(gone + stale)
         report.pruned = len(gone) + len(stale)
     else:
@@ -284,15 +285,15 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
             semantic = engine.semantic(pixels[ok]) if ok else np.zeros((0, *engine.semantic_shape), np.float16)
             tags = top_tags(semantic, word_ids, vectors, k)
             records, failures, updated = [], [], 0
-            for n, (i, result) in enumerate(zip(indices, results)):
+            tagged = zip(semantic, tags)  # one per decoded photo, in batch order
+            for i, result in zip(indices, results):
                 job, in_library = jobs[i]
                 if isinstance(result, str):
                     failures.append(Failure(job.path, result, job.size, job.mtime_ns))
                     continue
                 digest, meta, (width, height) = result
-                row = ok.index(n)
-                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta,
-                                           semantic[row], tags[row]))
+                s, t = next(tagged)
+                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t))
                 updated += in_library
             library.save_batch(records, failures, engine.model_id)
             report.updated += updated

@@ -18,8 +18,6 @@ from trainer.assets import asset_path
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 
 from .library import SEEN, ZERO_SHOT, Library
-
-DEFAULT_TAGS_PER_PHOTO = 10
 # Rows of S scored at once: bounds memory whatever the library's size.
 _CHUNK = 16384
 

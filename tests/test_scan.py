@@ -4,7 +4,6 @@ kills and Ctrl-C, all through the command line on the shipped default model."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -129,8 +128,11 @@ def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     third = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
     assert (third["moved"], third["new"]) == (1, 0)
     paths[3].unlink()
+    assert tag_json(db, "scan", lib, "-q", "--exclude", "exports")["missing"] == 1
+    paths[4].unlink()
+    make_photo(lib / "returned.jpg", seed=3)  # the missing photo comes back in the scan that prunes
     pruned = tag_json(db, "scan", lib, "-q", "--prune", "--exclude", "exports")
-    assert pruned["pruned"] == 1 and rows(db, "SELECT count(*) FROM photos") == [(8,)]
+    assert (pruned["pruned"], pruned["moved"]) == (1, 1) and rows(db, "SELECT count(*) FROM photos") == [(8,)]
     forced = tag_json(db, "scan", lib, "-q", "--force", "--exclude", "exports")
     assert forced["updated"] == 8 and forced["new"] == 0
     assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(80, 8)]

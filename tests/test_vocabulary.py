@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tagger.vocabulary import (VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags,
-                               vocabulary_matrix)
+from tagger.vocabulary import (VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags)
 from trainer.embeddings import UnknownWordError, load_embeddings
 from trainer.model import score
 from tests.tagging import synthetic_library, tag

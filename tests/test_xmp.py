@@ -6,7 +6,6 @@ import hashlib
 import os
 import xml.etree.ElementTree as ET
 
-import pytest
 
 from tagger.xmp import NS, read_keywords, write_sidecar
 from tests.photo_factory import make_library
