@@ -24,7 +24,7 @@ vocab_app = typer.Typer(help="List, add and remove the words photos are tagged w
 app.add_typer(vocab_app, name="vocab")
 
 DB_HELP = "Library file (default: your user data folder; or set EPSILON_TAG_DB)."
-Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False)
+Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False, metavar="FILE")
 Json = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 
@@ -72,14 +72,14 @@ def _root(
 
 @app.command()
 def scan(
-    roots: List[Path] = typer.Argument(..., help="Folders (or single photos) to scan.", show_default=False),
-    exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable."),
+    roots: List[Path] = typer.Argument(..., help="Folders (or single photos) to scan.", show_default=False, metavar="FOLDER"),
+    exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"),
     force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
     prune: bool = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing."),
-    model: Optional[Path] = typer.Option(None, "--model", help="A bundle from epsilon-train (default: the library's model, else the shipped one)."),
-    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT)."),
-    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's)."),
-    device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A bundle from epsilon-train (default: the library's model, else the shipped one).", metavar="DIR"),
+    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).", metavar="FILE"),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's).", metavar="SOURCE"),
+    device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N.", metavar="DEVICE"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per commit)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -94,6 +94,10 @@ def scan(
     """
     from .scan import scan as run_scan
 
+    with _clearly():
+        absent = [str(r) for r in roots if not r.expanduser().exists()]
+        if absent:  # a typo or an unmounted drive: say so, and mark nothing missing
+            raise ValueError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
     with _clearly(), _open(db, create=True) as library:
         report = run_scan(
             library, roots, model=model or library.get_meta("model_path"), exclude=exclude, force=force,
@@ -120,7 +124,7 @@ def scan(
 
 @app.command()
 def search(
-    words: List[str] = typer.Argument(..., help="Words to search for; any word the word vectors know works, in the vocabulary or not.", show_default=False),
+    words: List[str] = typer.Argument(..., help="Words to search for; any word the word vectors know works, in the vocabulary or not.", show_default=False, metavar="WORD"),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many photos to print."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out photos scoring below this (scores are cosines, -1..1)."),
     after: Optional[str] = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
@@ -147,7 +151,7 @@ def search(
 
 @vocab_app.command("add")
 def vocab_add(
-    words: List[str] = typer.Argument(..., help="Words or quoted phrases (\"polar bear\").", show_default=False),
+    words: List[str] = typer.Argument(..., help="Words or quoted phrases (\"polar bear\").", show_default=False, metavar="WORD"),
     embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."),
     db: Optional[Path] = Db,
 ) -> None:
@@ -165,7 +169,7 @@ def vocab_add(
 
 @vocab_app.command("remove")
 def vocab_remove(
-    words: List[str] = typer.Argument(..., show_default=False),
+    words: List[str] = typer.Argument(..., show_default=False, metavar="WORD"),
     db: Optional[Path] = Db,
 ) -> None:
     """Remove words; photos that carried them get their next best words instead."""
@@ -179,8 +183,8 @@ def vocab_remove(
 
 @vocab_app.command("list")
 def vocab_list(
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words."),
-    sort: str = typer.Option("count", "--sort", help="count or name."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words.", metavar="KIND"),
+    sort: str = typer.Option("count", "--sort", help="count or name.", metavar="ORDER"),
     as_json: bool = Json,
     db: Optional[Path] = Db,
 ) -> None:
@@ -198,7 +202,7 @@ def vocab_list(
 
 @vocab_app.command("similar")
 def vocab_similar(
-    word: str = typer.Argument(..., show_default=False),
+    word: str = typer.Argument(..., show_default=False, metavar="WORD"),
     n: int = typer.Option(10, "-n", min=1, help="How many neighbours."),
     db: Optional[Path] = Db,
 ) -> None:
@@ -213,7 +217,7 @@ def vocab_similar(
 
 @app.command()
 def show(
-    photo: Path = typer.Argument(..., help="A photo's path.", show_default=False),
+    photo: Path = typer.Argument(..., help="A photo's path.", show_default=False, metavar="PHOTO"),
     as_json: bool = Json,
     db: Optional[Path] = Db,
 ) -> None:
@@ -270,9 +274,9 @@ def stats(
 
 @app.command()
 def export(
-    paths: List[Path] = typer.Argument(None, help="Only photos under these folders (default: the whole library).", show_default=False),
+    paths: List[Path] = typer.Argument(None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER"),
     xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."),
-    naming: str = typer.Option("full", "--naming", help="New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing sidecar of either name is updated."),
+    naming: str = typer.Option("full", "--naming", metavar="full|stem", help="New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing sidecar of either name is updated."),
     min_score: Optional[float] = typer.Option(None, "--min-score", help="Only tags scoring at least this."),
     db: Optional[Path] = Db,
 ) -> None:

@@ -144,8 +144,9 @@ def test_a_missing_root_marks_nothing_missing(tmp_path):
     db = tmp_path / "lib.db"
     tag(db, "scan", lib, "-q")
     os.rename(lib, tmp_path / "unmounted")
-    report = tag_json(db, "scan", lib, "-q", "--prune")
-    assert report["pruned"] == 0 and rows(db, "SELECT count(*) FROM photos WHERE status = 'ok'") == [(2,)]
+    result = run_script("scan", lib, "-q", "--prune", "--db", db)
+    assert result.returncode == 2 and f"No such file or folder: {lib}" in result.stderr
+    assert rows(db, "SELECT count(*) FROM photos WHERE status = 'ok'") == [(2,)]
 
 
 def test_the_database_comes_from_the_environment(tmp_path):
