@@ -72,7 +72,7 @@ def _root(
 
 @app.command()
 def scan(
-    roots: List[Path] = typer.Argument(..., help="Folders (or single photos) to scan.", show_default=False, metavar="FOLDER"),
+    roots: List[Path] = typer.Argument(None, help="Folders (or single photos) to scan (default: every folder this library has scanned).", show_default=False, metavar="FOLDER"),
     exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"),
     force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
     prune: bool = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing."),
@@ -94,11 +94,13 @@ def scan(
     """
     from .scan import scan as run_scan
 
-    with _clearly():
+    with _clearly(), _open(db, create=True) as library:
+        roots = roots or [Path(r) for r in library.get_meta("roots", [])]
+        if not roots:
+            raise ValueError("Say which folder to scan: epsilon-tag scan ~/Pictures")
         absent = [str(r) for r in roots if not r.expanduser().exists()]
         if absent:  # a typo or an unmounted drive: say so, and mark nothing missing
             raise ValueError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
-    with _clearly(), _open(db, create=True) as library:
         report = run_scan(
             library, roots, model=model or library.get_meta("model_path"), exclude=exclude, force=force,
             prune=prune, batch_size=batch_size, workers=workers, device=device,

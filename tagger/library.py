@@ -420,6 +420,27 @@ class Library:
                       np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(rows), *shape),
                       np.where(np.isnan(floor), -np.inf, floor))
 
+    def word_photos(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(photo ids, scores) of the present photos carrying a word, best first."""
+        rows = self.db.execute(
+            "SELECT t.photo_id, t.score FROM tags t JOIN photos p ON p.id = t.photo_id "
+            "WHERE t.word_id = ? AND p.status = 'ok' ORDER BY t.score DESC",
+            [word_id],
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
+
+    def top_words(self, photo_ids: Sequence[int], n: int = 3) -> dict[int, list[str]]:
+        """Each photo's n best words."""
+        rows = self.db.execute(
+            "SELECT t.photo_id, w.word FROM tags t JOIN words w ON w.id = t.word_id "
+            "WHERE t.photo_id IN (SELECT value FROM json_each(?)) AND t.rank <= ? ORDER BY t.photo_id, t.rank",
+            [json.dumps([int(i) for i in photo_ids]), n],
+        )
+        out: dict[int, list[str]] = {int(i): [] for i in photo_ids}
+        for photo_id, word in rows:
+            out[photo_id].append(word)
+        return out
+
     def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
         rows = self.db.execute(
             "SELECT photo_id, word_id, score FROM tags WHERE photo_id IN (SELECT value FROM json_each(?)) "

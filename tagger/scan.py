@@ -160,13 +160,17 @@ def scan(
     backbone_weights: str | Path | None = None,
     embeddings: str | None = None,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
     engine: "Engine | None" = None,
 ) -> ScanReport:
-    """Bring the library up to date with the photos under ``roots``."""
+    """Bring the library up to date with the photos under ``roots`` (remembered, so that a
+    later scan without folders, or the TUI's rescan, covers them again). ``on_progress``
+    is called with (photos done, photos to read) after every batch."""
     from .engine import model_id as model_id_of
 
     report = ScanReport()
     roots = [str(Path(r).expanduser().resolve()) for r in roots]
+    library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(roots)))
     current_model = engine.model_id if engine else model_id_of(model)
     known = library.known_photos()
     failed_before = library.known_failures()
@@ -236,7 +240,8 @@ def scan(
         if left_out:
             print(f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
                   file=sys.stderr)
-        _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress)
+        _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress,
+                      on_progress=on_progress)
     return report
 
 
@@ -266,7 +271,8 @@ def _recognise_moves(library: Library, jobs, candidates: list[Known]) -> tuple[l
 
 
 def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, *,
-                  batch_size: int, workers: int | None, progress: bool) -> None:
+                  batch_size: int, workers: int | None, progress: bool,
+                  on_progress: Callable[[int, int], None] | None) -> None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -279,6 +285,7 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
                         pin_memory=engine.device.type == "cuda")
     bar = tqdm(total=len(jobs), unit="photo", desc="tagging", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, smoothing=0.1)
+    done = 0
     try:
         for indices, pixels, results in loader:
             ok = [n for n, r in enumerate(results) if not isinstance(r, str)]
@@ -301,6 +308,9 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
             report.failed += len(failures)
             report.failures.extend((f.path, f.reason) for f in failures)
             bar.update(len(indices))
+            done += len(indices)
+            if on_progress is not None:
+                on_progress(done, len(jobs))
     except KeyboardInterrupt:
         # The batch in flight was rolled back by its transaction; everything before it is stored.
         report.interrupted = True

@@ -56,6 +56,49 @@ def check_date(value: str | None, option: str) -> str | None:
     return value
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """Photo ids ranked best first, with their scores; rows are fetched a page at a time,
+    so a list of 100,000 results costs two arrays until someone looks at it."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def page(self, library: Library, start: int, count: int) -> list[Hit]:
+        ids, scores = self.ids[start:start + count], self.scores[start:start + count]
+        rows = library.photos(ids)
+        return [Hit(int(i), rows[int(i)]["path"], float(s), rows[int(i)]["taken_at"], rows[int(i)]["camera"])
+                for i, s in zip(ids, scores) if int(i) in rows]
+
+
+def rank(
+    library: Library,
+    query: str | Sequence[str],
+    *,
+    min_score: float | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    source: WordSource | None = None,
+) -> Ranking:
+    """Every present photo ranked by its (mean) score for the query's words."""
+    if library.model_id is None:
+        raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
+    source = source or WordSource.of_library(library)
+    terms = parse_query(query, list(source.table))
+    if not terms:
+        raise ValueError("Give at least one word to search for.")
+    vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
+    stored = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
+    combined = scores(stored.semantic, vectors).mean(axis=1) if len(stored) else np.zeros(0, np.float32)
+    order = np.argsort(-combined, kind="stable")
+    if min_score is not None:
+        order = order[combined[order] >= min_score]
+    return Ranking(stored.ids[order], combined[order])
+
+
 def search(
     library: Library,
     query: str | Sequence[str],
@@ -67,24 +110,11 @@ def search(
     source: WordSource | None = None,
 ) -> list[Hit]:
     """Present photos ranked by their (mean) score for the query's words, best first."""
-    if library.model_id is None:
-        raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
-    source = source or WordSource.of_library(library)
-    terms = parse_query(query, list(source.table))
-    if not terms:
-        raise ValueError("Give at least one word to search for.")
-    vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
-    stored = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
-    ids = stored.ids
-    combined = scores(stored.semantic, vectors).mean(axis=1) if len(ids) else np.zeros(0, np.float32)
-    order = np.argsort(-combined, kind="stable")
-    if min_score is not None:
-        order = order[combined[order] >= min_score]
-    if limit is not None:
-        order = order[:limit]
-    rows = library.photos(ids[order])
-    return [
-        Hit(int(ids[i]), rows[int(ids[i])]["path"], float(combined[i]), rows[int(ids[i])]["taken_at"],
-            rows[int(ids[i])]["camera"])
-        for i in order
-    ]
+    ranking = rank(library, query, min_score=min_score, after=after, before=before, source=source)
+    return ranking.page(library, 0, len(ranking) if limit is None else limit)
+
+
+def photos_of_word(library: Library, word_id: int) -> Ranking:
+    """The photos that carry a vocabulary word among their top tags, best score first."""
+    ids, found = library.word_photos(word_id)
+    return Ranking(ids, found)

@@ -26,3 +26,15 @@ def test_ci_runs_the_readme_test_command():
     setup = [b for b in blocks if b.startswith("python3 -m venv")]
     assert len(setup) == 2, "the README has exactly two set-up commands"
     assert setup[1] in (root / ".ci" / "run").read_text().splitlines()
+
+
+def test_every_package_is_installed():
+    """A subpackage missing from pyproject's list is missing from `pip install .`."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for top in ("tagger", "trainer")
+             for p in (root / top).rglob("__init__.py")}
+    assert found <= listed, f"add to pyproject's packages: {sorted(found - listed)}"

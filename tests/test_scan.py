@@ -135,6 +135,10 @@ def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     assert (pruned["pruned"], pruned["moved"]) == (1, 1) and rows(db, "SELECT count(*) FROM photos") == [(8,)]
     forced = tag_json(db, "scan", lib, "-q", "--force", "--exclude", "exports")
     assert forced["updated"] == 8 and forced["new"] == 0
+    make_photo(lib / "later.jpg", seed=60)
+    assert tag_json(db, "scan", "-q", "--exclude", "exports")["new"] == 1  # no folder: the library's own
+    (lib / "later.jpg").unlink()
+    tag(db, "scan", "-q", "--prune", "--exclude", "exports")
     assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(80, 8)]
 
 
