@@ -298,6 +298,14 @@ def export(
         typer.echo(f"  failed: {path}: {reason}", err=True)
 
 
+@app.command()
+def tui(db: Optional[Path] = Db) -> None:
+    """Browse the library in the terminal: tags, photos, previews; search; add words."""
+    from .tui.app import EpsilonTagApp
+
+    EpsilonTagApp(db or default_db()).run()
+
+
 def main() -> None:
     app()
 

@@ -207,6 +207,10 @@ class Library:
                 migrate(self.db)
             self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (a scan in another process) commits."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     @property
     def schema_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -405,7 +409,7 @@ class Library:
     def _all_vectors(self, shape) -> Stored:
         # One plain read of the table beats a join per row; data_version changes when
         # another connection commits, _commits when this one does.
-        key = (self.db.execute("PRAGMA data_version").fetchone()[0], self._commits, tuple(shape))
+        key = (self.data_version(), self._commits, tuple(shape))
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._stored(self.db.execute("SELECT photo_id, s, floor FROM vectors").fetchall(), shape))
         return self._cache[1]

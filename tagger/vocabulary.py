@@ -213,6 +213,6 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
     if sort not in ("count", "name"):
         raise VocabularyError(f"sort is 'count' or 'name', not {sort!r}")
     counts = library.word_counts()
-    rows = [{"word": w.word, "kind": w.kind, "count": counts.get(w.id, 0)}
+    rows = [{"id": w.id, "word": w.word, "kind": w.kind, "count": counts.get(w.id, 0)}
             for w in library.words() if kind is None or w.kind == kind]
     return sorted(rows, key=(lambda r: (-r["count"], r["word"])) if sort == "count" else (lambda r: r["word"]))

@@ -1,0 +1,1 @@
+"""epsilon-tag tui: browse the library, search it, and grow its vocabulary (Textual)."""

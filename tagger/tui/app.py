@@ -1,0 +1,310 @@
+"""The Textual app: wires the panels to the library, the search and the vocabulary.
+
+Every read of the library runs in a worker thread (under one lock, on the app's own
+connection) and every write (adding or removing a word, a rescan) on a connection of its
+own, so the screen never waits on SQLite. The app holds no logic the CLI lacks: it calls
+``search.rank``, ``vocabulary.add_words`` / ``remove_words`` and ``scan.scan``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer, Input, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from trainer.embeddings import UnknownWordError
+
+from ..library import Library, LibraryError
+from ..search import Ranking, photos_of_word, rank
+from ..vocabulary import VocabularyError, WordSource, add_words, remove_words, word_table
+from .screens import AddWordScreen, ConfirmScreen, FirstRunScreen, HelpScreen
+from .widgets import Page, PhotoPanel, Preview, TagPanel, describe
+
+
+def open_in_viewer(path: str) -> None:
+    """The system's own viewer for a file (macOS open, Windows start, xdg-open elsewhere)."""
+    if sys.platform == "darwin":
+        command = ["open", path]
+    elif sys.platform.startswith("win"):
+        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
+        return
+    else:
+        command = ["xdg-open", path]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)
+
+
+class EpsilonTagApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "epsilon-tag"
+    BINDINGS = [
+        Binding("slash", "search", "Search"),
+        Binding("a", "add_word", "Add word"),
+        Binding("d", "remove_word", "Remove"),
+        Binding("s", "sort", "Sort"),
+        Binding("o", "open_photo", "Open"),
+        Binding("r", "rescan", "Rescan"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, db: str | Path, *, opener: Callable[[str], None] = open_in_viewer,
+                 refresh_seconds: float = 3.0) -> None:
+        super().__init__()
+        self.db_path = Path(db).expanduser()
+        self.opener = opener
+        self.refresh_seconds = refresh_seconds
+        self.library: Library | None = None
+        self.source: WordSource | None = None
+        self.lock = threading.Lock()  # one reader at a time on the app's connection
+        self.seen_version: int | None = None
+        self.scanning = False
+
+    # ---- layout ---------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="/ search any words, e.g. boat or beach sunset", id="search")
+        with Horizontal(id="panels"):
+            yield TagPanel(id="tags")
+            yield PhotoPanel(id="photos")
+            yield Preview(id="preview")
+        yield ProgressBar(id="progress", show_eta=False)
+        yield Static("", id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#photos", PhotoPanel).border_title = "Photos"
+        self.query_one("#preview", Preview).border_title = "Preview"
+        try:
+            self.library = Library(self.db_path, create=False)
+        except LibraryError:
+            self.library = None
+        if self.library is None or not self.library.counts()["photos"]:
+            self.push_screen(FirstRunScreen(str(self.db_path)), self._first_folder)
+            return
+        self._start()
+
+    def _start(self) -> None:
+        self.source = WordSource.of_library(self.library)
+        self.seen_version = self.library.data_version()
+        self.load_tags()
+        self.query_one("#tag-table").focus()
+        self.set_interval(self.refresh_seconds, self.watch_library)
+
+    def status(self, message: str) -> None:
+        self.query_one("#status", Static).update(message)
+
+    # ---- reading ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="tags")
+    def load_tags(self, select: str | None = None) -> None:
+        with self.lock:
+            words = word_table(self.library)
+            self.source = WordSource.of_library(self.library)
+        self.call_from_thread(self._show_tags, words, select)
+
+    def _show_tags(self, words: list[dict], select: str | None) -> None:
+        panel = self.query_one("#tags", TagPanel)
+        panel.show(words, select or panel.selected_word)
+        if not words:
+            self.status("The vocabulary is empty: press a to add a word.")
+
+    def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
+        word = message.word
+        self.load_photos(f"{word['word']}", lambda: photos_of_word(self.library, word["id"]))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "search":
+            return
+        query = event.value.strip()
+        if query:
+            self.load_photos(f"search: {query}", lambda: rank(self.library, query, source=self.source))
+            self.query_one("#photo-table").focus()
+
+    @work(thread=True, exclusive=True, group="photos")
+    def load_photos(self, title: str, ranked: Callable[[], Ranking]) -> None:
+        try:
+            with self.lock:
+                ranking = ranked()
+                first = self._page(ranking, 0)
+        except (UnknownWordError, VocabularyError, LibraryError, ValueError, sqlite3.DatabaseError) as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self.query_one("#photos", PhotoPanel).start, title, ranking, first)
+
+    def _page(self, ranking: Ranking, start: int) -> Page:
+        hits = ranking.page(self.library, start, PhotoPanel.PAGE)
+        return Page(hits, self.library.top_words([h.photo_id for h in hits]))
+
+    def on_photo_panel_need_more(self, _: PhotoPanel.NeedMore) -> None:
+        panel = self.query_one("#photos", PhotoPanel)
+        self.load_more(panel.ranking, len(panel.hits))
+
+    @work(thread=True, exclusive=True, group="more")
+    def load_more(self, ranking: Ranking, start: int) -> None:
+        with self.lock:
+            page = self._page(ranking, start)
+        panel = self.query_one("#photos", PhotoPanel)
+        if panel.ranking is ranking and len(panel.hits) == start:
+            self.call_from_thread(panel.append, page)
+
+    def on_photo_panel_highlighted(self, message: PhotoPanel.Highlighted) -> None:
+        self.load_preview(message.hit.photo_id)
+
+    @work(thread=True, exclusive=True, group="preview")
+    def load_preview(self, photo_id: int) -> None:
+        from ..images import UnreadablePhoto, open_photo
+        from .halfblock import halfblock
+
+        with self.lock:
+            photo = self.library.photos([photo_id]).get(photo_id)
+            tags = self.library.photo_tags(photo_id)
+        if photo is None:
+            return
+        preview = self.query_one("#preview", Preview)
+        columns, rows = preview.image_cells
+        if not Path(photo["path"]).exists():
+            picture: Text | str = Text("(not on disk now)", style="italic")
+        else:
+            try:
+                picture = halfblock(open_photo(photo["path"], rows * 2), columns, rows)
+            except (UnreadablePhoto, OSError) as exc:
+                picture = Text(f"({exc})", style="italic")
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(preview.show, picture, describe(photo, tags))
+
+    def watch_library(self) -> None:
+        """A scan in another process commits: counts and tags change under us."""
+        if self.library is None or self.scanning:
+            return
+        version = self.library.data_version()
+        if version != self.seen_version:
+            self.seen_version = version
+            self.load_tags()
+
+    # ---- actions ------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # The main screen's keys do nothing (and are not shown) while another screen is on top.
+        if action in ("quit", "help"):
+            return True
+        return len(self.screen_stack) == 1
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_sort(self) -> None:
+        self.status(f"tags sorted by {self.query_one('#tags', TagPanel).toggle_sort()}")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_open_photo(self) -> None:
+        hit = self.query_one("#photos", PhotoPanel).current()
+        if hit is None:
+            return
+        try:
+            self.opener(hit.path)
+        except OSError as exc:
+            self.notify(f"Cannot open {hit.path}: {exc}", severity="error")
+
+    def action_add_word(self) -> None:
+        if self.source is None:
+            return
+        vocabulary = {w["word"] for w in self.query_one("#tags", TagPanel).words}
+        self.push_screen(AddWordScreen(self.source, vocabulary), self._add_chosen)
+
+    def _add_chosen(self, word: str | None) -> None:
+        if word:
+            self.status(f"adding {word!r}: scoring every photo...")
+            self.change_vocabulary(word, add=True)
+
+    def action_remove_word(self) -> None:
+        chosen = self.query_one("#tags", TagPanel).selected()
+        if chosen is None:
+            return
+        question = f"Remove {chosen['word']!r} from the vocabulary and from its {chosen['count']} photos?"
+        self.push_screen(ConfirmScreen(question), lambda yes: yes and self.change_vocabulary(chosen["word"], add=False))
+
+    @work(thread=True, exclusive=True, group="vocabulary")
+    def change_vocabulary(self, word: str, add: bool) -> None:
+        try:
+            with Library(self.db_path) as writer:
+                if add:
+                    count = add_words(writer, [word], WordSource.of_library(writer))[word]
+                    message = f"{word}: {count} photos carry it among their top {writer.tags_per_photo} tags"
+                else:
+                    count = remove_words(writer, [word])[word]
+                    message = f"{word} removed (from {count} photos)"
+        except (UnknownWordError, VocabularyError, LibraryError, sqlite3.DatabaseError) as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        self.call_from_thread(self.status, message)
+        self.call_from_thread(self.notify, message)
+        self.call_from_thread(self.load_tags, word if add else None)
+
+    def action_rescan(self) -> None:
+        if self.library is None or self.scanning:
+            return
+        folders = self.library.get_meta("roots", [])
+        if not folders:
+            self.notify("This library has no folders yet: `epsilon-tag scan FOLDER`.", severity="warning")
+            return
+        self.rescan(folders)
+
+    def _first_folder(self, folder: str | None) -> None:
+        if folder:
+            self.rescan([folder])
+
+    @work(thread=True, exclusive=True, group="scan")
+    def rescan(self, folders: list[str]) -> None:
+        from ..scan import scan
+
+        self.scanning = True
+        bar = self.query_one("#progress", ProgressBar)
+        self.call_from_thread(bar.add_class, "running")
+        self.call_from_thread(self.status, f"scanning {', '.join(folders)}: loading the model...")
+
+        def progress(done: int, total: int) -> None:
+            self.call_from_thread(bar.update, total=total, progress=done)
+            self.call_from_thread(self.status, f"scanning: {done} of {total} photos")
+
+        try:
+            with Library(self.db_path) as writer:
+                # Decoding stays in this thread: worker processes forked from a running
+                # Textual app (other threads, redirected output) fail to start.
+                report = scan(writer, folders, progress=False, on_progress=progress, workers=0)
+            message = (f"scan done: {report.new} new, {report.updated} updated, {report.moved} moved, "
+                       f"{report.missing} missing, {report.unchanged} unchanged, {report.failed} failed")
+        except Exception as exc:  # any failure ends the scan, not the app; the message says why
+            message = f"scan failed: {exc}"
+        finally:
+            self.scanning = False
+        self.call_from_thread(bar.remove_class, "running")
+        self.call_from_thread(self.status, message)
+        self.call_from_thread(self._after_scan)
+
+    def _after_scan(self) -> None:
+        if self.library is None:
+            try:
+                self.library = Library(self.db_path, create=False)
+            except LibraryError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self._start()
+        else:
+            self.seen_version = self.library.data_version()
+            self.load_tags()

@@ -1,0 +1,215 @@
+"""The three panels of the main screen: tags, photos, preview.
+
+The widgets only show what they are given; reading the library happens in the app's
+worker threads, so a slow disk or a 100,000-photo library never freezes the screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+
+from ..search import Hit, Ranking
+
+SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
+
+
+class TagPanel(Vertical):
+    """Every vocabulary word with its photo count; filter as you type, sort by count or name."""
+
+    class Chosen(Message):
+        def __init__(self, word: dict) -> None:
+            super().__init__()
+            self.word = word
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.words: list[dict] = []
+        self.sort = "count"
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter tags", id="tag-filter")
+        # No cell padding: at 80 columns the panel is 20 wide, and every cell counts.
+        table = DataTable(id="tag-table", cursor_type="row", show_header=False, cell_padding=0)
+        table.add_column("kind", key="kind", width=2)
+        table.add_column("count", key="count", width=6)
+        table.add_column("word", key="word")
+        yield table
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#tag-table", DataTable)
+
+    def show(self, words: list[dict], select: str | None = None) -> None:
+        self.words = words
+        self._refill(select)
+
+    def toggle_sort(self) -> str:
+        self.sort = "name" if self.sort == "count" else "count"
+        self._refill(self.selected_word)
+        return self.sort
+
+    @property
+    def selected_word(self) -> str | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    def selected(self) -> dict | None:
+        word = self.selected_word
+        return next((w for w in self.words if w["word"] == word), None)
+
+    def _refill(self, select: str | None = None) -> None:
+        needle = self.query_one("#tag-filter", Input).value.strip().lower()
+        shown = [w for w in self.words if needle in w["word"]]
+        key = (lambda w: (-w["count"], w["word"])) if self.sort == "count" else (lambda w: w["word"])
+        shown.sort(key=key)
+        table = self.table
+        table.clear()
+        for w in shown:
+            seen = w["kind"] == "seen"
+            table.add_row(
+                Text(SEEN_MARK if seen else ZERO_SHOT_MARK, style="bold" if seen else "italic"),
+                Text(f"{w['count']:>5} "),
+                Text(w["word"], style="" if seen else "italic"),
+                key=w["word"],
+            )
+        self.border_title = f"Tags {len(shown)}" + (f"/{len(self.words)}" if needle else "")
+        if select is not None and select in {w["word"] for w in shown}:
+            table.move_cursor(row=table.get_row_index(select))
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "tag-filter":
+            self._refill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "tag-filter":
+            self.table.focus()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "tag-table":
+            chosen = self.selected()
+            if chosen is not None:
+                self.post_message(self.Chosen(chosen))
+
+
+@dataclass
+class Page:
+    """Rows fetched for the photo list: hits and their top words."""
+
+    hits: list[Hit]
+    top_words: dict[int, list[str]]
+
+
+class PhotoPanel(Vertical):
+    """Photos of a tag or a search, best first, loaded a page at a time as the cursor nears the end."""
+
+    PAGE = 100
+
+    class NeedMore(Message):
+        """The cursor is near the last loaded row: the app fetches the next page."""
+
+    class Highlighted(Message):
+        def __init__(self, hit: Hit) -> None:
+            super().__init__()
+            self.hit = hit
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ranking: Ranking | None = None
+        self.hits: list[Hit] = []
+        self.title = ""
+
+    def compose(self) -> ComposeResult:
+        table = DataTable(id="photo-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("score", key="score", width=4)
+        table.add_column("photo", key="photo")
+        table.add_column("taken", key="taken", width=10)
+        table.add_column("tags", key="tags")
+        yield table
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#photo-table", DataTable)
+
+    def start(self, title: str, ranking: Ranking, first: Page) -> None:
+        self.ranking, self.hits, self.title = ranking, [], title
+        self.table.clear()
+        self.append(first)
+        self.table.move_cursor(row=0)
+
+    @property
+    def more(self) -> bool:
+        return self.ranking is not None and len(self.hits) < len(self.ranking)
+
+    def append(self, page: Page) -> None:
+        table = self.table
+        for hit in page.hits:
+            name = hit.path.rsplit("/", 1)[-1]
+            table.add_row(
+                Text(f"{hit.score:.2f}", justify="right"),
+                name,
+                (hit.taken_at or "")[:10],
+                ", ".join(page.top_words.get(hit.photo_id, [])),
+                key=str(len(self.hits)),
+            )
+            self.hits.append(hit)
+        total = len(self.ranking) if self.ranking is not None else 0
+        self.border_title = f"{self.title}  {total:,} photos"
+
+    def current(self) -> Hit | None:
+        row = self.table.cursor_row
+        return self.hits[row] if 0 <= row < len(self.hits) else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "photo-table":
+            return
+        hit = self.current()
+        if hit is not None:
+            self.post_message(self.Highlighted(hit))
+        if self.more and event.cursor_row >= len(self.hits) - 20:
+            self.post_message(self.NeedMore())
+
+
+class Preview(VerticalScroll):
+    """The selected photo, upright, drawn with half blocks; its tags and EXIF below."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="preview-image")
+        yield Static("", id="preview-info")
+
+    @property
+    def image_cells(self) -> tuple[int, int]:
+        """Room for the picture: the panel's width (less a scrollbar), 60% of its height."""
+        width, height = self.content_size
+        return max(8, width - 2), max(4, int(height * 0.6))
+
+    def show(self, picture: Text | str, info: Text) -> None:
+        self.query_one("#preview-image", Static).update(picture)
+        self.query_one("#preview-info", Static).update(info)
+
+
+def describe(photo: dict, tags: list[dict]) -> Text:
+    """A photo's path, EXIF and tags as the preview shows them."""
+    text = Text()
+    text.append(photo["path"] + "\n", style="bold")
+    if photo.get("status") == "missing":
+        text.append("missing since the last scan\n", style="red")
+    gps = (f"{photo['latitude']:.5f}, {photo['longitude']:.5f}" if photo.get("latitude") is not None else None)
+    size = f"{photo['width']} x {photo['height']}" if photo.get("width") else None
+    for label, value in (("taken", photo.get("taken_at")), ("camera", photo.get("camera")),
+                         ("lens", photo.get("lens")), ("gps", gps), ("size", size)):
+        if value:
+            text.append(f"{label:<7}", style="dim")
+            text.append(f"{value}\n")
+    for tag in tags:
+        seen = tag["kind"] == "seen"
+        text.append(f"{tag['score']:.2f} ", style="dim")
+        text.append(f"{SEEN_MARK if seen else ZERO_SHOT_MARK} {tag['word']}\n", style="" if seen else "italic")
+    return text

@@ -1,0 +1,262 @@
+"""epsilon-tag tui through Textual's pilot: every flow, snapshots at 80x24, a 100,000-photo library."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from textual.widgets import DataTable, Input, Label
+
+from tagger.library import Library
+from tagger.tui.app import EpsilonTagApp
+from tagger.tui.screens import AddWordScreen, FirstRunScreen, HelpScreen
+from trainer.embeddings import load_embeddings
+from tests.photo_factory import make_library, make_photo
+from tests.tagging import synthetic_library, tag
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    """Six generated photos scanned with the default model (copied per test that writes)."""
+    root = tmp_path_factory.mktemp("tui")
+    make_library(root / "photos", 6)
+    tag(root / "lib.db", "scan", root / "photos", "-q")
+    return root
+
+
+def fresh_copy(scanned, tmp_path):
+    db = tmp_path / "lib.db"
+    with sqlite3.connect(scanned / "lib.db") as source, sqlite3.connect(db) as target:
+        source.backup(target)
+    return db
+
+
+async def settle(pilot, rounds: int = 3):
+    for _ in range(rounds):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.05)
+
+
+def cells(table: DataTable, column: int) -> list[str]:
+    return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
+
+
+def db_count(db, word: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM tags t JOIN words w ON w.id = t.word_id WHERE w.word = ?",
+                            [word]).fetchone()[0]
+
+
+async def test_select_a_tag_shows_its_photos_and_a_preview(scanned):
+    app = EpsilonTagApp(scanned / "lib.db")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        tags = app.query_one("#tag-table", DataTable)
+        counts = [int(c) for c in cells(tags, 1)]
+        assert counts == sorted(counts, reverse=True) and counts[0] > 0  # by count, most first
+        await pilot.press("down")
+        await settle(pilot)
+        word = cells(tags, 2)[1]
+        photos = app.query_one("#photo-table", DataTable)
+        assert photos.row_count == counts[1] == db_count(scanned / "lib.db", word)
+        assert app.query_one("#photos").border_title.startswith(word)
+        info = str(app.query_one("#preview-info").render())
+        assert str(scanned / "photos") in info and word in info  # its path and its tags
+        await pilot.press("s")  # sort by name
+        assert cells(tags, 2) == sorted(cells(tags, 2))
+        filter_box = app.query_one("#tag-filter", Input)
+        filter_box.value = "sky"
+        await pilot.pause()
+        assert all("sky" in w for w in cells(tags, 2)) and tags.row_count >= 1
+
+
+async def test_search_ranks_like_the_cli_and_zero_shot_words_work(scanned):
+    app = EpsilonTagApp(scanned / "lib.db")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"zeppelin", "enter")  # not in the vocabulary
+        await settle(pilot)
+        photos = app.query_one("#photo-table", DataTable)
+        assert photos.row_count == 6
+        names = cells(photos, 1)
+        cli = tag(scanned / "lib.db", "search", "zeppelin").split()
+        assert names == [p.rsplit("/", 1)[-1] for p in cli]
+        await pilot.press("slash")
+        app.query_one("#search", Input).value = "zepelin"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert photos.row_count == 6  # the list stays; the error is a notification
+        assert any("Did you mean" in n.message for n in app._notifications)
+
+
+async def test_add_and_remove_a_word(scanned, tmp_path):
+    db = fresh_copy(scanned, tmp_path)
+    app = EpsilonTagApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        assert isinstance(app.screen, AddWordScreen)
+        await pilot.press(*"zepelin", "enter")
+        await settle(pilot)
+        assert "Did you mean" in str(app.screen.query_one("#add-error", Label).render())
+        field = app.screen.query_one("#add-input", Input)
+        field.value = "lighthouse keeper"
+        await settle(pilot)
+        assert app.screen.query_one("#add-suggestions").option_count > 0  # neighbours as suggestions
+        await pilot.press("enter")
+        await settle(pilot, 5)
+        assert not isinstance(app.screen, AddWordScreen)
+        tags = app.query_one("#tag-table", DataTable)
+        row = cells(tags, 2).index("lighthouse keeper")
+        shown = int(cells(tags, 1)[row])
+        assert shown == db_count(db, "lighthouse keeper")
+        assert f"lighthouse keeper: {shown} photos" in str(app.query_one("#status").render())
+
+        tags.move_cursor(row=row)
+        await pilot.press("d", "y")
+        await settle(pilot, 5)
+        assert "lighthouse keeper" not in cells(tags, 2)
+        assert db_count(db, "lighthouse keeper") == 0
+        with Library(db) as library:
+            assert "lighthouse keeper" not in {w.word for w in library.words()}
+
+
+async def test_help_open_and_rescan(scanned, tmp_path):
+    db = fresh_copy(scanned, tmp_path)
+    opened = []
+    app = EpsilonTagApp(db, opener=opened.append)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("tab", "o")  # the photo list, then open its first photo
+        assert len(opened) == 1 and opened[0].startswith(str(scanned / "photos"))
+        make_photo(scanned / "photos" / "new.jpg", seed=77)
+        try:
+            await pilot.press("r")
+            await settle(pilot, 8)
+            for _ in range(100):  # the model loads in the worker
+                if "scan done" in str(app.query_one("#status").render()):
+                    break
+                await pilot.pause(0.1)
+            assert "1 new" in str(app.query_one("#status").render())
+        finally:
+            (scanned / "photos" / "new.jpg").unlink()
+
+
+async def test_reads_while_another_process_writes(scanned, tmp_path):
+    db = fresh_copy(scanned, tmp_path)
+    app = EpsilonTagApp(db, refresh_seconds=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        tags = app.query_one("#tag-table", DataTable)
+        assert "zeppelin" not in cells(tags, 2)
+        from tagger.vocabulary import WordSource, add_words
+
+        with Library(db) as other:  # another connection, as a CLI in another terminal
+            add_words(other, ["zeppelin"], WordSource.of_library(other))
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if "zeppelin" in cells(tags, 2):
+                break
+        assert "zeppelin" in cells(tags, 2)
+
+
+async def test_first_run_scans_a_folder(tmp_path):
+    make_library(tmp_path / "photos", 2)
+    app = EpsilonTagApp(tmp_path / "new.db")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, FirstRunScreen)
+        await pilot.press(*"/no/such/folder", "enter")
+        assert "No such folder" in str(app.screen.query_one("#first-error", Label).render())
+        app.screen.query_one("#first-folder", Input).value = str(tmp_path / "photos")
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.1)
+            if app.query_one("#tag-table", DataTable).row_count:
+                break
+        await settle(pilot)
+        assert not isinstance(app.screen, FirstRunScreen)
+        assert app.query_one("#tag-table", DataTable).row_count > 100
+        assert app.query_one("#photo-table", DataTable).row_count == 2
+
+
+WORDS = "sky water tree dog cat boat car beach snow city mountain flower bird horse road bridge".split()
+
+
+def words(names=WORDS):
+    glove = load_embeddings()
+    return [(w, glove.vector(w)) for w in names]
+
+
+@pytest.fixture(scope="module")
+def hundred_thousand(tmp_path_factory):
+    db = tmp_path_factory.mktemp("big") / "big.db"
+    synthetic_library(db, 100_000, words(), k=3, batch=20_000).close()
+    return db
+
+
+async def test_a_100000_photo_library_loads_rows_a_page_at_a_time(hundred_thousand, monkeypatch):
+    asked = []
+    original = Library.photos
+
+    def spy(self, ids):
+        asked.append(len(ids))
+        return original(self, ids)
+
+    monkeypatch.setattr(Library, "photos", spy)
+    app = EpsilonTagApp(hundred_thousand)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"beach", "enter")
+        await settle(pilot)
+        photos = app.query_one("#photo-table", DataTable)
+        assert "100,000 photos" in app.query_one("#photos").border_title
+        assert photos.row_count == 100 and max(asked) <= 100
+        photos.move_cursor(row=95)  # near the end of what is loaded: the next page comes
+        await settle(pilot)
+        assert photos.row_count == 200 and max(asked) <= 100
+
+
+# Snapshots at 80x24: a library of fixed fake paths (the photos do not exist, so the
+# preview says so), so the pictures are the same on every machine.
+@pytest.fixture(scope="module")
+def snapshot_library(tmp_path_factory):
+    db = tmp_path_factory.mktemp("snap") / "snap.db"
+    synthetic_library(db, 40, words(), k=5).close()
+    return db
+
+
+async def _quiet(pilot):
+    for field in pilot.app.query(Input):
+        field.cursor_blink = False
+    await settle(pilot)
+
+
+def test_snapshot_main_screen(snap_compare, snapshot_library):
+    assert snap_compare(EpsilonTagApp(snapshot_library), terminal_size=(80, 24), run_before=_quiet)
+
+
+def test_snapshot_add_word_dialog(snap_compare, snapshot_library):
+    async def open_dialog(pilot):
+        await settle(pilot)
+        await pilot.press("a", *"zeppelin")
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await settle(pilot)
+
+    assert snap_compare(EpsilonTagApp(snapshot_library), terminal_size=(80, 24), run_before=open_dialog)
+
+
+def test_snapshot_empty_library(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the screen shows the library's path: keep it the same everywhere
+
+    async def quiet(pilot):
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(EpsilonTagApp("no-library-yet.db"), terminal_size=(80, 24), run_before=quiet)
