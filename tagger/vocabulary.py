@@ -142,7 +142,7 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
     with library.transaction():
         new_ids = library.add_words(entries) if entries else []
         if new_ids:
-            stored = library.semantic_vectors()
+            stored = library.semantic_vectors(floors=True)
             photo_ids = stored.ids
             new_scores = scores(stored.semantic, np.stack([e[2] for e in entries]))
             better = new_scores > stored.floor[:, None]

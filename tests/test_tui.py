@@ -260,3 +260,22 @@ def test_snapshot_empty_library(snap_compare, tmp_path, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(EpsilonTagApp("no-library-yet.db"), terminal_size=(80, 24), run_before=quiet)
+
+
+def test_half_blocks_carry_two_pixels_per_cell_upright(tmp_path):
+    from PIL import Image
+
+    from tagger.images import open_photo
+    from tagger.tui.halfblock import UPPER_HALF, halfblock
+
+    image = Image.new("RGB", (2, 4))
+    image.putdata([(255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9), (1, 2, 3), (4, 5, 6), (7, 8, 9), (10, 11, 12)])
+    text = halfblock(image, 2, 2)
+    assert text.plain == UPPER_HALF * 2 + "\n" + UPPER_HALF * 2
+    styles = [span.style for span in text.spans]
+    assert (styles[0].color.triplet, styles[0].bgcolor.triplet) == ((255, 0, 0), (0, 0, 255))  # x 0: rows 0 and 1
+    assert (styles[3].color.triplet, styles[3].bgcolor.triplet) == ((4, 5, 6), (10, 11, 12))  # x 1: rows 2 and 3
+    # A photo stored sideways (EXIF orientation 6) is drawn upright: taller than wide.
+    sideways = make_photo(tmp_path / "side.jpg", size=(320, 240), orientation=6)
+    drawn = halfblock(open_photo(sideways, 64), 40, 40).plain.split("\n")
+    assert len(drawn) * 2 > len(drawn[0])

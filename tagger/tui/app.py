@@ -120,6 +120,18 @@ class EpsilonTagApp(App):
         panel.show(words, select or panel.selected_word)
         if not words:
             self.status("The vocabulary is empty: press a to add a word.")
+        self.warm_up()
+
+    @work(thread=True, exclusive=True, group="warm-up")
+    def warm_up(self) -> None:
+        """Once the screen is up: load the word vectors and read every photo's S into
+        memory, so that the first search or added word does not wait for them."""
+        try:
+            self.source.vectors
+        except VocabularyError:  # no word vectors for this model: its own words still work
+            pass
+        with self.lock:
+            self.library.semantic_vectors()
 
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word = message.word
@@ -241,13 +253,16 @@ class EpsilonTagApp(App):
 
     @work(thread=True, exclusive=True, group="vocabulary")
     def change_vocabulary(self, word: str, add: bool) -> None:
+        # On the app's own connection: the stored vectors it already holds are re-scored
+        # without being read again.
         try:
-            with Library(self.db_path) as writer:
+            with self.lock:
+                library = self.library
                 if add:
-                    count = add_words(writer, [word], WordSource.of_library(writer))[word]
-                    message = f"{word}: {count} photos carry it among their top {writer.tags_per_photo} tags"
+                    count = add_words(library, [word], self.source)[word]
+                    message = f"{word}: {count} photos carry it among their top {library.tags_per_photo} tags"
                 else:
-                    count = remove_words(writer, [word])[word]
+                    count = remove_words(library, [word])[word]
                     message = f"{word} removed (from {count} photos)"
         except (UnknownWordError, VocabularyError, LibraryError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
