@@ -25,7 +25,7 @@ def photo(db, path):
 
 
 def test_real_camera_files(tmp_path):
-    photos = require(DATA / "photos")
+    photos = require(DATA / "photos").resolve()  # the library stores resolved paths
     db = tmp_path / "lib.db"
     report = tag_json(db, "scan", photos, "-q")
     assert report["new"] > 90 and not report["interrupted"]
