@@ -91,7 +91,7 @@ class EpsilonTagApp(App):
             self.library = Library(self.db_path, create=False)
         except LibraryError:
             self.library = None
-        if self.library is None or not self.library.counts()["photos"]:
+        if self.library is None or self.library.model_id is None:  # nothing was ever tagged
             self.push_screen(FirstRunScreen(str(self.db_path)), self._first_folder)
             return
         self._start()
@@ -200,9 +200,12 @@ class EpsilonTagApp(App):
 
     def watch_library(self) -> None:
         """A scan in another process commits: counts and tags change under us."""
-        if self.library is None or self.scanning:
-            return
-        version = self.library.data_version()
+        if self.library is None or self.scanning or not self.lock.acquire(blocking=False):
+            return  # a worker holds the connection: look again next time
+        try:
+            version = self.library.data_version()
+        finally:
+            self.lock.release()
         if version != self.seen_version:
             self.seen_version = version
             self.load_tags()
