@@ -4,6 +4,7 @@ library function it calls (``scan.scan``, ``search.search``, ``vocabulary.add_wo
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,10 @@ def _clearly() -> Iterator[None]:
         yield
     except (LibraryError, VocabularyError, UnknownWordError, BundleError, BackboneError, SidecarError, ValueError) as exc:
         typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2)
+    except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only file
+        typer.echo(f"Error: the library cannot be written now ({exc}): is another scan writing to it? "
+                   f"Try again when it has finished.", err=True)
         raise typer.Exit(2)
 
 

@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 OK, MISSING = "ok", "missing"
 SEEN, ZERO_SHOT = "seen", "zero-shot"
 DEFAULT_TAGS_PER_PHOTO = 10
+# How long a command waits for another writer (a scan commits a batch in well under a second).
+BUSY_TIMEOUT_S = 30.0
 
 
 class LibraryError(RuntimeError):
@@ -149,7 +151,7 @@ class Library:
                 raise LibraryError(f"Cannot create the folder for the library {self.path}: {exc.strerror}") from exc
         try:
             uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
             self.db = sqlite_utils.Database(conn)
             if not readonly:

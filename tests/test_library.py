@@ -56,3 +56,23 @@ def test_nested_transactions_commit_once(tmp_path):
             library.save_batch([record("/a.jpg")], [], "m")  # its own transaction joins the outer one
             raise RuntimeError("crash after the inner write")
     assert library.known_photos() == {}
+
+
+def test_a_library_locked_by_a_writer_is_a_clear_error(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import tagger.library
+    from tagger.cli import app
+    from tests.tagging import synthetic_library, tag
+
+    monkeypatch.setattr(tagger.library, "BUSY_TIMEOUT_S", 0.2)
+    db = tmp_path / "lib.db"
+    synthetic_library(db, 3, []).close()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")  # another process holds the write lock and keeps it
+    try:
+        locked = CliRunner().invoke(app, ["vocab", "add", "zeppelin", "--db", str(db)])
+    finally:
+        writer.execute("ROLLBACK")
+    assert locked.exit_code == 2 and "is another scan writing to it" in locked.output
+    assert tag(db, "vocab", "add", "zeppelin") == "zeppelin: 3 photos\n"  # free again: works
