@@ -432,7 +432,8 @@ class Library:
         rows = self.db.execute("SELECT photo_id, floor FROM vectors WHERE floor IS NOT NULL").fetchall()
         floor = np.full(len(ids), -np.inf, dtype=np.float32)
         if rows:
-            found, values = (np.array(c) for c in zip(*rows))
+            table = np.array(rows, dtype=np.float64)  # one C conversion: (photo id, floor) pairs
+            found, values = table[:, 0].astype(np.int64), table[:, 1].astype(np.float32)
             at = np.clip(np.searchsorted(ids, found), 0, max(len(ids) - 1, 0))  # ids come sorted (rowid order)
             match = ids[at] == found
             floor[at[match]] = values[match]
