@@ -117,6 +117,8 @@ def scan(
         parts = [f"{report.new} new", f"{report.updated} updated", f"{report.moved} moved",
                  f"{report.pruned} pruned" if prune else f"{report.missing} missing", f"{report.unchanged} unchanged",
                  f"{report.failed} failed"]
+        if report.damaged:
+            parts.append(f"{report.damaged} damaged but tagged")
         if report.failed_before:
             parts.append(f"{report.failed_before} failed before (unchanged, not retried; --force retries)")
         typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + ", ".join(parts) + ".")
@@ -269,7 +271,7 @@ def stats(
         return
     typer.echo(f"library   {info['library']} ({info['bytes'] / 2**20:.1f} MiB)")
     typer.echo(f"model     {info['model']}")
-    typer.echo(f"photos    {counts['photos']} ({counts['missing']} missing, {counts['failures']} failed to read)")
+    typer.echo(f"photos    {counts['photos']} ({counts['missing']} missing; {counts['failures']} files failed or damaged)")
     if counts["taken_first"]:
         typer.echo(f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras")
     typer.echo(f"words     {counts['words']} ({counts['seen_words']} seen in training, {counts['zero_shot_words']} zero-shot)")

@@ -189,3 +189,25 @@ def photo_size(path: str | Path, orientation: int = 1) -> tuple[int | None, int 
     except Exception:  # RAW files Pillow cannot parse: the size is unknown, not an error
         return None, None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe"})
+
+
+def jpeg_damage(path: str | Path, image: Image.Image) -> str | None:
+    """Why a decoded JPEG is incomplete, or None. Pillow passes over libjpeg's "corrupt
+    data" warnings; libjpeg then fills what it could not decode with flat mid-gray, from
+    the damage to the bottom. Rows of exactly (128, 128, 128) at the bottom are that fill
+    (a real photo almost never has one), so the picture is tagged from the rest and the
+    damage is reported."""
+    if Path(path).suffix.lower() not in JPEG_SUFFIXES:
+        return None
+    import numpy as np
+
+    pixels = np.asarray(image)
+    flat = np.all(pixels == 128, axis=(1, 2))[::-1]
+    missing = int(np.argmin(flat)) if not flat.all() else len(flat)
+    if missing == 0:
+        return None
+    return (f"damaged JPEG: the bottom {missing} of {len(flat)} decoded rows are missing "
+            f"(corrupt or cut-off data); tagged from the rest")

@@ -110,6 +110,7 @@ class PhotoRecord:
     meta: dict  # PhotoMeta fields
     semantic: np.ndarray  # M x d_w
     tags: list[tuple[int, float]]  # (word id, score), best first
+    damage: str | None = None  # tagged, but the file is damaged: kept with the failures too
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,7 @@ class Library:
                 tags[photo_id] = r.tags
             self.replace_tags(tags)
             conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
+            failures = [*failures, *(Failure(r.path, r.damage, r.size, r.mtime_ns) for r in records if r.damage)]
             conn.executemany(
                 """INSERT INTO failures (path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .images import UnreadablePhoto, open_photo, photo_size, read_meta
+from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
 from .vocabulary import WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
 from .walk import Skipped, walk_photos
@@ -55,6 +55,7 @@ class ScanReport:
     unchanged: int = 0
     failed: int = 0  # could not be read this time
     failed_before: int = 0  # failed before and unchanged since: not retried
+    damaged: int = 0  # tagged, but the file is damaged (listed with the failures)
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -86,8 +87,10 @@ class _Reader:
         try:
             digest = quick_hash(job.path)
             meta = read_meta(job.path)
-            pixels = self.transform(open_photo(job.path, self.decode_side))
-            return i, pixels, (digest, asdict(meta), photo_size(job.path, meta.orientation))
+            image = open_photo(job.path, self.decode_side)
+            pixels = self.transform(image)
+            found = (digest, asdict(meta), photo_size(job.path, meta.orientation), jpeg_damage(job.path, image))
+            return i, pixels, found
         except FileNotFoundError:
             reason = "vanished during the scan"
         except UnreadablePhoto as exc:
@@ -298,10 +301,13 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
                 if isinstance(result, str):
                     failures.append(Failure(job.path, result, job.size, job.mtime_ns))
                     continue
-                digest, meta, (width, height) = result
+                digest, meta, (width, height), damage = result
                 s, t = next(tagged)
-                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t))
+                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage))
                 updated += in_library
+                if damage:
+                    report.damaged += 1
+                    report.failures.append((job.path, damage))
             library.save_batch(records, failures, engine.model_id)
             report.updated += updated
             report.new += len(records) - updated

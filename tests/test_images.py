@@ -74,3 +74,15 @@ def test_corrupt_truncated_empty_and_bomb_files(photos, tmp_path):
     Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")  # 400 MP, a few KB on disk
     with pytest.raises(UnreadablePhoto, match="decompression bomb"):
         open_photo(tmp_path / "bomb.png", 256)
+
+
+def test_jpeg_damage_is_the_gray_fill_at_the_bottom():
+    from tagger.images import jpeg_damage
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
+    assert jpeg_damage("a.jpg", Image.fromarray(pixels)) is None
+    pixels[-7:] = 128  # what libjpeg leaves where the data ran out
+    assert "bottom 7 of 40" in jpeg_damage("a.JPG", Image.fromarray(pixels))
+    assert jpeg_damage("a.png", Image.fromarray(pixels)) is None  # only JPEG decoders fill so
+    pixels[-7:, 3] = 127  # one pixel off in every row: a real picture, not a fill
+    assert jpeg_damage("a.jpg", Image.fromarray(pixels)) is None

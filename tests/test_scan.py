@@ -49,10 +49,14 @@ def test_real_camera_files(tmp_path):
     failures = dict(rows(db, "SELECT path, reason FROM failures"))
     sony = str(photos / "raw-and-modern" / "sony_alpha_a7iii_raw_image.ARW")
     assert "without an embedded JPEG preview" in failures[sony]
+    # corrupted.jpg decodes but its last rows are libjpeg's gray fill: listed as damaged, and tagged.
+    corrupted = str(jpg / "corrupted.jpg")
+    assert failures[corrupted].startswith("damaged JPEG") and report["damaged"] == 1
+    assert len(photo(db, corrupted)["tags"]) == 10
     # Every file is accounted for: tagged or failed with a reason, nothing crashed.
-    assert report["new"] + report["failed"] == len(rows(db, "SELECT id FROM photos")) + len(failures)
+    assert report["new"] + report["failed"] == len(rows(db, "SELECT id FROM photos")) + len(failures) - 1
     stats = tag_json(db, "stats", "--failures")
-    assert stats["photos"] == report["new"] and len(stats["failure_list"]) == report["failed"]
+    assert stats["photos"] == report["new"] and len(stats["failure_list"]) == report["failed"] + report["damaged"]
     assert all(f["reason"] for f in stats["failure_list"])
 
 
