@@ -173,6 +173,8 @@ def test_the_database_comes_from_the_environment(tmp_path):
 CHILD = """
 import os, signal, sys
 from tagger import library, cli
+# Ctrl-C as in a terminal, even where the test runs in the background (SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 calls, original = [0], library.Library.save_batch
 def save_batch(self, records, failures, model_id):
     if records:
