@@ -270,7 +270,7 @@ def stats(
         typer.echo(json.dumps({**info, "failure_list": failed} if failures else info, indent=2, ensure_ascii=False))
         return
     typer.echo(f"library   {info['library']} ({info['bytes'] / 2**20:.1f} MiB)")
-    typer.echo(f"model     {info['model']}")
+    typer.echo(f"model     {info['model'] or 'none yet: run `epsilon-tag scan FOLDER`'}")
     typer.echo(f"photos    {counts['photos']} ({counts['missing']} missing; {counts['failures']} files failed or damaged)")
     if counts["taken_first"]:
         typer.echo(f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras")

@@ -133,6 +133,8 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
     """Add words (checked against the word vectors first: nothing is written if one is
     unknown), score the whole library against them from the stored vectors, and return
     how many present photos carry each word among their top tags."""
+    if library.model_id is None:  # its words would miss the model's own, and their kinds
+        raise VocabularyError("The library has no photos tagged yet: run `epsilon-tag scan FOLDER` first.")
     wanted = list(dict.fromkeys(normalise_word(w) for w in words if normalise_word(w)))
     if not wanted:
         raise VocabularyError("Give at least one word to add.")

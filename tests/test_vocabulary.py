@@ -76,6 +76,10 @@ def test_unknown_words_change_nothing_and_name_spellings(tmp_path):
     assert (tags_table(library), [w.word for w in library.words()]) == before
     with pytest.raises(VocabularyError, match="not in the vocabulary.*Did you mean: water"):
         remove_words(library, ["watr"])
+    from tagger.library import Library
+
+    with Library(tmp_path / "empty.db") as empty, pytest.raises(VocabularyError, match="scan FOLDER"):
+        add_words(empty, ["boat"], WordSource())  # before any scan: nothing to score, no model
 
 
 def test_vocab_commands_end_to_end(tmp_path):
