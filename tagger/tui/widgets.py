@@ -128,7 +128,7 @@ class PhotoPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         table = DataTable(id="photo-table", cursor_type="row", zebra_stripes=True)
-        table.add_column("score", key="score", width=4)
+        table.add_column("score", key="score", width=5)
         table.add_column("photo", key="photo")
         table.add_column("taken", key="taken", width=10)
         table.add_column("tags", key="tags")
