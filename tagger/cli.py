@@ -114,14 +114,7 @@ def scan(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        parts = [f"{report.new} new", f"{report.updated} updated", f"{report.moved} moved",
-                 f"{report.pruned} pruned" if prune else f"{report.missing} missing", f"{report.unchanged} unchanged",
-                 f"{report.failed} failed"]
-        if report.damaged:
-            parts.append(f"{report.damaged} damaged but tagged")
-        if report.failed_before:
-            parts.append(f"{report.failed_before} failed before (unchanged, not retried; --force retries)")
-        typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + ", ".join(parts) + ".")
+        typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + report.summary(prune) + ".")
         for path, reason in report.failures[:10]:
             typer.echo(f"  failed: {path}: {reason}", err=True)
         if len(report.failures) > 10:
@@ -231,6 +224,8 @@ def show(
     db: Optional[Path] = Db,
 ) -> None:
     """A photo's tags with scores, and its EXIF."""
+    from .images import photo_facts
+
     with _clearly(), _open(db, readonly=True) as library:
         path = str(photo.expanduser().resolve())
         row = library.photo_by_path(path)
@@ -243,11 +238,8 @@ def show(
         typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
         return
     typer.echo(row["path"] + ("" if row["status"] == "ok" else f"  [{row['status']}]"))
-    gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row["latitude"] is not None else None
-    for label, value in (("taken", row["taken_at"]), ("camera", row["camera"]), ("lens", row["lens"]), ("gps", gps),
-                         ("size", f"{row['width']} x {row['height']}" if row["width"] else None)):
-        if value:
-            typer.echo(f"  {label:<7} {value}")
+    for label, value in photo_facts(row):
+        typer.echo(f"  {label:<7} {value}")
     for tag in tags:
         typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != "seen" else ""))
 

@@ -76,6 +76,16 @@ def _meta_from(handle, source) -> PhotoMeta:
     )
 
 
+def photo_facts(row: dict) -> list[tuple[str, str]]:
+    """A stored photo's date, camera, lens, GPS and size as people read them, the empty
+    ones left out (the CLI's `show` and the TUI's preview)."""
+    gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row.get("latitude") is not None else None
+    size = f"{row['width']} x {row['height']}" if row.get("width") else None
+    facts = (("taken", row.get("taken_at")), ("camera", row.get("camera")), ("lens", row.get("lens")),
+             ("gps", gps), ("size", size))
+    return [(label, value) for label, value in facts if value]
+
+
 def open_photo(path: str | Path, min_side: int) -> Image.Image:
     """Upright RGB pixels for the model; RAW files through their embedded preview."""
     path = Path(path)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from trainer.embeddings import DEFAULT_EMBEDDINGS
+
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
 from .vocabulary import WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
@@ -61,6 +63,17 @@ class ScanReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def summary(self, prune: bool = False) -> str:
+        """The counts as a sentence (the CLI's last line, the TUI's status)."""
+        parts = [f"{self.new} new", f"{self.updated} updated", f"{self.moved} moved",
+                 f"{self.pruned} pruned" if prune else f"{self.missing} missing", f"{self.unchanged} unchanged",
+                 f"{self.failed} failed"]
+        if self.damaged:
+            parts.append(f"{self.damaged} damaged but tagged")
+        if self.failed_before:
+            parts.append(f"{self.failed_before} failed before (unchanged, not retried; --force retries)")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -121,7 +134,7 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
     # model, else what the model was trained with.
     kept = library.get_meta("embeddings") if previous == engine.model_id else None
     source = WordSource(
-        embeddings or kept or bundle.embeddings.get("source", "glove-6b-50d"),
+        embeddings or kept or bundle.embeddings.get("source", DEFAULT_EMBEDDINGS),
         engine.label_table(),
         bundle.seen_labels,
         engine.semantic_shape[1],
@@ -137,9 +150,9 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
     if previous is not None and previous != engine.model_id:
         # Another model may live in another word space: the vocabulary is rebuilt with the
         # same words, and every photo is read again (its model id no longer matches).
-        words = [w.word for w in library.words()]
-        library.remove_words([w.id for w in library.words()])
-        return ensure_vocabulary(library, source, words)[1]
+        words = library.words()
+        library.remove_words([w.id for w in words])
+        return ensure_vocabulary(library, source, [w.word for w in words])[1]
     return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
 
 

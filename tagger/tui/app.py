@@ -305,8 +305,7 @@ class EpsilonTagApp(App):
                 # Decoding stays in this thread: worker processes forked from a running
                 # Textual app (other threads, redirected output) fail to start.
                 report = scan(writer, folders, progress=False, on_progress=progress, workers=0)
-            message = (f"scan done: {report.new} new, {report.updated} updated, {report.moved} moved, "
-                       f"{report.missing} missing, {report.unchanged} unchanged, {report.failed} failed")
+            message = f"scan done: {report.summary()}"
         except Exception as exc:  # any failure ends the scan, not the app; the message says why
             message = f"scan failed: {exc}"
         finally:

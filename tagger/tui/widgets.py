@@ -14,6 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from ..images import photo_facts
 from ..search import Hit, Ranking
 
 SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
@@ -201,13 +202,9 @@ def describe(photo: dict, tags: list[dict]) -> Text:
     text.append(photo["path"] + "\n", style="bold")
     if photo.get("status") == "missing":
         text.append("missing since the last scan\n", style="red")
-    gps = (f"{photo['latitude']:.5f}, {photo['longitude']:.5f}" if photo.get("latitude") is not None else None)
-    size = f"{photo['width']} x {photo['height']}" if photo.get("width") else None
-    for label, value in (("taken", photo.get("taken_at")), ("camera", photo.get("camera")),
-                         ("lens", photo.get("lens")), ("gps", gps), ("size", size)):
-        if value:
-            text.append(f"{label:<7}", style="dim")
-            text.append(f"{value}\n")
+    for label, value in photo_facts(photo):
+        text.append(f"{label:<7}", style="dim")
+        text.append(f"{value}\n")
     for tag in tags:
         seen = tag["kind"] == "seen"
         text.append(f"{tag['score']:.2f} ", style="dim")
