@@ -195,6 +195,7 @@ def scan(
     unreadable_folders: list[str] = []
     jobs: list[tuple[_Job, bool]] = []  # (job, already in the library)
     walk_failures: list[Failure] = []
+    back: list[int] = []
     for item in walk_photos(roots, exclude):
         if isinstance(item, Skipped):
             unreadable_folders.append(str(item.path))
@@ -215,12 +216,13 @@ def scan(
         same_file = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
         if same_file and row.model_id == current_model and not force:
             if row.status != OK:
-                library.set_status([row.id], OK)  # back where it was
+                back.append(row.id)  # missing before, back where it was
             report.unchanged += 1
         elif not force and failed_before.get(path) == (job.size, job.mtime_ns):
             report.failed_before += 1
         else:
             jobs.append((job, row is not None))
+    library.set_status(back, OK)  # one transaction, however many came back
     library.save_batch([], walk_failures, current_model)
     report.failures.extend((f.path, f.reason) for f in walk_failures)
     # Failures of files that are gone (or folders readable again) are history, not news.

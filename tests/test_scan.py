@@ -273,3 +273,17 @@ def default_model():
     from tagger.engine import default_model as shipped
 
     return shipped()
+
+
+def test_a_missing_photo_back_at_its_path_is_present_again(tmp_path):
+    lib = tmp_path / "lib"
+    paths = make_library(lib, 3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", lib, "-q")
+    paths[0].rename(tmp_path / "away.jpg")  # out of the scanned folder: gone
+    assert tag_json(db, "scan", lib, "-q")["missing"] == 1
+    (tmp_path / "away.jpg").rename(paths[0])  # back, same size and modification time
+    back = tag_json(db, "scan", lib, "-q")
+    assert (back["unchanged"], back["new"], back["moved"]) == (3, 0, 0)
+    assert photo(db, paths[0])["photo"]["status"] == "ok"
+    assert str(paths[0]) in tag(db, "search", "water").split("\n")
