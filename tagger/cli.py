@@ -128,7 +128,7 @@ def scan(
 def search(
     words: List[str] = typer.Argument(..., help="Words to search for; any word the word vectors know works, in the vocabulary or not.", show_default=False, metavar="WORD"),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many photos to print."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out photos scoring below this (scores are cosines, -1..1)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out photos scoring below this (the score a tag has: a cosine, less a part of the word's library mean)."),
     after: Optional[str] = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
     before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
     scores: bool = typer.Option(False, "--scores", help="Print the score before each path."),
@@ -220,10 +220,11 @@ def vocab_similar(
 @app.command()
 def show(
     photo: Path = typer.Argument(..., help="A photo's path.", show_default=False, metavar="PHOTO"),
+    every: bool = typer.Option(False, "--all", help="Every stored candidate tag, not only the ones kept."),
     as_json: bool = Json,
     db: Optional[Path] = Db,
 ) -> None:
-    """A photo's tags with scores, and its EXIF."""
+    """A photo's tags with scores (the ones the model's rule keeps), and its EXIF."""
     from .images import photo_facts
 
     with _clearly(), _open(db, readonly=True) as library:
@@ -233,7 +234,7 @@ def show(
             failure = library.failure(path)
             why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
             raise ValueError(f"{path} is not in the library ({why}).")
-        tags = library.photo_tags(row["id"])
+        tags = library.photo_tags(row["id"], every=every)
     if as_json:
         typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
         return
@@ -278,10 +279,11 @@ def export(
     paths: List[Path] = typer.Argument(None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER"),
     xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."),
     naming: str = typer.Option("full", "--naming", metavar="full|stem", help="New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing sidecar of either name is updated."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Only tags scoring at least this."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Every stored tag scoring at least this, instead of the ones the model's rule keeps (`epsilon-tag show --all` shows the scores)."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="At most this many tags per photo, best first."),
     db: Optional[Path] = Db,
 ) -> None:
-    """Export tags. Originals are never touched; existing sidecar keywords are kept."""
+    """Export the tags each photo keeps. Originals are never touched; existing sidecar keywords are kept."""
     from .xmp import export_sidecars
 
     with _clearly():
@@ -291,7 +293,7 @@ def export(
             raise ValueError(f"--naming is full or stem, not {naming!r}")
         with _open(db, readonly=True) as library:
             under = [str(p.expanduser().resolve()) for p in paths or []]
-            written, merged, failed = export_sidecars(library, under, naming=naming, min_score=min_score)
+            written, merged, failed = export_sidecars(library, under, naming=naming, min_score=min_score, top=top)
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)

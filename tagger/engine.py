@@ -106,7 +106,7 @@ class Engine:
 
     @property
     def semantic_shape(self) -> tuple[int, int]:
-        return (self.bundle.config.num_groups, self.bundle.config.d_w)
+        return (self.bundle.config.rows, self.bundle.config.d_w)
 
     def label_table(self) -> dict[str, np.ndarray]:
         """The model's own label vectors (what it was trained and evaluated with)."""

@@ -21,7 +21,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import sqlite_utils
 
-SCHEMA_VERSION = 1
+from trainer.tagrule import TagRule
+
+SCHEMA_VERSION = 2
 OK, MISSING = "ok", "missing"
 SEEN, ZERO_SHOT = "seen", "zero-shot"
 DEFAULT_TAGS_PER_PHOTO = 10
@@ -72,8 +74,14 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE failures (path TEXT PRIMARY KEY, reason TEXT NOT NULL, size INTEGER, mtime_ns INTEGER, at TEXT)")
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    # Each word's mean score over the library, for the hubness correction (trainer.tagrule);
+    # NULL until the library's means are first computed.
+    db.execute("ALTER TABLE words ADD COLUMN mean REAL")
+
+
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
-MIGRATIONS = [_v1]
+MIGRATIONS = [_v1, _v2]
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class Word:
     word: str
     kind: str
     vector: np.ndarray  # d_w float32, unit length
+    mean: float | None = None  # mean raw score over the library's photos, when computed
 
 
 @dataclass
@@ -241,6 +250,16 @@ class Library:
     def tags_per_photo(self) -> int:
         return int(self.get_meta("tags_per_photo", DEFAULT_TAGS_PER_PHOTO))
 
+    @property
+    def tag_rule(self) -> TagRule:
+        """The model's hubness correction and which stored tags are shown (kept)."""
+        return TagRule.from_dict(self.get_meta("tag_rule"))
+
+    def _kept_from(self) -> float:
+        # The lowest score a kept tag has; every stored tag where the rule sets none.
+        floor = self.tag_rule.min_score
+        return -np.inf if floor is None else floor
+
     # ---- what a scan needs to decide -------------------------------------------
 
     def known_photos(self) -> dict[str, Known]:
@@ -290,7 +309,7 @@ class Library:
             )
 
     def replace_tags(self, tags_by_photo: dict[int, Sequence[tuple[int, float]]],
-                     current: dict[int, Sequence[tuple[int, float]]] | None = None) -> None:
+                     current: dict[int, Sequence[tuple[int, float, int]]] | None = None) -> None:
         """New top tags (best first) for many photos. With ``current`` (their tags now, as
         ``tags_of`` gives them) only the rows that differ are written: adding a word to a
         large library touches a few rows per photo instead of all of them."""
@@ -302,16 +321,17 @@ class Library:
                 current = {}
             gone, added, moved = [], [], []
             for photo_id, tags in tags_by_photo.items():
-                before = {w: rank for rank, (w, _) in enumerate(current.get(photo_id, ()), start=1)}
+                # A tag's score changes too when the library's word means do (trainer.tagrule).
+                before = {w: (rank, score) for w, score, rank in current.get(photo_id, ())}
                 after = {int(w): (rank, float(s)) for rank, (w, s) in enumerate(tags, start=1)}
                 gone += [(photo_id, w) for w in before if w not in after]
                 for w, (rank, s) in after.items():
                     if w not in before:
                         added.append((photo_id, w, s, rank))
-                    elif before[w] != rank:
-                        moved.append((rank, photo_id, w))
+                    elif before[w][0] != rank or abs(before[w][1] - s) > 1e-7:
+                        moved.append((rank, s, photo_id, w))
             conn.executemany("DELETE FROM tags WHERE photo_id = ? AND word_id = ?", gone)
-            conn.executemany("UPDATE tags SET rank = ? WHERE photo_id = ? AND word_id = ?", moved)
+            conn.executemany("UPDATE tags SET rank = ?, score = ? WHERE photo_id = ? AND word_id = ?", moved)
             conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)", added)
             k = self.tags_per_photo
             conn.executemany("UPDATE vectors SET floor = ? WHERE photo_id = ?",
@@ -344,21 +364,31 @@ class Library:
     # ---- vocabulary --------------------------------------------------------------
 
     def words(self) -> list[Word]:
-        rows = self.db.execute("SELECT id, word, kind, vector FROM words ORDER BY id")
-        return [Word(i, w, k, np.frombuffer(v, dtype=np.float32)) for i, w, k, v in rows]
+        rows = self.db.execute("SELECT id, word, kind, vector, mean FROM words ORDER BY id")
+        return [Word(i, w, k, np.frombuffer(v, dtype=np.float32), m) for i, w, k, v, m in rows]
 
-    def add_words(self, entries: Sequence[tuple[str, str, np.ndarray]]) -> list[int]:
-        """Insert (word, kind, vector) rows; returns their ids. Words already present are updated."""
+    def set_word_means(self, means: dict[int, float]) -> None:
+        with self.transaction():
+            self.db.conn.executemany("UPDATE words SET mean = ? WHERE id = ?",
+                                     [(float(m), int(i)) for i, m in means.items()])
+
+    def add_words(self, entries: Sequence[tuple[str, str, np.ndarray]],
+                  means: Sequence[float | None] | None = None) -> list[int]:
+        """Insert (word, kind, vector) rows, with their library means when known; returns
+        their ids. Words already present are updated."""
         at = now()
+        means = [None] * len(entries) if means is None else means
         with self.transaction():
             return [
                 self.db.execute(
-                    """INSERT INTO words (word, kind, vector, added_at) VALUES (?, ?, ?, ?)
-                       ON CONFLICT(word) DO UPDATE SET kind = excluded.kind, vector = excluded.vector
+                    """INSERT INTO words (word, kind, vector, added_at, mean) VALUES (?, ?, ?, ?, ?)
+                       ON CONFLICT(word) DO UPDATE SET kind = excluded.kind, vector = excluded.vector,
+                        mean = excluded.mean
                        RETURNING id""",
-                    [word, kind, np.asarray(vector, dtype=np.float32).tobytes(), at],
+                    [word, kind, np.asarray(vector, dtype=np.float32).tobytes(), at,
+                     None if mean is None else float(mean)],
                 ).fetchone()[0]
-                for word, kind, vector in entries
+                for (word, kind, vector), mean in zip(entries, means)
             ]
 
     def remove_words(self, ids: Sequence[int]) -> None:
@@ -371,18 +401,23 @@ class Library:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def word_counts(self, word_ids: Sequence[int] | None = None) -> dict[int, int]:
-        """Photos (present ones) carrying each word, or only the words asked for."""
+        """Photos (present ones) showing each word among their kept tags, or only the words asked for."""
         only = "" if word_ids is None else "AND word_id IN (SELECT value FROM json_each(?))"
         # Missing photos are few: leaving them out by a small list keeps this a scan of the
         # covering index tags_word (0.1 s for 1M tags) instead of a join per row (1 s).
         rows = self.db.execute(
-            "SELECT word_id, count(*) FROM tags WHERE photo_id NOT IN "
+            "SELECT word_id, count(*) FROM tags WHERE score >= ? AND photo_id NOT IN "
             f"(SELECT id FROM photos WHERE status != 'ok') {only} GROUP BY word_id",
-            [] if word_ids is None else [json.dumps([int(i) for i in word_ids])],
+            [self._kept_from()] + ([] if word_ids is None else [json.dumps([int(i) for i in word_ids])]),
         )
         return dict(rows.fetchall())
 
     # ---- vectors and tags ----------------------------------------------------------
+
+    def count_scored(self) -> int:
+        """Present photos tagged by the library's model: the photos word means are taken over."""
+        return int(self.db.execute("SELECT count(*) FROM photos WHERE status = 'ok' AND model_id = ?",
+                                   [self.model_id]).fetchone()[0])
 
     def semantic_vectors(
         self, *, ids: Sequence[int] | None = None, after: str | None = None, before: str | None = None,
@@ -452,35 +487,37 @@ class Library:
                       np.where(np.isnan(floor), -np.inf, floor))
 
     def word_photos(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """(photo ids, scores) of the present photos carrying a word, best first."""
+        """(photo ids, scores) of the present photos showing a word among their kept tags, best first."""
         rows = self.db.execute(
             "SELECT t.photo_id, t.score FROM tags t JOIN photos p ON p.id = t.photo_id "
-            "WHERE t.word_id = ? AND p.status = 'ok' ORDER BY t.score DESC",
-            [word_id],
+            "WHERE t.word_id = ? AND t.score >= ? AND p.status = 'ok' ORDER BY t.score DESC",
+            [word_id, self._kept_from()],
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
     def top_words(self, photo_ids: Sequence[int], n: int = 3) -> dict[int, list[str]]:
-        """Each photo's n best words."""
+        """Each photo's n best kept words."""
         rows = self.db.execute(
             "SELECT t.photo_id, w.word FROM tags t JOIN words w ON w.id = t.word_id "
-            "WHERE t.photo_id IN (SELECT value FROM json_each(?)) AND t.rank <= ? ORDER BY t.photo_id, t.rank",
-            [json.dumps([int(i) for i in photo_ids]), n],
+            "WHERE t.photo_id IN (SELECT value FROM json_each(?)) AND t.rank <= ? AND t.score >= ? "
+            "ORDER BY t.photo_id, t.rank",
+            [json.dumps([int(i) for i in photo_ids]), n, self._kept_from()],
         )
         out: dict[int, list[str]] = {int(i): [] for i in photo_ids}
         for photo_id, word in rows:
             out[photo_id].append(word)
         return out
 
-    def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
+    def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float, int]]]:
+        """Each photo's stored tags as (word id, score, rank), best first."""
         rows = self.db.execute(
-            "SELECT photo_id, word_id, score FROM tags WHERE photo_id IN (SELECT value FROM json_each(?)) "
+            "SELECT photo_id, word_id, score, rank FROM tags WHERE photo_id IN (SELECT value FROM json_each(?)) "
             "ORDER BY photo_id, rank",
             [json.dumps([int(i) for i in photo_ids])],
         )
-        out: dict[int, list[tuple[int, float]]] = {int(i): [] for i in photo_ids}
-        for photo_id, word_id, score in rows:
-            out[photo_id].append((word_id, score))
+        out: dict[int, list[tuple[int, float, int]]] = {int(i): [] for i in photo_ids}
+        for photo_id, word_id, score, rank in rows:
+            out[photo_id].append((word_id, score, rank))
         return out
 
     # ---- reading for people -----------------------------------------------------------
@@ -494,12 +531,13 @@ class Library:
     def photo_by_path(self, path: str) -> dict | None:
         return next(self.db.query("SELECT * FROM photos WHERE path = ?", [path]), None)
 
-    def photo_tags(self, photo_id: int) -> list[dict]:
+    def photo_tags(self, photo_id: int, *, every: bool = False) -> list[dict]:
+        """A photo's kept tags (every stored candidate with ``every``), best first."""
         return list(
             self.db.query(
                 "SELECT w.word, w.kind, t.score, t.rank FROM tags t JOIN words w ON w.id = t.word_id "
-                "WHERE t.photo_id = ? ORDER BY t.rank",
-                [photo_id],
+                "WHERE t.photo_id = ? AND t.score >= ? ORDER BY t.rank",
+                [photo_id, -np.inf if every else self._kept_from()],
             )
         )
 
@@ -526,7 +564,7 @@ class Library:
             "words": one("SELECT count(*) FROM words"),
             "seen_words": one("SELECT count(*) FROM words WHERE kind = 'seen'"),
             "zero_shot_words": one("SELECT count(*) FROM words WHERE kind = 'zero-shot'"),
-            "tags": one("SELECT count(*) FROM tags"),
+            "tags": self.db.execute("SELECT count(*) FROM tags WHERE score >= ?", [self._kept_from()]).fetchone()[0],
             "taken_first": one("SELECT min(taken_at) FROM photos WHERE status = 'ok'"),
             "taken_last": one("SELECT max(taken_at) FROM photos WHERE status = 'ok'"),
             "cameras": one("SELECT count(DISTINCT camera) FROM photos WHERE status = 'ok'"),

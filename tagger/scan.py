@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from trainer.embeddings import DEFAULT_EMBEDDINGS
+from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
-from .vocabulary import WordSource, default_words, ensure_vocabulary, top_tags, vocabulary_matrix
+from .vocabulary import WordSource, default_words, ensure_vocabulary, renormalise, top_tags, vocabulary_matrix
 from .walk import Skipped, walk_photos
 
 if TYPE_CHECKING:
@@ -146,12 +147,15 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
         seen_words=list(bundle.seen_labels),
         embeddings=source.embeddings_id,
         tags_per_photo=library.tags_per_photo,
+        tag_rule=TagRule.from_dict(bundle.tagging).to_dict(),
     )
     if previous is not None and previous != engine.model_id:
         # Another model may live in another word space: the vocabulary is rebuilt with the
-        # same words, and every photo is read again (its model id no longer matches).
+        # same words, and every photo is read again (its model id no longer matches), so
+        # the word means are computed afresh too.
         words = library.words()
         library.remove_words([w.id for w in words])
+        library.set_meta(means_photos=None)
         return ensure_vocabulary(library, source, [w.word for w in words])[1]
     return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
 
@@ -260,6 +264,8 @@ def scan(
                   file=sys.stderr)
         _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress,
                       on_progress=on_progress)
+    # Photos came, went or changed: the word means follow once the library moved enough.
+    renormalise(library)
     return report
 
 
@@ -295,8 +301,8 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else workers
-    word_ids, vectors = vocabulary_matrix(library)
-    k = library.tags_per_photo
+    word_ids, vectors, means = vocabulary_matrix(library)
+    k, rule = library.tags_per_photo, library.tag_rule
     reader = _Reader([job for job, _ in jobs], engine.transform(), engine.decode_side,
                      engine.backbone.preprocessing.input_size)
     loader = DataLoader(reader, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
@@ -308,7 +314,7 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
         for indices, pixels, results in loader:
             ok = [n for n, r in enumerate(results) if not isinstance(r, str)]
             semantic = engine.semantic(pixels[ok]) if ok else np.zeros((0, *engine.semantic_shape), np.float16)
-            tags = top_tags(semantic, word_ids, vectors, k)
+            tags = top_tags(semantic, word_ids, vectors, k, means=means, rule=rule)
             records, failures, updated = [], [], 0
             tagged = zip(semantic, tags)  # one per decoded photo, in batch order
             for i, result in zip(indices, results):
@@ -324,6 +330,8 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
                     report.damaged += 1
                     report.failures.append((job.path, damage))
             library.save_batch(records, failures, engine.model_id)
+            if renormalise(library):  # the first photos, then each time the library grew by a quarter
+                word_ids, vectors, means = vocabulary_matrix(library)
             report.updated += updated
             report.new += len(records) - updated
             report.failed += len(failures)

@@ -1,8 +1,9 @@
 """Search: the query semantics shared by the CLI and the TUI.
 
 Every word of a query is scored against every photo's stored semantic vectors, whether
-the word is in the vocabulary or not (zero-shot: no re-scan); several words rank photos
-by the mean of their scores.
+the word is in the vocabulary or not (zero-shot: no re-scan), and corrected for hubness
+as tags are (``trainer.tagrule``), so a search score is a tag score; several words rank
+photos by the mean of their scores.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .library import Library, LibraryError
-from .vocabulary import WordSource, normalise_word, scores
+from .vocabulary import WordSource, mean_scores, normalise_word, scores
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
 
@@ -91,8 +92,17 @@ def rank(
     if not terms:
         raise ValueError("Give at least one word to search for.")
     vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
-    stored = library.semantic_vectors(after=check_date(after, "--after"), before=check_date(before, "--before"))
-    combined = scores(stored.semantic, vectors).mean(axis=1) if len(stored) else np.zeros(0, np.float32)
+    after, before = check_date(after, "--after"), check_date(before, "--before")
+    stored = library.semantic_vectors(after=after, before=before)
+    raw = scores(stored.semantic, vectors)
+    # A word's mean is over the whole library, whatever the dates asked for.
+    means = np.array([source.means.get(t, np.nan) for t in terms], dtype=np.float32)
+    unknown = np.isnan(means)
+    if unknown.any():
+        every = raw[:, unknown] if not (after or before) else scores(library.semantic_vectors().semantic, vectors[unknown])
+        means[unknown] = mean_scores(every)
+    corrected = library.tag_rule.correct(raw, means)
+    combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
     if min_score is not None:
         order = order[combined[order] >= min_score]

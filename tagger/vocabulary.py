@@ -3,7 +3,8 @@
 Every photo keeps its top ``tags_per_photo`` words. Because each photo's semantic vectors
 S are stored, a word added later is scored against the whole library from the database,
 without decoding a single photo: score = max over the M rows of <S_m, w> (the model's own
-rule, ``trainer.model.score``).
+rule, ``trainer.model.score``), corrected for hubness by the model's tag rule
+(``trainer.tagrule``: a part of each word's mean over the library is subtracted).
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ import numpy as np
 from trainer.assets import asset_path
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 
+from trainer.tagrule import TagRule
+
 from .library import SEEN, ZERO_SHOT, Library
+
 # Rows of S scored at once: bounds memory whatever the library's size.
 _CHUNK = 16384
+# Word means are estimated from at most this many photos (evenly spread): the mean of a
+# word's score over 20,000 photos is as good as over a million, at a fiftieth of the cost.
+MEAN_SAMPLE = 20_000
+# The stored means are refreshed (and every photo re-tagged) once the library has grown or
+# shrunk by this factor since they were computed: re-tagging stays linear in the photos.
+REFRESH_FACTOR = 1.25
 
 
 class VocabularyError(RuntimeError):
@@ -35,21 +45,24 @@ class WordSource:
     then the word embeddings, loaded only when a word is not in the table."""
 
     def __init__(self, embeddings: str = DEFAULT_EMBEDDINGS, table: dict[str, np.ndarray] | None = None,
-                 seen: Iterable[str] = (), dim: int | None = None) -> None:
+                 seen: Iterable[str] = (), dim: int | None = None, means: dict[str, float] | None = None) -> None:
         self.embeddings_id = embeddings
         self.table = dict(table or {})
         self.seen = {normalise_word(w) for w in seen}
         self.dim = dim  # the model's word-vector size; None accepts any
+        self.means = dict(means or {})  # library means of the table's words, where computed
         self._vectors: WordVectors | None = None
 
     @classmethod
     def of_library(cls, library: Library) -> "WordSource":
         shape = library.get_meta("semantic_shape")
+        words = library.words()
         return cls(
             library.get_meta("embeddings", DEFAULT_EMBEDDINGS),
-            {w.word: w.vector for w in library.words()},
+            {w.word: w.vector for w in words},
             library.get_meta("seen_words", []),
             shape[-1] if shape else None,
+            {w.word: w.mean for w in words if w.mean is not None},
         )
 
     @property
@@ -97,11 +110,43 @@ def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return out
 
 
-def top_tags(semantic: np.ndarray, word_ids: np.ndarray, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-    """Each photo's k best words as (word id, score), best first."""
+def sample_rows(n: int) -> slice | np.ndarray:
+    """The photos a word's mean is estimated from: all of them, or MEAN_SAMPLE spread evenly."""
+    if n <= MEAN_SAMPLE:
+        return slice(None)
+    return np.linspace(0, n - 1, MEAN_SAMPLE).round().astype(np.int64)
+
+
+def needs_refresh(photos: int, photos_at_last: int | None) -> bool:
+    """Whether the library changed enough since its means were computed to compute them again."""
+    if not photos:
+        return False
+    if not photos_at_last:
+        return True
+    return photos >= photos_at_last * REFRESH_FACTOR or photos * REFRESH_FACTOR <= photos_at_last
+
+
+def mean_scores(raw: np.ndarray) -> np.ndarray:
+    """Each word's mean over the photos (N x W raw scores -> W), from an even sample of a
+    large library: the library means the hubness correction subtracts a part of."""
+    if len(raw) == 0:
+        return np.zeros(raw.shape[1], np.float32)
+    return raw[sample_rows(len(raw))].mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def library_means(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``mean_scores`` of stored S against word vectors, scoring only the sampled photos."""
+    return mean_scores(scores(semantic[sample_rows(len(semantic))], vectors))
+
+
+def top_tags(semantic: np.ndarray, word_ids: np.ndarray, vectors: np.ndarray, k: int, *,
+             means: np.ndarray | None = None, rule: TagRule = TagRule()) -> list[list[tuple[int, float]]]:
+    """Each photo's k best words as (word id, corrected score), best first."""
     if len(word_ids) == 0:
         return [[] for _ in range(len(semantic))]
     s = scores(semantic, vectors)
+    if means is not None:
+        s = rule.correct(s, means)
     k = min(k, s.shape[1])
     best = np.argpartition(-s, k - 1, axis=1)[:, :k]
     out = []
@@ -111,11 +156,13 @@ def top_tags(semantic: np.ndarray, word_ids: np.ndarray, vectors: np.ndarray, k:
     return out
 
 
-def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray]:
+def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Word ids, their vectors (W x d_w) and their library means (0 where not computed yet)."""
     words = library.words()
     if not words:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32)
-    return np.array([w.id for w in words], dtype=np.int64), np.stack([w.vector for w in words])
+        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
+    return (np.array([w.id for w in words], dtype=np.int64), np.stack([w.vector for w in words]),
+            np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32))
 
 
 def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
@@ -140,20 +187,23 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
         raise VocabularyError("Give at least one word to add.")
     existing = {w.word for w in library.words()}
     entries = [(w, source.kind(w), source.vector(w)) for w in wanted if w not in existing]
-    k = library.tags_per_photo
+    k, rule = library.tags_per_photo, library.tag_rule
     with library.transaction():
-        new_ids = library.add_words(entries) if entries else []
-        if new_ids:
+        if entries:
             stored = library.semantic_vectors(floors=True)
             photo_ids = stored.ids
-            new_scores = scores(stored.semantic, np.stack([e[2] for e in entries]))
+            raw = scores(stored.semantic, np.stack([e[2] for e in entries]))
+            means = mean_scores(raw)
+            new_ids = library.add_words(entries, list(means))
+            new_scores = rule.correct(raw, means)
             better = new_scores > stored.floor[:, None]
             affected = np.flatnonzero(better.any(axis=1))
             current = library.tags_of(photo_ids[affected])
             updated = {}
             for row in affected:
                 photo_id = int(photo_ids[row])
-                merged = current[photo_id] + [(new_ids[j], float(new_scores[row, j])) for j in np.flatnonzero(better[row])]
+                merged = [(w, score) for w, score, _ in current[photo_id]]
+                merged += [(new_ids[j], float(new_scores[row, j])) for j in np.flatnonzero(better[row])]
                 updated[photo_id] = sorted(merged, key=lambda t: -t[1])[:k]
             library.replace_tags(updated, current)
     ids = {w.word: w.id for w in library.words() if w.word in wanted}
@@ -182,16 +232,33 @@ def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
 
 
 def retag(library: Library, photo_ids: Sequence[int] | None = None) -> int:
-    """Recompute the top tags of some photos (all when None) from their stored vectors."""
-    word_ids, vectors = vocabulary_matrix(library)
+    """Recompute the top tags of some photos (all when None) from their stored vectors;
+    only the tag rows that change are written."""
+    word_ids, vectors, means = vocabulary_matrix(library)
     stored = library.semantic_vectors(ids=photo_ids)
     ids, semantic = stored.ids, stored.semantic
-    k = library.tags_per_photo
+    k, rule = library.tags_per_photo, library.tag_rule
     with library.transaction():
         for start in range(0, len(ids), _CHUNK):
-            chunk = top_tags(semantic[start:start + _CHUNK], word_ids, vectors, k)
-            library.replace_tags(dict(zip((int(i) for i in ids[start:start + _CHUNK]), chunk)))
+            chunk_ids = [int(i) for i in ids[start:start + _CHUNK]]
+            chunk = top_tags(semantic[start:start + _CHUNK], word_ids, vectors, k, means=means, rule=rule)
+            library.replace_tags(dict(zip(chunk_ids, chunk)), library.tags_of(chunk_ids))
     return len(ids)
+
+
+def renormalise(library: Library, *, force: bool = False) -> bool:
+    """Recompute every word's library mean and re-tag every photo with them, when the
+    library has changed enough since the last time (or ``force``). Returns whether it did."""
+    count = library.count_scored()
+    if not force and not needs_refresh(count, library.get_meta("means_photos")):
+        return False
+    word_ids, vectors, _ = vocabulary_matrix(library)
+    with library.transaction():
+        stored = library.semantic_vectors()
+        library.set_word_means(dict(zip(word_ids.tolist(), library_means(stored.semantic, vectors).tolist())))
+        library.set_meta(means_photos=len(stored))
+        retag(library)
+    return True
 
 
 def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:

@@ -129,13 +129,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def export_sidecars(library, under: Sequence[str] = (), *, naming: Naming = "full",
-                    min_score: float | None = None) -> tuple[int, int, list[tuple[str, str]]]:
-    """Write every present photo's tags to its sidecar.
+                    min_score: float | None = None, top: int | None = None) -> tuple[int, int, list[tuple[str, str]]]:
+    """Write every present photo's kept tags to its sidecar: those the model's tag rule
+    keeps, or, with ``min_score``, every stored tag scoring at least that; at most ``top``.
     Returns (sidecars written new, sidecars merged, [(path, reason) that failed])."""
+    floor = library.tag_rule.min_score if min_score is None else min_score
     written = merged = 0
     failed: list[tuple[str, str]] = []
     for row in library.present_photos(under):
-        keywords = [t["word"] for t in library.photo_tags(row["id"]) if min_score is None or t["score"] >= min_score]
+        tags = library.photo_tags(row["id"], every=True)
+        keywords = [t["word"] for t in tags if floor is None or t["score"] >= floor][:top]
         try:
             _, existed = write_sidecar(row["path"], keywords, naming)
         except SidecarError as exc:

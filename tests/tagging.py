@@ -31,9 +31,12 @@ def run_script(*args, env: dict | None = None, timeout: int = 300) -> subprocess
 
 
 def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50, k: int = 10, seed: int = 0,
-                      batch: int = 5000):
+                      batch: int = 5000, rule: dict | None = None, common=None):
     """A library of ``photos`` fake photos with random unit semantic vectors, tagged
-    against ``words`` (a list of (word, unit vector)), written through the library API."""
+    against ``words`` (a list of (word, unit vector)), written through the library API;
+    with ``rule`` (a model's tagging section) the library's word means are then computed
+    and every photo re-tagged by it, as a scan does. ``common`` (a d-vector) is added to
+    every row before normalising: a direction all photos share, as hub words exploit."""
     import numpy as np
 
     from tagger.library import Library, PhotoRecord
@@ -42,11 +45,13 @@ def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50
     rng = np.random.default_rng(seed)
     library = Library(path)
     library.set_meta(model_id="synthetic", semantic_shape=[m, d], embeddings="glove-6b-50d", seen_words=[],
-                     tags_per_photo=k)
+                     tags_per_photo=k, tag_rule=rule)
     library.add_words([(w, "zero-shot", v) for w, v in words])
-    word_ids, vectors = vocabulary_matrix(library)
+    word_ids, vectors, _ = vocabulary_matrix(library)
     for start in range(0, photos, batch):
         semantic = rng.standard_normal((min(batch, photos - start), m, d)).astype(np.float32)
+        if common is not None:
+            semantic += np.asarray(common, dtype=np.float32)
         semantic /= np.linalg.norm(semantic, axis=-1, keepdims=True)
         semantic = semantic.astype(np.float16)
         tags = top_tags(semantic, word_ids, vectors, k)
@@ -56,4 +61,8 @@ def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50
              for i, (s, t) in enumerate(zip(semantic, tags))],
             [], "synthetic",
         )
+    if rule is not None:
+        from tagger.vocabulary import renormalise
+
+        renormalise(library, force=True)
     return library

@@ -135,3 +135,39 @@ def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
     broken = subprocess.run([cli, "info", str(tmp_path / "b")], capture_output=True, text=True)
     assert broken.returncode == 2
     assert "Error:" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_a_version_1_bundle_loads_and_means_what_it_meant(tmp_path):
+    # What the first release wrote: version 1, no prior keys in the model config, no tagging.
+    original = make_bundle()
+    original.save(tmp_path / "b")
+    config = json.loads((tmp_path / "b" / CONFIG_FILE).read_text())
+    config["version"] = 1
+    for key in ("prior", "prior_top", "prior_temperature", "prior_classes", "prior_scale"):
+        del config["model"][key]
+    del config["tagging"]
+    (tmp_path / "b" / CONFIG_FILE).write_text(json.dumps(config))
+    loaded = Bundle.load(tmp_path / "b")
+    assert loaded.config.prior == "none" and loaded.config.rows == 3 and loaded.tagging == {}
+    tokens = torch.randn(2, 5, 20)
+    assert torch.equal(original.model.eval()(tokens), loaded.model(tokens))
+
+
+def test_a_prior_and_a_tag_rule_round_trip(tmp_path):
+    torch.manual_seed(0)
+    cfg = EpsilonConfig(token_dim=20, d_model=16, d_w=6, num_groups=3, depth=1, heads=4, prior="row",
+                        prior_top=2, prior_classes=7, prior_scale=1.2, normalize_rows=True)
+    model = Epsilon(cfg)
+    model.attach_prior(torch.randn(7, 20), torch.randn(7), torch.randn(7, 6))
+    original = make_bundle()
+    original.model = model
+    original.tagging = {"strength": 0.5, "min_score": 0.25, "max_tags": 10}
+    original.save(tmp_path / "b")
+    loaded = Bundle.load(tmp_path / "b")
+    assert loaded.config == cfg and loaded.tagging == original.tagging
+    assert torch.equal(loaded.model.prior_weight, model.prior_weight)
+    tokens = torch.randn(2, 5, 20)
+    assert torch.equal(model.eval()(tokens), loaded.model(tokens))
+    # The rule can be rewritten alone (calibration): the weights and their hash stay valid.
+    Bundle.update_config(tmp_path / "b", tagging={"strength": 0.75, "min_score": 0.1})
+    assert Bundle.load(tmp_path / "b").tagging == {"strength": 0.75, "min_score": 0.1}

@@ -112,3 +112,72 @@ def test_short_optimisation_learns_a_tiny_batch():
         scores = score(model.eval()(tokens), words)
     for i in range(8):
         assert scores[i][labels[i] > 0].min() > scores[i][labels[i] < 0].max(), f"image {i} ranks a negative first"
+
+
+def prior_model(prior: str, **overrides) -> Epsilon:
+    torch.manual_seed(0)
+    model = Epsilon(tiny_config(prior=prior, prior_top=3, prior_classes=6, normalize_rows=True, **overrides))
+    model.attach_prior(torch.randn(6, 24), torch.randn(6), torch.randn(6, 12))
+    return model
+
+
+def test_prior_row_is_the_conse_embedding_of_the_backbones_head():
+    model = prior_model("row", prior_scale=1.5, prior_temperature=2.0)
+    tokens = torch.randn(4, 9, 24)
+    semantic = model(tokens)
+    assert semantic.shape == (4, 3 + 1, 12) and model.cfg.rows == 4
+    # By hand: the head on mean-pooled tokens, softmax at temperature 2, the top 3 classes'
+    # vectors weighted by probability, normalised, times the scale.
+    probs = ((tokens.mean(1) @ model.prior_weight.T + model.prior_bias) / 2.0).softmax(-1)
+    p, idx = probs.topk(3, dim=-1)
+    expected = (p[..., None] * model.prior_vectors[idx]).sum(1)
+    expected = 1.5 * expected / expected.norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(semantic[:, -1], expected, rtol=1e-5, atol=1e-6)
+    # The trained rows are the model without a prior.
+    plain = Epsilon(tiny_config(normalize_rows=True))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior")})
+    torch.testing.assert_close(semantic[:, :3], plain(tokens))
+
+
+def test_residual_prior_starts_every_row_from_it():
+    model = prior_model("residual")
+    tokens = torch.randn(2, 9, 24)
+    with torch.no_grad():
+        model.fuser.weight.zero_()
+        model.fuser.bias.zero_()
+    semantic = model(tokens)
+    assert semantic.shape == (2, 3, 12)
+    for m in range(3):  # nothing learnt yet: each row is the prior itself
+        torch.testing.assert_close(semantic[:, m], model.prior_embedding(tokens))
+
+
+@pytest.mark.parametrize("prior", ["row", "residual"])
+def test_prior_is_fixed_and_the_heads_still_learn(prior):
+    model = prior_model(prior)
+    words = torch.randn(5, 12)
+    labels = torch.tensor([[1, -1, -1, 1, -1], [-1, 1, -1, -1, 1]])
+    epsilon_loss(model(torch.randn(2, 9, 24)), words, labels, lam=0.3).total.backward()
+    trained = [p for p in model.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
+    # The prior lives in buffers: never a parameter, never updated by an optimiser.
+    assert {n for n, _ in model.named_buffers()} == {"prior_weight", "prior_bias", "prior_vectors"}
+    assert not any(n.startswith("prior") for n, _ in model.named_parameters())
+
+
+def test_prior_needs_the_heads_class_count():
+    with pytest.raises(ValueError, match="prior_classes"):
+        Epsilon(tiny_config(prior="row", prior_top=5))
+    with pytest.raises(ValueError, match="prior must be one of"):
+        tiny_config(prior="sideways")
+    model = prior_model("row")
+    with pytest.raises(ValueError, match="prior_weight must be"):
+        model.attach_prior(torch.randn(5, 24), torch.randn(6), torch.randn(6, 12))
+
+
+def test_imagenet_head_of_the_offline_backbone_reads_pooled_tokens():
+    backbone = build_backbone()
+    weight, bias = backbone.imagenet_head()
+    assert weight.shape == (1000, 1280) and bias.shape == (1000,)
+    images = torch.randn(2, 3, 224, 224)
+    tokens = backbone(images)
+    torch.testing.assert_close(tokens.mean(1) @ weight.T + bias, backbone.logits(images), rtol=1e-4, atol=1e-3)

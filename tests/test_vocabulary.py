@@ -88,7 +88,7 @@ def test_vocab_commands_end_to_end(tmp_path):
     make_library(tmp_path / "photos", 6)
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "photos", "-q")
-    listed = {row.split()[-1] for row in tag(db, "vocab", "list").splitlines()}
+    listed = {row.split(None, 2)[2] for row in tag(db, "vocab", "list").splitlines()}  # words may be phrases
     assert {"water", "sky", "boat"} <= listed and "zeppelin" not in listed
     added = tag(db, "vocab", "add", "zeppelin", "Polar  Bear")
     count = int(added.splitlines()[0].split(": ")[1].split()[0])

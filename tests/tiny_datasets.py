@@ -91,3 +91,43 @@ def make_corel(root: Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -
         (root / "labels" / split).write_text("\n".join(lines) + "\n")
     (root / "annotations.tsv").write_text("\n".join(annotations) + "\n")
     return root
+
+
+COCO_CATEGORIES = ["apple", "bicycle", "bird", "boat", "person"]
+
+
+def make_coco(root: Path, splits: dict[str, int] | None = None, *, layout: str = "images/split", seed: int = 0) -> Path:
+    """A COCO-format folder: annotations/instances_<split>.json and its images. Photo i of a
+    split shows category i % 5 (its colour) and, every third photo, "person" too; every
+    fourth photo of a split has no annotation at all (none of the categories)."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    categories = [{"id": 10 + i, "name": name} for i, name in enumerate(COCO_CATEGORIES)]
+    for split, n in (splits or {"train": 6, "val": 4}).items():
+        images, annotations = [], []
+        for i in range(n):
+            name = f"{split}_{i:03d}.jpg"
+            folder = {"images/split": root / "images" / split, "images": root / "images", "flat": root}[layout]
+            _image(folder / name, i % 5, rng)
+            images.append({"id": 100 + i, "file_name": name, "width": 64, "height": 48})
+            if i % 4 == 3:
+                continue
+            present = {i % 5} | ({4} if i % 3 == 0 else set())
+            annotations += [{"id": len(annotations), "image_id": 100 + i, "category_id": 10 + c,
+                             "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0} for c in sorted(present)]
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return root
+
+
+def coco_labels(split_n: int) -> np.ndarray:
+    """The labels make_coco gives a split of n photos (rows: photos, columns: COCO_CATEGORIES)."""
+    labels = -np.ones((split_n, 5), dtype=np.int8)
+    for i in range(split_n):
+        if i % 4 != 3:
+            labels[i, i % 5] = 1
+            if i % 3 == 0:
+                labels[i, 4] = 1
+    return labels

@@ -110,6 +110,18 @@ class Backbone(nn.Module):
         """The backbone's own ImageNet classifier output (for ConSE and sanity checks)."""
         return self.model(self._prepare(images))
 
+    def imagenet_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classifier's weight (classes x D) and bias, for an ImageNet prior read from the
+        tokens: only a CNN whose head is one linear layer on average-pooled tokens has one."""
+        head = self.model.get_classifier() if self.is_cnn else None
+        pool = getattr(getattr(self.model, "global_pool", None), "pool_type", None)
+        if not isinstance(head, nn.Linear) or pool != "avg":
+            raise BackboneError(
+                f"The backbone {self.name!r} has no linear ImageNet head on average-pooled tokens, which the "
+                f"ImageNet prior reads: use a CNN such as {DEFAULT_BACKBONE!r}, or train with --prior none."
+            )
+        return head.weight.detach().float().cpu(), head.bias.detach().float().cpu()
+
     def spec(self) -> dict:
         """What a bundle records to rebuild this backbone."""
         return {

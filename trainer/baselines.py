@@ -2,8 +2,9 @@
 
 - **ConSE** (Norouzi et al. 2014): an image's embedding is the probability-weighted mean of
   the word vectors of its backbone's top-T ImageNet classes; a label scores the cosine of
-  its word vector with that embedding. Each ImageNet class is named by the first name of
-  its description ("tiger, Panthera tigris" -> "tiger").
+  its word vector with that embedding. Classically each ImageNet class is named by its
+  first name ("tiger, Panthera tigris" -> "tiger"); ``ClassText`` (trainer.class_text)
+  adds every lemma and the class's definition.
 - **Fast0Tag-style**: mean-pooled tokens, one linear map to the word space, the same
   ranking loss: Epsilon's "backbone only" variant with M = 1 (``FAST0TAG`` below).
 """
@@ -14,28 +15,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .embeddings import UnknownWordError, WordVectors
+from .class_text import ClassText, class_vectors, imagenet_classes
+from .embeddings import WordVectors
+from .model import conse_embedding
 
 FAST0TAG = {"variant": "backbone", "num_groups": 1}
 
 
-def imagenet_class_vectors(vectors: WordVectors) -> tuple[list[str], np.ndarray]:
+def imagenet_class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> tuple[list[str], np.ndarray]:
     """The 1,000 ImageNet classes' first names and their vectors (zero where no word is known)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    names = [info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes())]
-    out = np.zeros((len(names), vectors.dim), dtype=np.float32)
-    for i, name in enumerate(names):
-        try:
-            out[i] = vectors.vector(name, strict=False)
-        except UnknownWordError:
-            pass  # a class no word describes cannot vote
-    return names, out
+    return [lemmas[0] for lemmas, _ in imagenet_classes()], class_vectors(vectors, text)
 
 
-def dataset_imagenet_vectors(dataset, why: str) -> np.ndarray:
-    """The ImageNet class-name vectors in a dataset's word space (which must know words)."""
+def dataset_imagenet_vectors(dataset, why: str, text: ClassText = ClassText()) -> np.ndarray:
+    """The ImageNet class vectors in a dataset's word space (which must know words)."""
     from .embeddings import load_embeddings
 
     source = dataset.embeddings.get("source", "")
@@ -44,24 +37,29 @@ def dataset_imagenet_vectors(dataset, why: str) -> np.ndarray:
     except FileNotFoundError as exc:
         raise ValueError(f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
                          "pass --embeddings glove-6b-50d") from exc
-    return imagenet_class_vectors(vectors)[1]
+    return imagenet_class_vectors(vectors, text)[1]
 
 
-def conse_embedding(logits: torch.Tensor, class_vectors: torch.Tensor, top: int = 10) -> torch.Tensor:
-    """N x d_w: sum over the top-T classes of p_t * v_t, divided by sum of p_t."""
-    probs = logits.float().softmax(dim=-1)
-    p, idx = probs.topk(top, dim=-1)
-    weighted = (p[..., None] * class_vectors[idx]).sum(dim=1)
-    return weighted / p.sum(dim=-1, keepdim=True)
-
-
-def conse_scores(logits: torch.Tensor, class_vectors: torch.Tensor, label_vectors: torch.Tensor, top: int = 10) -> torch.Tensor:
+def conse_scores(logits: torch.Tensor, class_vectors: torch.Tensor, label_vectors: torch.Tensor, top: int = 10,
+                 temperature: float = 1.0) -> torch.Tensor:
     """N x C cosine scores of every label for every image."""
-    embedding = F.normalize(conse_embedding(logits, class_vectors, top), dim=-1)
+    embedding = F.normalize(conse_embedding(logits, class_vectors, top, temperature), dim=-1)
     return embedding @ F.normalize(label_vectors.float(), dim=-1).T
 
 
-def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True) -> dict:
+def conse_tasks(logits: torch.Tensor, dataset, split, rows: np.ndarray, class_vectors: torch.Tensor, top: int,
+                temperature: float = 1.0) -> dict:
+    """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits."""
+    from .evaluate import tasks
+
+    seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top, temperature).numpy()
+    unseen = (conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top, temperature).numpy()
+              if dataset.has_unseen else None)
+    return tasks(seen, unseen, split, rows, dataset.protocol)
+
+
+def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True, text: ClassText = ClassText(),
+              temperature: float = 1.0) -> dict:
     """ConSE's figures on the held-out fold and the test split: {"val": ..., "test": ...}.
 
     Uses the same token cache as training (its logits), the same held-out fold (``cfg``'s
@@ -72,14 +70,13 @@ def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True) ->
     from .backbones import build_backbone
     from .datasets import held_out_fold
     from .distributed import setup
-    from .evaluate import tasks
     from .features import extract_features
 
     device = setup(cfg.device)
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     if not backbone.is_cnn:
         raise ValueError("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
-    class_vectors = torch.from_numpy(dataset_imagenet_vectors(dataset, "ConSE"))
+    vectors = torch.from_numpy(dataset_imagenet_vectors(dataset, "ConSE", text))
     _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     results = {}
     for part, split, rows in (("val", dataset.train, val_rows), ("test", dataset.test, None)):
@@ -87,8 +84,5 @@ def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True) ->
                                  batch_size=cfg.extract_batch, workers=cfg.workers, device=device, progress=progress)
         rows = np.flatnonzero(cache.ok) if rows is None else rows[cache.ok[rows]]
         logits = torch.from_numpy(np.asarray(cache.logits[rows], dtype=np.float32))
-        seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top).numpy()
-        unseen = (conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top).numpy()
-                  if dataset.has_unseen else None)
-        results[part] = tasks(seen, unseen, split, rows, dataset.protocol)
+        results[part] = conse_tasks(logits, dataset, split, rows, vectors, top, temperature)
     return results

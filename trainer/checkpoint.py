@@ -25,7 +25,11 @@ from .files import sha256_file
 from .model import Epsilon, EpsilonConfig
 
 FORMAT = "epsilon-bundle"
-VERSION = 1
+# Version 2 adds the ImageNet prior (model keys prior / prior_top / prior_classes and the
+# buffers model.prior_*) and the tagger's calibrated tag rule ("tagging"). A version-1
+# bundle has none of them, and their defaults (no prior, no rule) are what it meant.
+VERSION = 2
+READABLE = (1, 2)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -43,6 +47,10 @@ class Bundle:
     unseen_vectors: np.ndarray | None = None  # len(unseen_labels) x d_w
     training: dict = field(default_factory=dict)  # data, config, seed, how it was made
     metrics: dict = field(default_factory=dict)
+    # The tagger's rule, chosen on validation photos (epsilon-train calibrate): hubness
+    # correction strength, the score a kept tag needs, how many a photo keeps. Empty: raw
+    # scores, every stored tag shown (what a version-1 bundle meant).
+    tagging: dict = field(default_factory=dict)
 
     @property
     def config(self) -> EpsilonConfig:
@@ -74,6 +82,7 @@ class Bundle:
             "unseen_labels": list(self.unseen_labels),
             "training": self.training,
             "metrics": self.metrics,
+            "tagging": self.tagging,
         }
         config_tmp = path / (CONFIG_FILE + ".tmp")
         config_tmp.write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
@@ -105,10 +114,10 @@ class Bundle:
             raise BundleError(f"{config_path} is not valid JSON ({exc}); the bundle is damaged, re-export it.") from exc
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise BundleError(f"{config_path} is not an epsilon bundle config: {layout}.")
-        if config.get("version") != VERSION:
+        if config.get("version") not in READABLE:
             raise BundleError(
                 f"{config_path} has bundle version {config.get('version')}, this epsilon-tag reads "
-                f"version {VERSION}: upgrade epsilon-tag or re-export the bundle."
+                f"versions {', '.join(map(str, READABLE))}: upgrade epsilon-tag or re-export the bundle."
             )
         if sha256_file(weights_path) != config.get("weights_sha256"):
             raise BundleError(
@@ -143,12 +152,24 @@ class Bundle:
             unseen_vectors=labels.get("unseen"),
             training=config.get("training", {}),
             metrics=config.get("metrics", {}),
+            tagging=config.get("tagging", {}),
         )
         try:
             bundle._check()
         except ValueError as exc:
             raise BundleError(f"The bundle at {folder} is inconsistent: {exc}") from exc
         return bundle
+
+    @staticmethod
+    def update_config(path: str | Path, **sections) -> None:
+        """Replace top-level sections of a bundle's config.json (e.g. ``tagging``) in place,
+        atomically; the weights, and so their hash, are untouched."""
+        config_path = Path(path) / CONFIG_FILE
+        config = json.loads(config_path.read_text())
+        config.update(sections)
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, config_path)
 
     def _check(self) -> None:
         d_w = self.config.d_w

@@ -7,6 +7,7 @@ Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -59,6 +60,14 @@ def _make_train_command(dataset_name: str):
         imagenet_min_prob: Optional[float] = typer.Option(None, help="Knowledge transfer: an ImageNet class is a positive label from this probability on."),
         imagenet_max_negative: Optional[float] = typer.Option(None, help="Knowledge transfer: an ImageNet class is a negative label below this probability."),
         distill: Optional[float] = typer.Option(None, help="Knowledge transfer: weight of pulling a row of S towards the image's ConSE embedding (0: off)."),
+        distill_top: Optional[int] = typer.Option(None, help="Knowledge transfer: how many ImageNet classes make the distillation target (default 10)."),
+        prior: Optional[str] = typer.Option(None, help="ImageNet prior: none (the paper's model), row (the photo's ConSE embedding is one more row of S) or residual (every row starts from it)."),
+        prior_top: Optional[int] = typer.Option(None, help="ImageNet prior: how many ImageNet classes it weighs (default 50)."),
+        prior_scale: Optional[float] = typer.Option(None, help="ImageNet prior row: its length, i.e. its cosines are multiplied by this (default 1)."),
+        prior_temperature: Optional[float] = typer.Option(None, help="ImageNet prior: temperature of the head's softmax (default 1; above 1 weighs more classes)."),
+        distill_temperature: Optional[float] = typer.Option(None, help="Knowledge transfer: temperature of the softmax the distillation target weighs classes by (default 1)."),
+        class_naming: Optional[str] = typer.Option(None, help="How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first (name) or lemmas (all names)."),
+        class_definition: Optional[float] = typer.Option(None, help="Weight of the words of an ImageNet class's definition beside its names (default 0)."),
         backbone: Optional[str] = typer.Option(None, help="Any timm model name (default efficientnet_lite0, offline)."),
         backbone_weights: Optional[str] = typer.Option(None, help="Weights file for the backbone (needed for ViT-B/16: vit_base_patch16_224)."),
         device: Optional[str] = typer.Option(None, help="auto | cpu | cuda."),
@@ -128,7 +137,9 @@ def _train_config(path: Optional[Path], values: dict, method: str):
         except (OSError, ValueError) as exc:
             _fail(f"cannot read config {path}: {exc}")
     model_keys = {"variant": "variant", "groups": "num_groups", "d_model": "d_model", "depth": "depth",
-                  "heads": "heads", "dropout": "dropout", "normalize_rows": "normalize_rows"}
+                  "heads": "heads", "dropout": "dropout", "normalize_rows": "normalize_rows", "prior": "prior",
+                  "prior_top": "prior_top", "prior_scale": "prior_scale",
+                  "prior_temperature": "prior_temperature"}
     model = dict(TrainConfig().model.to_dict(), **data.pop("model", {}))
     if method == "fast0tag":
         model.update(FAST0TAG)
@@ -152,7 +163,9 @@ def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress:
     from .baselines import run_conse
     from .evaluate import format_table, to_json
 
-    results = run_conse(dataset, cfg, cache_dir, top, progress)
+    from .class_text import ClassText
+
+    results = run_conse(dataset, cfg, cache_dir, top, progress, ClassText(cfg.class_naming, cfg.class_definition))
     for part, figures in results.items():
         where = "held-out fold" if part == "val" else "test split"
         typer.echo(format_table(figures, f"ConSE (top {top}) on {dataset.name} {where}:"))
@@ -160,11 +173,30 @@ def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress:
     (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
 
 
+class EvalMethod(str, Enum):
+    epsilon = "epsilon"
+    conse = "conse"
+
+
+class Naming(str, Enum):
+    first = "first"
+    lemmas = "lemmas"
+
+
 @app.command()
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="A model bundle folder written by epsilon-train."),
-    dataset: str = typer.Option(..., "--dataset", help="nus-wide | open-images | corel5k"),
+    checkpoint: Optional[Path] = typer.Argument(None, help="A model bundle folder written by epsilon-train (Epsilon, an ablation or a Fast0Tag-style bundle); not needed with --method conse."),
+    dataset: str = typer.Option(..., "--dataset", help="nus-wide | open-images | corel5k | coco (any folder with annotations/instances_*.json and its images)."),
     data: Path = typer.Option(..., "--data", help="The dataset folder."),
+    method: EvalMethod = typer.Option(EvalMethod.epsilon, "--method", help="epsilon: score with the bundle; conse: training-free ConSE from the backbone's ImageNet head."),
+    split: str = typer.Option("all", "--split", help="coco: which instances file's photos to evaluate (all, or a split name such as val)."),
+    unseen: Optional[Path] = typer.Option(None, "--unseen", help="coco: a file naming zero-shot categories, one per line: ZSL over them, GZSL over all (without it every category is ranked together, the GZSL row)."),
+    conse_top: int = typer.Option(10, "--conse-top", min=1, help="ConSE: how many ImageNet classes vote."),
+    conse_temperature: float = typer.Option(1.0, "--conse-temperature", min=0.01, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
+    class_naming: Naming = typer.Option(Naming.first, "--class-naming", help="ConSE: name an ImageNet class by its first name or by all its lemmas."),
+    class_definition: float = typer.Option(0.0, "--class-definition", min=0.0, help="ConSE: weight of the words of the class's definition (0: names only)."),
+    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="ConSE: word vectors (default glove-6b-50d); with a bundle, its own."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="ConSE: a timm CNN with an ImageNet head (default efficientnet_lite0); with a bundle, its own."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."),
     cache: Optional[Path] = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
     backbone_weights: Optional[str] = typer.Option(None, help="The backbone's weights file, when the bundle's backbone is not offline."),
@@ -172,43 +204,112 @@ def evaluate(
     workers: int = typer.Option(2, help="Image decoding processes."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Evaluate a bundle on a dataset's test split: the paper's Table 1 / 2 layout (ZSL and GZSL)."""
+    """Evaluate a bundle (or ConSE) on a dataset's test split: the paper's Table 1 / 2 layout (ZSL and GZSL)."""
     import numpy as np
+    import torch
 
-    from .backbones import BackboneError, build_backbone
+    from .backbones import DEFAULT_BACKBONE, BackboneError, build_backbone
+    from .baselines import conse_tasks, dataset_imagenet_vectors
     from .checkpoint import Bundle, BundleError
+    from .class_text import ClassText
     from .datasets import DataError, load_dataset
     from .distributed import setup
+    from .embeddings import DEFAULT_EMBEDDINGS
     from .evaluate import evaluate_model, format_table, to_json
-    from .features import CacheError, extract_features
+    from .features import CacheError, extract_features, list_digest
 
-    try:
-        bundle = Bundle.load(checkpoint)
-    except BundleError as exc:
-        _fail(str(exc))
-    options = {"embeddings": bundle.embeddings.get("source")} if bundle.embeddings.get("source") else {}
-    if dataset == "corel5k" and not bundle.unseen_labels:
+    bundle = None
+    if method == EvalMethod.epsilon:
+        if checkpoint is None:
+            _fail("give the bundle to evaluate (epsilon-train evaluate BUNDLE ...), or --method conse")
+        try:
+            bundle = Bundle.load(checkpoint)
+        except BundleError as exc:
+            _fail(str(exc))
+    source = bundle.embeddings.get("source") if bundle else embeddings or DEFAULT_EMBEDDINGS
+    options = {"embeddings": source} if source else {}
+    if dataset == "corel5k" and bundle is not None and not bundle.unseen_labels:
         options["mode"] = "all-seen"
+    if dataset == "coco":
+        options.update(split=split, unseen=unseen)
+    elif split != "all" or unseen is not None:
+        _fail("--split and --unseen apply to --dataset coco only")
     try:
         data_set = load_dataset(dataset, data, **options)
     except (DataError, FileNotFoundError) as exc:
         _fail(str(exc))
-    name = bundle.backbone.get("name", "efficientnet_lite0")
+    name = bundle.backbone.get("name", DEFAULT_BACKBONE) if bundle else backbone or DEFAULT_BACKBONE
     dev = setup(device)
     try:
-        backbone = build_backbone(name, backbone_weights, device=dev)
+        net = build_backbone(name, backbone_weights, device=dev)
     except BackboneError as exc:
         _fail(str(exc))
-    cache_dir = (cache or _default_cache(dataset, name, backbone_weights)) / "test"
+    if bundle is None and not net.is_cnn:
+        _fail("ConSE reads the backbone's ImageNet head: use a CNN backbone such as efficientnet_lite0")
+    # Every COCO folder and split is its own image list: each gets its own default cache.
+    cache_name = dataset if dataset != "coco" else f"coco-{list_digest(data_set.test.images)[:12]}"
+    cache_dir = (cache or _default_cache(cache_name, name, backbone_weights)) / "test"
     try:
-        features = extract_features(data_set.test.images, backbone, cache_dir, workers=workers, device=dev, progress=not quiet)
+        features = extract_features(data_set.test.images, net, cache_dir, workers=workers, device=dev, progress=not quiet)
     except CacheError as exc:
         _fail(str(exc))
     rows = np.flatnonzero(features.ok)
-    figures = evaluate_model(bundle.model.to(dev), features.tokens, data_set.test, rows, data_set, dev)
-    typer.echo(format_table(figures, f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"))
+    if bundle is not None:
+        figures = evaluate_model(bundle.model.to(dev), features.tokens, data_set.test, rows, data_set, dev)
+        title = f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"
+    else:
+        text = ClassText(class_naming.value, class_definition)
+        try:
+            vectors = torch.from_numpy(dataset_imagenet_vectors(data_set, "ConSE", text))
+        except ValueError as exc:
+            _fail(str(exc))
+        logits = torch.from_numpy(np.asarray(features.logits[rows], dtype=np.float32))
+        figures = conse_tasks(logits, data_set, data_set.test, rows, vectors, conse_top, conse_temperature)
+        title = f"ConSE (top {conse_top}, T {conse_temperature:g}, classes named by {text}) on {data_set.name} test split ({len(rows)} images):"
+    typer.echo(format_table(figures, title))
     if json_file:
         json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
+
+
+@app.command()
+def calibrate(
+    bundle: Path = typer.Argument(..., help="A model bundle folder; its config.json gets the chosen rule (--write)."),
+    corel5k: Optional[Path] = typer.Option(None, "--corel5k", help="Corel-5K folder: the fold of its training split this bundle's training held out."),
+    coco: Optional[Path] = typer.Option(None, "--coco", help="A COCO-format folder of labelled photos (validation only, e.g. open_images_5)."),
+    max_tags: int = typer.Option(10, "--max-tags", min=1, help="How many best words a photo keeps at most."),
+    write: bool = typer.Option(False, "--write", help="Write the chosen rule into the bundle (its tagging section)."),
+    cache: Optional[Path] = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    workers: int = typer.Option(2, help="Image decoding processes."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+) -> None:
+    """Choose the tagger's rule on validation photos: the hubness correction's strength and
+    the score a tag needs to be kept (best mean kept-tag F1 over the sets given)."""
+    from .backbones import BackboneError
+    from .calibrate import choose_rule, validation_sets
+    from .checkpoint import Bundle, BundleError
+    from .datasets import DataError
+    from .distributed import setup
+    from .features import CacheError
+
+    if corel5k is None and coco is None:
+        _fail("give at least one validation set: --corel5k DIR and/or --coco DIR")
+    try:
+        loaded = Bundle.load(bundle)
+        sets = validation_sets(loaded, corel=corel5k, coco=coco, workers=workers, device=setup(device),
+                               cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
+                               progress=not quiet)
+    except (BundleError, BackboneError, DataError, CacheError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    rule, per_strength = choose_rule(sets, max_tags)
+    for row in per_strength:
+        cells = "  ".join(f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}" for name, f in row["sets"].items())
+        typer.echo(f"strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, mean F1 {row['f1']:.3f}  ({cells})")
+    typer.echo(f"chosen: strength {rule.strength:.2f}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
+    if write:
+        Bundle.update_config(bundle, tagging={**rule.to_dict(), "chosen_on": [s.name for s in sets],
+                                              "validation": per_strength})
+        typer.echo(f"written to {Path(bundle) / 'config.json'} (tagging)")
 
 
 @app.command()
@@ -260,7 +361,9 @@ def info(
     cfg = loaded.config
     typer.echo(f"bundle      {Path(bundle).resolve()}")
     typer.echo(
-        f"model       Epsilon ({cfg.variant}), M={cfg.num_groups}, d_model={cfg.d_model}, "
+        f"model       Epsilon ({cfg.variant}), M={cfg.num_groups}"
+        + (f" + ImageNet prior ({cfg.prior}, top {cfg.prior_top})" if cfg.prior != "none" else "")
+        + f", d_model={cfg.d_model}, "
         f"depth={cfg.depth}, heads={cfg.heads}, d_w={cfg.d_w}, {summary['parameters']:,} parameters"
     )
     typer.echo(f"backbone    {loaded.backbone.get('name')} ({loaded.backbone.get('weights')})")

@@ -25,7 +25,7 @@ def semantic_vectors(model: Epsilon, tokens: np.ndarray, rows: np.ndarray, devic
         batch = torch.from_numpy(np.asarray(tokens[rows[start:start + _BATCH]], dtype=np.float32)).to(device)
         out.append(model(batch).float().cpu())
     if not out:
-        return torch.zeros(0, model.cfg.num_groups, model.cfg.d_w)
+        return torch.zeros(0, model.cfg.rows, model.cfg.d_w)
     return torch.cat(out)
 
 
@@ -54,8 +54,7 @@ def evaluate_model(model: Epsilon, tokens: np.ndarray, split: Split, rows: np.nd
 
 def format_table(figures: dict, title: str = "") -> str:
     """The paper's Table 1 / 2 layout: mAP, then P / R / F1 at each K, one row per task."""
-    any_task = next(iter(figures.values()))
-    ks = list(any_task["k"])
+    ks = sorted({k for f in figures.values() for k in f["k"]}, key=int)
     header = f"{'':6} {'mAP':>6} " + " ".join(f"{'P@' + str(k):>6} {'R@' + str(k):>6} {'F1@' + str(k):>6}" for k in ks)
     lines = [title] if title else []
     lines.append(header)
@@ -64,7 +63,9 @@ def format_table(figures: dict, title: str = "") -> str:
             continue
         f = figures[task]
         cells = " ".join(
-            f"{100 * f['k'][k]['precision']:6.1f} {100 * f['k'][k]['recall']:6.1f} {100 * f['k'][k]['f1']:6.1f}" for k in ks
+            " ".join(f"{100 * f['k'][k][m]:6.1f}" for m in ("precision", "recall", "f1")) if k in f["k"]
+            else f"{'-':>6} {'-':>6} {'-':>6}"
+            for k in ks
         )
         lines.append(f"{task.upper():6} {100 * f['map']:6.1f} {cells}")
     lines.append("(percentages)")

@@ -117,7 +117,8 @@ def evaluate_scores(scores, labels, protocol: Protocol) -> dict:
         ),
         "k": {},
     }
-    for k in protocol.ks:
+    # A K beyond the number of labels ranks everything: there is no top-K to speak of.
+    for k in (k for k in protocol.ks if k <= scores.shape[1]):
         p, r, f1 = topk_prf(scores, labels, k)
         result["k"][k] = {"precision": p, "recall": r, "f1": f1}
     return result

@@ -5,6 +5,11 @@ tokens F (B x N x D) -> input projection -> GPA (prompts, encoder, cross-attenti
 and GFP (M branches, per-channel softmax over tokens) -> semantic fuser -> S (B x M x d_w)
 -> score(S, word vectors) = max over the M rows of <S_m, w>.
 
+An optional ImageNet prior (an addition, off by default) keeps what the frozen backbone's
+own classifier knows: the photo's ConSE embedding, its top ImageNet classes' word vectors
+weighted by probability, joins S as one more row ("row") or is the point every row starts
+from ("residual"). The head and class vectors are fixed buffers, stored in the bundle.
+
 The specification followed is ``shared/docs/epsilon-method.md``; the paper leaves the
 encoder depth, head count and the input projection open, and that page pins them.
 """
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 
 Variant = Literal["full", "gpa", "gfp", "backbone"]
 VARIANTS: tuple[str, ...] = ("full", "gpa", "gfp", "backbone")
+PRIORS: tuple[str, ...] = ("none", "row", "residual")
 
 
 @dataclass
@@ -42,14 +48,38 @@ class EpsilonConfig:
     # L2-normalise each row of S before scoring (cosine instead of dot product). Off in the
     # paper; exposed because the score scale matters on small training sets.
     normalize_rows: bool = False
+    # ImageNet prior: "none" (the paper's model), "row" (the photo's ConSE embedding is an
+    # extra row of S: M + 1 rows, scored by the same max) or "residual" (S_m = prior + the
+    # fuser's row m). It reads the backbone's head (prior_classes outputs) from the tokens
+    # and weighs the top prior_top classes' word vectors.
+    prior: str = "none"
+    prior_top: int = 50
+    prior_temperature: float = 1.0  # of the head's softmax: above 1 spreads weight to more classes
+    prior_classes: int = 0
+    # Length of the prior's row ("row" only): its scores are cosines times this, so above 1
+    # ImageNet's objects win the max over the trained rows more often.
+    prior_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        # prior_classes is 0 until training reads it off the backbone's head.
+        if self.prior != "none" and not self.prior_temperature > 0:
+            raise ValueError(f"prior_temperature must be > 0, got {self.prior_temperature}")
+        if self.prior != "none" and not 1 <= self.prior_top <= (self.prior_classes or self.prior_top):
+            raise ValueError(f"prior_top must be between 1 and the head's {self.prior_classes} classes, "
+                             f"got {self.prior_top}")
         if self.num_groups < 1:
             raise ValueError(f"num_groups (M) must be at least 1, got {self.num_groups}")
         if self.variant in ("full", "gpa") and self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+
+    @property
+    def rows(self) -> int:
+        """Rows of S: the M groups, plus the prior's own row."""
+        return self.num_groups + (self.prior == "row")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,11 +158,19 @@ def _stacked_linear(m: int, fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn
 
 
 class Epsilon(nn.Module):
-    """Frozen-backbone tokens (B x N x D) -> semantic vectors S (B x M x d_w)."""
+    """Frozen-backbone tokens (B x N x D) -> semantic vectors S (B x rows x d_w)."""
 
     def __init__(self, cfg: EpsilonConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        if cfg.prior != "none":
+            if cfg.prior_classes < cfg.prior_top:
+                raise ValueError(f"an ImageNet prior needs the backbone head's class count (prior_classes), "
+                                 f"at least prior_top = {cfg.prior_top}; got {cfg.prior_classes}")
+            # Filled by attach_prior (training) or the bundle (loading); fixed, never trained.
+            self.register_buffer("prior_weight", torch.zeros(cfg.prior_classes, cfg.token_dim))
+            self.register_buffer("prior_bias", torch.zeros(cfg.prior_classes))
+            self.register_buffer("prior_vectors", torch.zeros(cfg.prior_classes, cfg.d_w))
         if cfg.variant == "backbone":
             self.pooled = nn.Linear(cfg.token_dim, cfg.num_groups * cfg.d_w)
             return
@@ -143,21 +181,52 @@ class Epsilon(nn.Module):
         branches = (self.gpa is not None) + (self.gfp is not None)
         self.fuser = nn.Linear(branches * cfg.d_model, cfg.d_w)
 
+    def attach_prior(self, weight: torch.Tensor, bias: torch.Tensor, class_vectors: torch.Tensor) -> None:
+        """The backbone's ImageNet head (classes x D on mean-pooled tokens) and the classes'
+        word vectors (classes x d_w), copied into the prior's buffers."""
+        for name, value in (("prior_weight", weight), ("prior_bias", bias), ("prior_vectors", class_vectors)):
+            buffer = getattr(self, name)
+            if tuple(value.shape) != tuple(buffer.shape):
+                raise ValueError(f"{name} must be {tuple(buffer.shape)}, got {tuple(value.shape)}")
+            buffer.copy_(value)
+
+    def prior_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """B x d_w, unit length: the photo's ConSE embedding from its backbone tokens."""
+        logits = F.linear(tokens.mean(dim=1).float(), self.prior_weight.float(), self.prior_bias.float())
+        cfg = self.cfg
+        return F.normalize(conse_embedding(logits, self.prior_vectors.float(), cfg.prior_top, cfg.prior_temperature), dim=-1)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if cfg.variant == "backbone":
             semantic = self.pooled(tokens.mean(dim=1)).view(-1, cfg.num_groups, cfg.d_w)
         else:
-            tokens = self.input_proj(tokens)
+            projected = self.input_proj(tokens)
             parts = []
             if self.gfp is not None:
-                parts.append(self.gfp(tokens))
+                parts.append(self.gfp(projected))
             if self.gpa is not None:
-                parts.append(self.gpa(tokens))
+                parts.append(self.gpa(projected))
             semantic = self.fuser(torch.cat(parts, dim=-1))  # concat(GoS, GrS) -> S
+        if cfg.prior == "residual":
+            semantic = semantic + self.prior_embedding(tokens)[:, None].to(semantic.dtype)
         if cfg.normalize_rows:
             semantic = F.normalize(semantic, dim=-1)
+        if cfg.prior == "row":
+            prior = cfg.prior_scale * self.prior_embedding(tokens)
+            semantic = torch.cat([semantic, prior[:, None].to(semantic.dtype)], dim=1)
         return semantic
+
+
+def conse_embedding(logits: torch.Tensor, class_vectors: torch.Tensor, top: int = 10,
+                    temperature: float = 1.0) -> torch.Tensor:
+    """ConSE (Norouzi et al. 2014), N x d_w: the sum over each image's top-T classes of
+    p_t * v_t, divided by the sum of p_t (p: the softmax of the classifier's logits, divided
+    by ``temperature``; 1 is the classic method)."""
+    probs = (logits.float() / temperature).softmax(dim=-1)
+    p, idx = probs.topk(top, dim=-1)
+    weighted = (p[..., None] * class_vectors[idx]).sum(dim=1)
+    return weighted / p.sum(dim=-1, keepdim=True)
 
 
 def score(semantic: torch.Tensor, word_vectors: torch.Tensor) -> torch.Tensor:

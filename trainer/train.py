@@ -22,6 +22,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, build_backbone
 from .baselines import conse_embedding, dataset_imagenet_vectors
 from .checkpoint import Bundle
+from .class_text import ClassText
 from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
 from .evaluate import evaluate_model, format_table
@@ -59,6 +60,12 @@ class TrainConfig:
     # probability) is pulled towards it with weight `distill` (0: off).
     distill: float = 0.0
     distill_top: int = 10
+    distill_temperature: float = 1.0  # of the ImageNet softmax the target weighs classes by
+    # How the ImageNet classes are put into words wherever they are used (distillation,
+    # ImageNet names as labels, the prior row): "first" name or all "lemmas", plus this
+    # weight of their definitions' words (trainer.class_text).
+    class_naming: str = "first"
+    class_definition: float = 0.0
     backbone: str = DEFAULT_BACKBONE
     backbone_weights: str | None = None
     device: str = "auto"  # auto | cpu | cuda
@@ -92,6 +99,9 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     cfg.model.token_dim = backbone.token_dim
     cfg.model.d_w = int(dataset.seen_vectors.shape[1])
+    head = backbone.imagenet_head() if cfg.model.prior != "none" else None
+    if head is not None:
+        cfg.model.prior_classes = int(head[0].shape[0])
     _check_or_write_config(out, cfg, dataset)
     cache_root = Path(cache_root)
     train_cache = extract_features(dataset.train.images, backbone, cache_root / "train", batch_size=cfg.extract_batch,
@@ -111,7 +121,10 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
     if len(fit_rows) == 0:
         raise ValueError("no training image has a positive seen label")
 
-    model = Epsilon(cfg.model).to(device)
+    model = Epsilon(cfg.model)
+    if head is not None:
+        model.attach_prior(*head, torch.from_numpy(_imagenet_names(dataset, train_cache, "--prior", cfg)))
+    model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, start_step, history = _resume(out / "state", model, optimiser)
     ddp = model
@@ -147,7 +160,9 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
             per_image = parts.per_image
             if teacher is not None:
                 target = torch.from_numpy(teacher[rows]).to(device)[parts.used]
-                closest = torch.nn.functional.cosine_similarity(semantic.float()[parts.used], target[:, None], dim=-1)
+                # Only the trained rows: a prior row is the teacher already.
+                trained = semantic.float()[parts.used][:, :cfg.model.num_groups]
+                closest = torch.nn.functional.cosine_similarity(trained, target[:, None], dim=-1)
                 per_image = per_image + cfg.distill * (1.0 - closest.amax(dim=1))
             # The mean over the global batch's used images, whatever each rank holds: DDP
             # averages gradients over ranks, hence the factor `size`.
@@ -199,27 +214,28 @@ def _selection_figure(record: dict) -> float:
     return task["map"] if task else float(record["epoch"])
 
 
-def _imagenet_names(dataset: Dataset, cache: FeatureCache, option: str) -> np.ndarray:
-    """Word vectors of the 1,000 ImageNet class names, in the dataset's word space."""
+def _imagenet_names(dataset: Dataset, cache: FeatureCache, option: str, cfg: TrainConfig) -> np.ndarray:
+    """Word vectors of the 1,000 ImageNet classes, in the dataset's word space."""
     if cache.logits.shape[1] == 0:
         raise ValueError(f"{option} needs a CNN backbone whose ImageNet head is cached")
-    return dataset_imagenet_vectors(dataset, option)
+    return dataset_imagenet_vectors(dataset, option, ClassText(cfg.class_naming, cfg.class_definition))
 
 
 def _teacher(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig) -> np.ndarray | None:
     """Every training image's ConSE embedding (N x d_w, unit length), for distillation."""
     if not cfg.distill:
         return None
-    class_vectors = torch.from_numpy(_imagenet_names(dataset, cache, "--distill"))
+    class_vectors = torch.from_numpy(_imagenet_names(dataset, cache, "--distill", cfg))
     logits = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32))
-    return torch.nn.functional.normalize(conse_embedding(logits, class_vectors, cfg.distill_top), dim=-1).numpy()
+    target = conse_embedding(logits, class_vectors, cfg.distill_top, cfg.distill_temperature)
+    return torch.nn.functional.normalize(target, dim=-1).numpy()
 
 
 def _training_labels(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig):
     """Seen word vectors, extended with ImageNet class names when knowledge transfer is on."""
     if not cfg.imagenet_labels:
         return dataset.seen_vectors, None
-    class_vectors = _imagenet_names(dataset, cache, "--imagenet-labels")
+    class_vectors = _imagenet_names(dataset, cache, "--imagenet-labels", cfg)
     known = np.linalg.norm(class_vectors, axis=1) > 0
     probs = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32)).softmax(dim=1).numpy()
     top = np.argsort(-probs, axis=1)[:, : cfg.imagenet_labels]

@@ -133,20 +133,30 @@ class EpsilonTagApp(App):
         with self.lock:
             self.library.semantic_vectors()
 
+    # Workers get the widgets they fill from the app's thread, and hand results back
+    # through _deliver: a worker thread never looks a widget up (the screen may be gone).
+
+    def _deliver(self, method: Callable, *args) -> None:
+        """On the app's thread: call a widget's method unless the widget has left the screen."""
+        if method.__self__.is_attached:
+            method(*args)
+
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word = message.word
-        self.load_photos(f"{word['word']}", lambda: photos_of_word(self.library, word["id"]))
+        self.load_photos(self.query_one("#photos", PhotoPanel), f"{word['word']}",
+                         lambda: photos_of_word(self.library, word["id"]))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
             return
         query = event.value.strip()
         if query:
-            self.load_photos(f"search: {query}", lambda: rank(self.library, query, source=self.source))
+            self.load_photos(self.query_one("#photos", PhotoPanel), f"search: {query}",
+                             lambda: rank(self.library, query, source=self.source))
             self.query_one("#photo-table").focus()
 
     @work(thread=True, exclusive=True, group="photos")
-    def load_photos(self, title: str, ranked: Callable[[], Ranking]) -> None:
+    def load_photos(self, panel: PhotoPanel, title: str, ranked: Callable[[], Ranking]) -> None:
         try:
             with self.lock:
                 ranking = ranked()
@@ -155,7 +165,7 @@ class EpsilonTagApp(App):
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self.query_one("#photos", PhotoPanel).start, title, ranking, first)
+            self.call_from_thread(self._deliver, panel.start, title, ranking, first)
 
     def _page(self, ranking: Ranking, start: int) -> Page:
         hits = ranking.page(self.library, start, PhotoPanel.PAGE)
@@ -163,21 +173,25 @@ class EpsilonTagApp(App):
 
     def on_photo_panel_need_more(self, _: PhotoPanel.NeedMore) -> None:
         panel = self.query_one("#photos", PhotoPanel)
-        self.load_more(panel.ranking, len(panel.hits))
+        self.load_more(panel, panel.ranking, len(panel.hits))
 
     @work(thread=True, exclusive=True, group="more")
-    def load_more(self, ranking: Ranking, start: int) -> None:
+    def load_more(self, panel: PhotoPanel, ranking: Ranking, start: int) -> None:
         with self.lock:
             page = self._page(ranking, start)
-        panel = self.query_one("#photos", PhotoPanel)
+        self.call_from_thread(self._append, panel, ranking, start, page)
+
+    def _append(self, panel: PhotoPanel, ranking: Ranking, start: int, page: Page) -> None:
+        # Only if the list is still the one the page was read for, and still as long.
         if panel.ranking is ranking and len(panel.hits) == start:
-            self.call_from_thread(panel.append, page)
+            self._deliver(panel.append, page)
 
     def on_photo_panel_highlighted(self, message: PhotoPanel.Highlighted) -> None:
-        self.load_preview(message.hit.photo_id)
+        preview = self.query_one("#preview", Preview)
+        self.load_preview(preview, preview.image_cells, message.hit.photo_id)
 
     @work(thread=True, exclusive=True, group="preview")
-    def load_preview(self, photo_id: int) -> None:
+    def load_preview(self, preview: Preview, cells: tuple[int, int], photo_id: int) -> None:
         from ..images import UnreadablePhoto, open_photo
         from .halfblock import halfblock
 
@@ -186,8 +200,7 @@ class EpsilonTagApp(App):
             tags = self.library.photo_tags(photo_id)
         if photo is None:
             return
-        preview = self.query_one("#preview", Preview)
-        columns, rows = preview.image_cells
+        columns, rows = cells
         if not Path(photo["path"]).exists():
             picture: Text | str = Text("(not on disk now)", style="italic")
         else:
@@ -196,7 +209,7 @@ class EpsilonTagApp(App):
             except (UnreadablePhoto, OSError) as exc:
                 picture = Text(f"({exc})", style="italic")
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(preview.show, picture, describe(photo, tags))
+            self.call_from_thread(self._deliver, preview.show, picture, describe(photo, tags))
 
     def watch_library(self) -> None:
         """A scan in another process commits: counts and tags change under us."""
@@ -281,18 +294,17 @@ class EpsilonTagApp(App):
         if not folders:
             self.notify("This library has no folders yet: `epsilon-tag scan FOLDER`.", severity="warning")
             return
-        self.rescan(folders)
+        self.rescan(self.query_one("#progress", ProgressBar), folders)
 
     def _first_folder(self, folder: str | None) -> None:
         if folder:
-            self.rescan([folder])
+            self.rescan(self.query_one("#progress", ProgressBar), [folder])
 
     @work(thread=True, exclusive=True, group="scan")
-    def rescan(self, folders: list[str]) -> None:
+    def rescan(self, bar: ProgressBar, folders: list[str]) -> None:
         from ..scan import scan
 
         self.scanning = True
-        bar = self.query_one("#progress", ProgressBar)
         self.call_from_thread(bar.add_class, "running")
         self.call_from_thread(self.status, f"scanning {', '.join(folders)}: loading the model...")
 

@@ -1,0 +1,129 @@
+"""Everyday photos, through the public CLI, for one or more models (by hand):
+
+    python bench/everyday.py --model assets/default --model /tmp/old_default [--work /tmp/everyday]
+
+For each model, in fresh libraries made by `epsilon-tag scan`:
+1. open_images_5 (669 photos, apple / bicycle / bird / boat / person): `epsilon-tag search
+   LABEL --json -n 1000` per label; mAP over the 5 labels (every photo ranked per label)
+   and F1@3 (each photo's 3 best of the 5 labels by their search scores);
+2. hubness on the sample camera files and on open_images_5: how many photos have each
+   vocabulary word among their 3 best stored tags; the skewness of those counts over the
+   vocabulary (a few words everywhere = high), the most frequent words, and `snake`;
+3. tag precision on Corel-5K's 499 test photos (linked, not copied; no model here trained
+   on them): each photo's 3 best of Corel's 374 words by raw cosine and by the model's
+   corrected score (its tag rule), P/R/F1@3 against the labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tagger.library import Library  # noqa: E402
+from tagger.vocabulary import library_means, scores  # noqa: E402
+from trainer.embeddings import load_embeddings  # noqa: E402
+from trainer.metrics import average_precision, topk_prf  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+LABELS = ["apple", "bicycle", "bird", "boat", "person"]
+CLI = str(Path(sys.executable).with_name("epsilon-tag"))
+
+
+def scan(folder: Path, db: Path, model: str) -> None:
+    if not db.exists():
+        subprocess.run([CLI, "scan", str(folder), "--db", str(db), "--model", model, "-q"], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def open_images_5(db: Path) -> tuple[float, float, np.ndarray]:
+    with open(DATA / "open_images_5" / "labels.csv") as handle:
+        truth = {row["image"]: row for row in csv.DictReader(handle)}
+    names = sorted(truth)
+    score = np.full((len(names), len(LABELS)), -np.inf)
+    for j, label in enumerate(LABELS):
+        hits = json.loads(subprocess.run([CLI, "search", label, "--json", "-n", "100000", "--db", str(db)],
+                                         check=True, capture_output=True, text=True).stdout)
+        for hit in hits:
+            score[names.index(Path(hit["path"]).stem), j] = hit["score"]
+    labels = np.array([[1 if truth[n][c] == "1" else -1 for c in LABELS] for n in names])
+    ap = average_precision(score, labels)
+    return float(ap.mean()), topk_prf(score, labels, 3)[2], ap
+
+
+def hubness(db: Path) -> dict:
+    from scipy.stats import skew
+
+    with Library(db, create=False, readonly=True) as library:
+        words = {w.id: w.word for w in library.words()}
+        rows = library.db.execute("SELECT word_id, count(*) FROM tags WHERE rank <= 3 GROUP BY word_id").fetchall()
+        photos = library.counts()["photos"]
+    counts = dict(rows)
+    vector = np.array([counts.get(i, 0) for i in words])
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
+    snake = next((counts.get(i, 0) for i, w in words.items() if w == "snake"), 0)
+    return {"photos": photos, "skew": float(skew(vector)), "snake": snake,
+            "top": ", ".join(f"{words[i]} {n}" for i, n in top)}
+
+
+def corel_precision(db: Path) -> dict:
+    corel = DATA / "corel5k"
+    vocabulary = (corel / "labels" / "words").read_text().split()
+    truth = {}
+    for line in (corel / "labels" / "test_label").read_text().splitlines():
+        parts = line.split()
+        if parts:
+            truth[parts[0]] = {vocabulary[int(i) - 1] for i in parts[1:]}
+    vectors = load_embeddings().matrix(vocabulary)
+    with Library(db, create=False, readonly=True) as library:
+        stored = library.semantic_vectors()
+        paths = library.photos(stored.ids)
+        rule = library.tag_rule
+    labels = np.array([[1 if w in truth[Path(paths[int(i)]["path"]).stem] else -1 for w in vocabulary]
+                       for i in stored.ids])
+    raw = scores(stored.semantic, vectors)
+    corrected = rule.correct(raw, library_means(stored.semantic, vectors))
+    return {name: topk_prf(s, labels, 3) for name, s in (("raw", raw), ("corrected", corrected))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, help="a bundle folder; repeat to compare")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/epsilon-everyday"))
+    args = parser.parse_args()
+    corel_links = args.work / "corel-test"
+    if not corel_links.exists():
+        corel_links.mkdir(parents=True)
+        with open(DATA / "corel5k" / "annotations.tsv") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                if row["split"] == "test":
+                    os.symlink((DATA / "corel5k" / row["path"]).resolve(), corel_links / f"{row['id']}.jpeg")
+    for model in args.model:
+        tag = Path(model).resolve().as_posix().strip("/").replace("/", "_")
+        dbs = {name: args.work / f"{tag}-{name}.db" for name in ("oi5", "camera", "corel")}
+        scan(DATA / "open_images_5" / "images", dbs["oi5"], model)
+        scan(DATA / "photos", dbs["camera"], model)
+        scan(corel_links, dbs["corel"], model)
+        mean_ap, f1, ap = open_images_5(dbs["oi5"])
+        print(f"\n{model}")
+        print(f"  open_images_5 through the CLI: mAP {mean_ap:.3f} (" +
+              ", ".join(f"{n} {a:.3f}" for n, a in zip(LABELS, ap)) + f"), F1@3 {f1:.3f}")
+        for name in ("camera", "oi5"):
+            h = hubness(dbs[name])
+            print(f"  hubness, {name} ({h['photos']} photos): skewness of top-3 counts {h['skew']:.2f}, "
+                  f"snake in the top 3 of {h['snake']}; most frequent: {h['top']}")
+        for name, (p, r, f) in corel_precision(dbs["corel"]).items():
+            print(f"  Corel-5K test tags, 3 best of 374 words, {name:9}: P {p:.3f} R {r:.3f} F1 {f:.3f}")
+
+
+if __name__ == "__main__":
+    main()

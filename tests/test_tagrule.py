@@ -1,0 +1,160 @@
+"""The hubness correction and the tag rule: equal to a reference computation in the library,
+stable when words come and go, the same in search as in tags, and what show/export print."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagger.search import search
+from tagger.vocabulary import (REFRESH_FACTOR, WordSource, add_words, needs_refresh, remove_words, renormalise,
+                               scores)
+from tests.tagging import synthetic_library, tag
+from tests.test_vocabulary import WORDS, glove, tags_table
+from trainer.tagrule import TagRule
+
+RULE = {"strength": 0.5, "min_score": 0.3, "max_tags": 5}
+
+
+def reference(library):
+    """Every photo's tags recomputed from its S by hand: raw cosines, minus half of each
+    word's mean over the library's photos, the 5 best, kept from 0.3 on."""
+    stored = library.semantic_vectors()
+    words = library.words()
+    raw = scores(stored.semantic, np.stack([w.vector for w in words]))
+    means = raw.astype(np.float64).mean(axis=0)
+    corrected = raw - 0.5 * means
+    tags = {}
+    for photo_id, row in zip(stored.ids, corrected):
+        best = np.argsort(-row, kind="stable")[:5]
+        tags[int(photo_id)] = [(words[j].word, float(row[j])) for j in best]
+    return {w.word: m for w, m in zip(words, means)}, tags
+
+
+def stored_tags(library, every=True):
+    return {int(pid): [(t["word"], t["score"]) for t in library.photo_tags(int(pid), every=every)]
+            for pid in library.semantic_vectors().ids}
+
+
+def assert_tags_equal(got, expected):
+    assert got.keys() == expected.keys()
+    for photo_id in got:
+        assert [w for w, _ in got[photo_id]] == [w for w, _ in expected[photo_id]], photo_id
+        np.testing.assert_allclose([s for _, s in got[photo_id]], [s for _, s in expected[photo_id]], atol=2e-6)
+
+
+def test_stored_means_and_tags_equal_a_reference_computation(tmp_path):
+    library = synthetic_library(tmp_path / "lib.db", 200, glove(WORDS), k=5, rule=RULE)
+    means, expected = reference(library)
+    for word in library.words():
+        assert word.mean == pytest.approx(means[word.word], abs=1e-6)
+    assert_tags_equal(stored_tags(library), expected)
+    # People see the kept ones: 0.3 and above.
+    kept = {pid: [(w, s) for w, s in tags if s >= 0.3] for pid, tags in expected.items()}
+    assert_tags_equal(stored_tags(library, every=False), kept)
+    counts = library.word_counts()
+    ids = {w.word: w.id for w in library.words()}
+    for word in WORDS:
+        assert counts.get(ids[word], 0) == sum(word in [w for w, _ in tags] for tags in kept.values())
+
+
+def test_the_correction_takes_the_hub_off_every_photo(tmp_path):
+    # A hub: every photo's S leans towards one direction, and a word along it ranks first
+    # everywhere on raw cosines, whatever the photo shows.
+    hub = np.random.default_rng(5).standard_normal(50)
+    hub /= np.linalg.norm(hub)
+    library = synthetic_library(tmp_path / "lib.db", 300, glove(WORDS), k=5, rule={"strength": 0.0}, common=2.5 * hub)
+    add_words(library, ["hub"], WordSource(table={"hub": hub}))
+    raw_top = [tags[0][0] for tags in stored_tags(library).values()]
+    library.set_meta(tag_rule={"strength": 1.0})
+    renormalise(library, force=True)
+    corrected_top = [tags[0][0] for tags in stored_tags(library).values()]
+    assert raw_top.count("hub") > 0.9 * len(raw_top)
+    assert corrected_top.count("hub") < 0.25 * len(corrected_top)
+
+
+def test_adding_then_removing_a_word_leaves_everything_as_it_was(tmp_path):
+    library = synthetic_library(tmp_path / "lib.db", 150, glove(WORDS[:10]), k=5, rule=RULE)
+    before_tags, before_means = tags_table(library), {w.word: w.mean for w in library.words()}
+    assert "road" not in before_means
+    counts = add_words(library, ["road", "polar bear"], WordSource.of_library(library))
+    means, expected = reference(library)
+    assert_tags_equal(stored_tags(library), expected)  # incremental add = from scratch
+    after = {w.word: w.mean for w in library.words()}
+    assert {w: after[w] for w in before_means} == before_means  # other words' means untouched
+    assert after["road"] == pytest.approx(means["road"], abs=1e-6)
+    assert counts["road"] == sum("road" in [w for w, s in t if s >= 0.3] for t in expected.values()) > 0
+    remove_words(library, ["road", "polar bear"])
+    assert tags_table(library) == before_tags
+
+
+def test_search_scores_are_tag_scores(tmp_path):
+    library = synthetic_library(tmp_path / "lib.db", 120, glove(WORDS), k=5, rule=RULE)
+    means, expected = reference(library)
+    hits = search(library, "boat", limit=None)
+    by_path = {library.photos([h.photo_id])[h.photo_id]["path"]: h.score for h in hits}
+    tagged = {pid: dict(tags) for pid, tags in expected.items()}
+    for hit in hits:
+        if "boat" in tagged[hit.photo_id]:
+            assert hit.score == pytest.approx(tagged[hit.photo_id]["boat"], abs=2e-6)
+    assert len(by_path) == 120
+    # A word outside the vocabulary: its mean is taken over the library's photos at once.
+    stored = library.semantic_vectors()
+    raw = scores(stored.semantic, glove(["zeppelin"])[0][1][None])[:, 0]
+    expected_zero_shot = dict(zip(stored.ids.tolist(), raw - 0.5 * raw.astype(np.float64).mean()))
+    for hit in search(library, "zeppelin", limit=None):
+        assert hit.score == pytest.approx(expected_zero_shot[hit.photo_id], abs=2e-6)
+    # Dates narrow the photos, not the mean: the same photo scores the same.
+    dated = {h.photo_id: h.score for h in search(library, "zeppelin", limit=None, after="2015", before="2016")}
+    assert dated and all(s == pytest.approx(expected_zero_shot[p], abs=2e-6) for p, s in dated.items())
+
+
+def test_means_are_refreshed_as_the_library_grows_not_every_batch():
+    assert needs_refresh(32, None) and needs_refresh(32, 0)
+    assert not needs_refresh(0, None)
+    assert not needs_refresh(1000, 900) and needs_refresh(int(900 * REFRESH_FACTOR), 900)
+    assert needs_refresh(700, 900)  # shrunk by a quarter (pruned)
+    # Re-tagging at every refresh stays linear: from 32 photos to a million, about 5 N photos re-tagged in all.
+    total, last, n = 0, None, 0
+    while n < 1_000_000:
+        n += 32
+        if needs_refresh(n, last):
+            total, last = total + n, n
+    assert total < 5.5 * n
+
+
+def test_kept_tags_rule():
+    rule = TagRule(0.0, 0.5, 2)
+    corrected = np.array([[0.9, 0.6, 0.55, 0.1], [0.4, 0.3, 0.2, 0.1]])
+    np.testing.assert_array_equal(rule.kept(corrected), [[True, True, False, False], [False, False, False, False]])
+    assert TagRule.from_dict(None) == TagRule() and TagRule.from_dict(rule.to_dict()) == rule
+    np.testing.assert_allclose(TagRule(0.5).correct(corrected, np.array([0.2, 0.0, 0.0, 1.0])),
+                               corrected - np.array([0.1, 0.0, 0.0, 0.5]))
+
+
+def test_show_and_export_carry_the_kept_tags(tmp_path):
+    from tests.photo_factory import make_library
+    from tagger.library import Library
+    from tagger.xmp import read_keywords, sidecar_path
+
+    make_library(tmp_path / "photos", 4)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    with Library(db) as library:
+        library.set_meta(tag_rule={"strength": 0.5, "max_tags": 10})
+        renormalise(library, force=True)
+        photo = library.photo_by_path(str(next((tmp_path / "photos").rglob("*.jpg")).resolve()))
+        every = library.photo_tags(photo["id"], every=True)
+        threshold = (every[3]["score"] + every[4]["score"]) / 2  # this photo keeps its 4 best
+        library.set_meta(tag_rule={"strength": 0.5, "min_score": threshold, "max_tags": 10})
+    kept = [t for t in every if t["score"] >= threshold]
+    assert len(kept) == 4 and len(every) == 10
+    shown = tag(db, "show", photo["path"], "--json")
+    import json
+
+    assert [t["word"] for t in json.loads(shown)["tags"]] == [t["word"] for t in kept]
+    assert len(json.loads(tag(db, "show", photo["path"], "--all", "--json"))["tags"]) == 10
+    tag(db, "export", "--xmp")
+    assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
+    tag(db, "export", "--xmp", "--top", "2", "--min-score", "-1")
+    assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in every[:2]]

@@ -1,0 +1,107 @@
+"""The backbone's 1,000 ImageNet classes put into words, as vectors in a word space.
+
+ConSE, the distillation teacher and the prior row of S all turn the backbone's ImageNet
+head into a point in word space, so how a class is put into words decides what they know.
+timm ships every class's WordNet lemmas ("tabby, tabby cat") and definition ("a cat with a
+grey or tawny coat mottled with black"): the first name alone ("tabby", "Chihuahua")
+rarely says "cat" or "dog", the definition does. Everything here is read offline from
+timm's own files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .embeddings import UnknownWordError, WordVectors
+
+NAMINGS = ("first", "lemmas")
+_WORD = re.compile(r"[a-z]+")
+
+
+@dataclass(frozen=True)
+class ClassText:
+    """How a class is put into words.
+
+    ``naming``: "first" = the first lemma only (classic ConSE: "tabby"), "lemmas" = the
+    mean of every lemma's unit vector ("tabby", "tabby cat"). ``definition``: weight of the
+    definition's words against the names (0: names only); the class vector is the
+    normalised sum of the two normalised means.
+    """
+
+    naming: str = "first"
+    definition: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.naming not in NAMINGS:
+            raise ValueError(f"class naming must be one of {', '.join(NAMINGS)}, got {self.naming!r}")
+        if not self.definition >= 0:
+            raise ValueError(f"the definition weight must be >= 0, got {self.definition}")
+
+    def __str__(self) -> str:
+        return self.naming + (f"+{self.definition:g}xdefinition" if self.definition else "")
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """Each ImageNet-1k class (in the backbone head's order) as (lemmas, definition)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    out = []
+    for i in range(info.num_classes()):
+        lemmas = info.index_to_description(i)
+        # The detailed description is "<lemmas>: <definition>" (timm's public API).
+        definition = info.index_to_description(i, detailed=True)[len(lemmas) + 2:]
+        out.append((tuple(n.strip() for n in lemmas.split(",") if n.strip()), definition))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from gensim.parsing.preprocessing import STOPWORDS
+
+    return frozenset(STOPWORDS)
+
+
+def definition_words(definition: str, vectors: WordVectors) -> list[str]:
+    """The words of a definition that carry meaning: lower-cased alphabetic tokens known
+    to the word vectors, without stop words (and without one-letter leftovers of "'s")."""
+    stop = _stop_words()
+    return [w for w in _WORD.findall(definition.lower()) if len(w) > 1 and w not in stop and w in vectors.index]
+
+
+def _unit_mean(rows: list[np.ndarray]) -> np.ndarray | None:
+    if not rows:
+        return None
+    mean = np.mean(rows, axis=0)
+    norm = np.linalg.norm(mean)
+    return mean / norm if norm > 0 else None
+
+
+def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors, text: ClassText) -> np.ndarray:
+    """One class's unit vector, or zeros where no word of it is known (it cannot vote)."""
+    names = lemmas[:1] if text.naming == "first" else lemmas
+    known = []
+    for name in names:
+        try:
+            known.append(vectors.vector(name, strict=False))
+        except UnknownWordError:
+            pass  # a Latin name ("Tinca tinca") has no vector; the class's other names may
+    parts = [_unit_mean(known)]
+    if text.definition:
+        words = definition_words(definition, vectors)
+        described = _unit_mean([vectors.vectors[vectors.index[w]] for w in words])
+        parts.append(None if described is None else text.definition * described)
+    parts = [p for p in parts if p is not None]
+    total = _unit_mean([sum(parts)]) if parts else None
+    return np.zeros(vectors.dim, np.float32) if total is None else total.astype(np.float32)
+
+
+def class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> np.ndarray:
+    """The 1,000 ImageNet classes as unit vectors (1000 x dim; zero rows for classes no
+    known word describes)."""
+    return np.stack([class_vector(lemmas, definition, vectors, text) for lemmas, definition in imagenet_classes()])
