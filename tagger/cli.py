@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 vocab_app = typer.Typer(help="List, add and remove the words photos are tagged with.", no_args_is_help=True)
 app.add_typer(vocab_app, name="vocab")
+roots_app = typer.Typer(help="List and forget the folders this library scans.", no_args_is_help=True)
+app.add_typer(roots_app, name="roots")
 
 DB_HELP = "Library file (default: your user data folder; or set EPSILON_TAG_DB)."
 Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False, metavar="FILE")
@@ -50,9 +52,13 @@ def _clearly() -> Iterator[None]:
     except (LibraryError, VocabularyError, UnknownWordError, BundleError, BackboneError, SidecarError, ValueError) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2)
-    except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only file
-        typer.echo(f"Error: the library cannot be written now ({exc}): is another scan writing to it? "
-                   f"Try again when it has finished.", err=True)
+    except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, a file gone read-only
+        if "locked" in str(exc) or "busy" in str(exc):
+            typer.echo(f"Error: the library is busy ({exc}): another scan or `vocab` command is writing to it. "
+                       f"Try again when it has finished.", err=True)
+        else:
+            typer.echo(f"Error: the library cannot be written ({exc}): check the disk has room and the library "
+                       f"file and its folder are writable.", err=True)
         raise typer.Exit(2)
 
 
@@ -81,6 +87,7 @@ def scan(
     exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"),
     force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
     prune: bool = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="A folder that is empty now although the library has photos there is taken as emptied (its photos missing, or pruned). Without it, such a folder is treated like an unplugged drive: nothing under it changes."),
     model: Optional[Path] = typer.Option(None, "--model", help="A bundle from epsilon-train (default: the library's model, else the shipped one).", metavar="DIR"),
     backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).", metavar="FILE"),
     embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's).", metavar="SOURCE"),
@@ -97,24 +104,44 @@ def scan(
     ones are marked missing (or deleted with --prune). Ctrl-C is safe: what was tagged is
     kept, and the same command continues from there.
     """
+    from .engine import check_device
     from .scan import scan as run_scan
+    from .vocabulary import check_embeddings
 
+    with _clearly():
+        # Mistyped options fail before a library file is made or changed.
+        check_device(device)
+        if embeddings:
+            check_embeddings(embeddings)
     with _clearly(), _open(db, create=True) as library:
+        remembered = not roots
         roots = roots or [Path(r) for r in library.get_meta("roots", [])]
         if not roots:
             raise ValueError("Say which folder to scan: epsilon-tag scan ~/Pictures")
         absent = [str(r) for r in roots if not r.expanduser().exists()]
-        if absent:  # a typo or an unmounted drive: say so, and mark nothing missing
+        if absent and not remembered:  # a typo or an unmounted drive: say so, and mark nothing missing
             raise ValueError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
+        for root in absent:  # the library's own folders: an unplugged drive is not a reason to stop
+            typer.echo(f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
+                       f"for good: epsilon-tag roots forget {root}", err=True)
+        roots = [r for r in roots if str(r) not in absent]
+        if not roots:
+            raise ValueError("None of this library's folders is there now: nothing was scanned.")
         report = run_scan(
             library, roots, model=model or library.get_meta("model_path"), exclude=exclude, force=force,
             prune=prune, batch_size=batch_size, workers=workers, device=device,
-            backbone_weights=backbone_weights, embeddings=embeddings, progress=not quiet,
+            backbone_weights=backbone_weights, embeddings=embeddings, progress=not quiet, allow_empty=allow_empty,
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + report.summary(prune) + ".")
+        for root, held in report.empty_roots:
+            typer.echo(f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
+                       f"drive, nothing under it was marked missing or pruned. If they are really gone: "
+                       f"epsilon-tag scan {root} --allow-empty", err=True)
+        for root in report.forgotten_roots:
+            typer.echo(f"Forgot the folder {root}: it is gone and its photos were found elsewhere.", err=True)
         for path, reason in report.failures[:10]:
             typer.echo(f"  failed: {path}: {reason}", err=True)
         if len(report.failures) > 10:
@@ -132,13 +159,14 @@ def search(
     after: Optional[str] = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
     before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
     scores: bool = typer.Option(False, "--scores", help="Print the score before each path."),
+    print0: bool = typer.Option(False, "--print0", "-0", help="End each path with a NUL byte instead of a newline (for xargs -0): safe for any file name."),
     as_json: bool = Json,
     db: Optional[Path] = Db,
 ) -> None:
     """Photos ranked by how well they match the words, best first; one path per line.
 
     Several words rank by their mean score: `epsilon-tag search beach sunset`.
-    Pipe the paths on: `epsilon-tag search boat | xargs -d '\\n' cp -t ~/boats`.
+    Pipe the paths on: `epsilon-tag search boat -0 | xargs -0 cp -t ~/boats`.
     """
     from .search import search as run_search
 
@@ -148,7 +176,36 @@ def search(
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
         return
     for hit in hits:
-        typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path)
+        typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path, nl=not print0)
+        if print0:
+            typer.echo("\0", nl=False)
+
+
+@roots_app.command("list")
+def roots_list(as_json: bool = Json, db: Optional[Path] = Db) -> None:
+    """The folders this library scans (a bare `epsilon-tag scan` covers them), with their photos."""
+    from .scan import roots_of
+
+    with _clearly(), _open(db, readonly=True) as library:
+        rows = roots_of(library)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        typer.echo(f"{row['photos']:>7}  {'' if row['present'] else '(not there now)  '}{row['root']}")
+
+
+@roots_app.command("forget")
+def roots_forget(
+    folder: Path = typer.Argument(..., help="One of the library's folders (`epsilon-tag roots list`).", show_default=False, metavar="FOLDER"),
+    db: Optional[Path] = Db,
+) -> None:
+    """Stop scanning a folder and forget its photos (their tags and vectors)."""
+    from .scan import forget_root
+
+    with _clearly(), _open(db) as library:
+        count = forget_root(library, folder)
+    typer.echo(f"Forgot {folder} and its {count} photos.")
 
 
 @vocab_app.command("add")
@@ -226,9 +283,10 @@ def show(
 ) -> None:
     """A photo's tags with scores (the ones the model's rule keeps), and its EXIF."""
     from .images import photo_facts
+    from .walk import as_text
 
     with _clearly(), _open(db, readonly=True) as library:
-        path = str(photo.expanduser().resolve())
+        path = as_text(photo.expanduser().resolve())
         row = library.photo_by_path(path)
         if row is None:
             failure = library.failure(path)
@@ -284,9 +342,11 @@ def export(
     db: Optional[Path] = Db,
 ) -> None:
     """Export the tags each photo keeps. Originals are never touched; existing sidecar keywords are kept."""
+    from .search import check_score
     from .xmp import export_sidecars
 
     with _clearly():
+        check_score(min_score, "--min-score")
         if not xmp:
             raise ValueError("Say what to export: --xmp (XMP sidecars) is the format there is.")
         if naming not in ("full", "stem"):
@@ -304,7 +364,11 @@ def tui(db: Optional[Path] = Db) -> None:
     """Browse the library in the terminal: tags, photos, previews; search; add words."""
     from .tui.app import EpsilonTagApp
 
-    EpsilonTagApp(db or default_db()).run()
+    path = db or default_db()
+    if path.exists():  # a broken, foreign or newer file: the error, not a first-run screen
+        with _clearly(), _open(path, readonly=True):
+            pass
+    EpsilonTagApp(path).run()
 
 
 def main() -> None:

@@ -44,10 +44,26 @@ def model_id(model: str | Path | None = None) -> str:
         raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.")
 
 
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def check_device(device: str) -> str:
+    """A device name PyTorch understands, checked before anything is loaded or written."""
+    import re
+
+    from trainer.errors import BackboneError
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise BackboneError(f"--device takes {DEVICES}, not {device[:40]!r}")
+    return device
+
+
 def resolve_device(device: str = "auto") -> "torch.device":
     import torch
 
     from trainer.backbones import BackboneError
+
+    check_device(device)
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

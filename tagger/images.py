@@ -39,6 +39,7 @@ class PhotoMeta:
     latitude: float | None = None  # decimal degrees, south negative
     longitude: float | None = None  # decimal degrees, west negative
     orientation: int = 1  # EXIF orientation 1..8
+    problems: tuple[str, ...] = ()  # fields found but left out as impossible, and why
 
 
 def read_meta(path: str | Path) -> PhotoMeta:
@@ -66,13 +67,23 @@ def _meta_from(handle, source) -> PhotoMeta:
     camera = model if make and model and model.lower().startswith(make.lower().split()[0]) else " ".join(
         part for part in (make, model) if part
     )
+    problems: list[str] = []
+    latitude = _degrees(tags.get("GPS GPSLatitude"), _text(tags.get("GPS GPSLatitudeRef")), "S")
+    longitude = _degrees(tags.get("GPS GPSLongitude"), _text(tags.get("GPS GPSLongitudeRef")), "W")
+    if (latitude is None) != (longitude is None) or (latitude is not None and (abs(latitude) > 90 or abs(longitude) > 180)):
+        shown = ", ".join(f"{name} {value}" for name, value in (("latitude", latitude), ("longitude", longitude)))
+        problems.append(f"GPS position in the EXIF is impossible ({shown}): not stored")
+        latitude = longitude = None
+    elif tags.get("GPS GPSLatitude") is not None and latitude is None:
+        problems.append("GPS position in the EXIF is unreadable (a zero denominator or a missing part): not stored")
     return PhotoMeta(
         taken_at=_date(_text(tags.get("EXIF DateTimeOriginal")) or _text(tags.get("Image DateTime"))),
         camera=camera or None,
         lens=_text(tags.get("EXIF LensModel")) or None,
-        latitude=_degrees(tags.get("GPS GPSLatitude"), _text(tags.get("GPS GPSLatitudeRef")), "S"),
-        longitude=_degrees(tags.get("GPS GPSLongitude"), _text(tags.get("GPS GPSLongitudeRef")), "W"),
+        latitude=latitude,
+        longitude=longitude,
         orientation=_orientation(tags.get("Image Orientation")),
+        problems=tuple(problems),
     )
 
 
@@ -168,7 +179,7 @@ def _date(text: str) -> str | None:
 
 def _number(value) -> float:
     if hasattr(value, "num") and hasattr(value, "den"):  # exifread's Ratio
-        return value.num / value.den if value.den else 0.0
+        return value.num / value.den  # a zero denominator is no number: ZeroDivisionError
     return float(value)
 
 
@@ -178,6 +189,8 @@ def _degrees(tag, ref: str, negative: str) -> float | None:
         d, m, s = (_number(v) for v in values)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
+    if not (0 <= m < 60 and 0 <= s < 60) or d < 0:
+        return float("inf")  # impossible: reported by the caller
     degrees = d + m / 60 + s / 3600
     return -degrees if ref.upper().startswith(negative) else degrees
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +33,12 @@ BUSY_TIMEOUT_S = 30.0
 
 class LibraryError(RuntimeError):
     """The library file cannot be used as asked; the message says what to do."""
+
+
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK)
 
 
 def now() -> str:
@@ -82,6 +88,7 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
 MIGRATIONS = [_v1, _v2]
+TABLES = frozenset({"meta", "photos", "vectors", "words", "tags", "failures"})
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,10 @@ class Library:
         self.path = Path(path).expanduser()
         self._depth, self._vector_writes = 0, 0
         self._cache: tuple | None = None
+        if self.path.is_dir():
+            raise LibraryError(f"{self.path} is a folder: --db takes the library file, e.g. {self.path / 'library.db'}")
+        if self.path.exists() and not readonly:
+            self._check_writable()
         if not self.path.exists():
             if not create or readonly:
                 raise LibraryError(
@@ -160,10 +171,17 @@ class Library:
             except OSError as exc:
                 raise LibraryError(f"Cannot create the folder for the library {self.path}: {exc.strerror}") from exc
         try:
-            uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+            if readonly and self._needs_migration():
+                Library(self.path).close()  # an older library is brought up to date once, where it can be
+            uri = f"file:{self.path}" + ("?mode=ro" if readonly else "")
+            if readonly and not all(_writable(p) for p in self._files() if p.exists()):
+                # Nobody can write it, and SQLite could not make its side files for locking:
+                # read it as an immutable file rather than leave a read-only -shm behind.
+                uri += "&immutable=1"
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
             self.db = sqlite_utils.Database(conn)
+            self._refuse_foreign()  # before WAL, which already writes to the file
             if not readonly:
                 self.db.enable_wal()
                 # WAL with synchronous=NORMAL never corrupts; a power cut may lose the last
@@ -175,6 +193,45 @@ class Library:
                 f"Cannot open the library {self.path}: {exc}. If it is not an epsilon-tag library, pass "
                 f"another --db; if the folder is read-only, choose a writable place."
             ) from exc
+
+    def _files(self) -> list[Path]:
+        """The library file, its folder, and SQLite's WAL side files."""
+        return [self.path, self.path.parent, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
+
+    def _check_writable(self) -> None:
+        for path in self._files():
+            if path.exists() and not _writable(path):
+                what = "folder" if path.is_dir() else "file"
+                raise LibraryError(
+                    f"The library's {what} {path} is read-only: make it writable (chmod u+w {path}) to change "
+                    f"the library; reading it (search, stats, show, export) works as it is."
+                )
+
+    def _needs_migration(self) -> bool:
+        if not all(_writable(p) for p in self._files() if p.exists()):
+            return False  # it could not be migrated here anyway (the open below says so if needed)
+        try:
+            with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)) as conn:
+                return conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION
+        except sqlite3.DatabaseError:
+            return False  # the read-only open below says what is wrong
+
+    def _refuse_foreign(self) -> None:
+        """A SQLite file with tables but no epsilon-tag schema is someone else's: say what it
+        holds and never write to it."""
+        if self.schema_version:
+            return
+        tables = {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        # Only empty tables of epsilon-tag's names can be ours: an older version killed
+        # while creating its schema (see _migrate). Anything holding rows is not.
+        holding = [t for t in tables if self.db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone()]
+        if tables and (not tables <= TABLES or holding):
+            shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+            raise LibraryError(
+                f"{self.path} is a SQLite database but not an epsilon-tag library (its tables: {shown}); "
+                f"it was left unchanged. Pass another --db (or set EPSILON_TAG_DB) for the library."
+            )
 
     # ---- life cycle ------------------------------------------------------------
 
@@ -199,9 +256,18 @@ class Library:
                 self._depth -= 1
             return
         self._depth = 1
+        conn = self.db.conn
+        # IMMEDIATE: the write lock is taken before anything is read, so what a transaction
+        # reads (words, floors) cannot change under it before it writes; and DDL (schema
+        # creation) is inside it too, which Python's implicit transactions leave out.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            with self.db.conn:
-                yield
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
         finally:
             self._depth = 0
 
@@ -215,11 +281,21 @@ class Library:
         if version == SCHEMA_VERSION:
             return
         if readonly:
-            raise LibraryError(f"{self.path} needs an upgrade (schema {version} -> {SCHEMA_VERSION}): run a scan first.")
-        with self.transaction():
+            raise LibraryError(f"{self.path} needs an upgrade (schema {version} -> {SCHEMA_VERSION}), and the file "
+                               f"cannot be written here: open it once where it can (any epsilon-tag command).")
+        with self.transaction():  # all or nothing: a kill leaves the file as it was
+            version = self.schema_version  # another process may have done it while we waited
+            if version == 0:
+                # Tables without a version: an older epsilon-tag killed while creating them
+                # (it did not use one transaction); they hold nothing yet, so start afresh.
+                for table in TABLES & self._tables():
+                    self.db.execute(f"DROP TABLE {table}")
             for migrate in MIGRATIONS[version:]:
                 migrate(self.db)
             self.db.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
     def data_version(self) -> int:
         """Changes whenever another connection (a scan in another process) commits."""

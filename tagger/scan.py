@@ -23,8 +23,9 @@ from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
-from .vocabulary import WordSource, default_words, ensure_vocabulary, renormalise, top_tags, vocabulary_matrix
-from .walk import Skipped, walk_photos
+from .vocabulary import (WordSource, default_words, ensure_vocabulary, fill_vocabulary, renormalise, top_tags,
+                         vocabulary_matrix)
+from .walk import Skipped, as_text, walk_photos
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -58,9 +59,11 @@ class ScanReport:
     unchanged: int = 0
     failed: int = 0  # could not be read this time
     failed_before: int = 0  # failed before and unchanged since: not retried
-    damaged: int = 0  # tagged, but the file is damaged (listed with the failures)
+    damaged: int = 0  # tagged, but the file is damaged or its EXIF impossible (listed with the failures)
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    empty_roots: list[tuple[str, int]] = field(default_factory=list)  # (root, photos the library has there)
+    forgotten_roots: list[str] = field(default_factory=list)  # gone, and none of their photos left there
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,7 +74,7 @@ class ScanReport:
                  f"{self.pruned} pruned" if prune else f"{self.missing} missing", f"{self.unchanged} unchanged",
                  f"{self.failed} failed"]
         if self.damaged:
-            parts.append(f"{self.damaged} damaged but tagged")
+            parts.append(f"{self.damaged} tagged with a problem (see the failures)")
         if self.failed_before:
             parts.append(f"{self.failed_before} failed before (unchanged, not retried; --force retries)")
         return ", ".join(parts)
@@ -103,7 +106,9 @@ class _Reader:
             meta = read_meta(job.path)
             image = open_photo(job.path, self.decode_side)
             pixels = self.transform(image)
-            found = (digest, asdict(meta), photo_size(job.path, meta.orientation), jpeg_damage(job.path, image))
+            # Tagged all the same, but listed with the failures: damage, impossible EXIF values.
+            noted = "; ".join(p for p in (jpeg_damage(job.path, image), *meta.problems) if p) or None
+            found = (digest, asdict(meta), photo_size(job.path, meta.orientation), noted)
             return i, pixels, found
         except FileNotFoundError:
             reason = "vanished during the scan"
@@ -154,9 +159,10 @@ def prepare_library(library: Library, engine: "Engine", embeddings: str | None =
         # same words, and every photo is read again (its model id no longer matches), so
         # the word means are computed afresh too.
         words = library.words()
-        library.remove_words([w.id for w in words])
-        library.set_meta(means_photos=None)
-        return ensure_vocabulary(library, source, [w.word for w in words])[1]
+        with library.transaction():
+            library.remove_words([w.id for w in words])
+            library.set_meta(means_photos=None)
+            return fill_vocabulary(library, source, [w.word for w in words])[1]
     return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
 
 
@@ -182,12 +188,23 @@ def scan(
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
     engine: "Engine | None" = None,
+    allow_empty: bool = False,
 ) -> ScanReport:
     """Bring the library up to date with the photos under ``roots`` (remembered, so that a
     later scan without folders, or the TUI's rescan, covers them again). ``on_progress``
-    is called with (photos done, photos to read) after every batch."""
-    from .engine import model_id as model_id_of
+    is called with (photos done, photos to read) after every batch.
 
+    A root that holds no photo now although the library has photos there is taken for an
+    unplugged drive or an empty mount point: nothing under it is marked missing or pruned,
+    unless ``allow_empty``."""
+    from .engine import check_device
+    from .engine import model_id as model_id_of
+    from .vocabulary import check_embeddings
+
+    if engine is None:
+        check_device(device)
+    if embeddings:
+        check_embeddings(embeddings)  # a typo is an error before anything is written
     report = ScanReport()
     roots = [str(Path(r).expanduser().resolve()) for r in roots]
     library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(roots)))
@@ -200,14 +217,21 @@ def scan(
     jobs: list[tuple[_Job, bool]] = []  # (job, already in the library)
     walk_failures: list[Failure] = []
     back: list[int] = []
-    for item in walk_photos(roots, exclude):
+    # Real folders that links inside each root lead to: photos there belong to the root, and
+    # go missing with the link (remembered, since the link may be gone next time).
+    linked = library.get_meta("linked_folders", {})
+    followed: dict[str, list[Path]] = {root: [] for root in roots}
+    walked = (item for root in roots for item in walk_photos([root], exclude, followed=followed[root]))
+    for item in walked:
         if isinstance(item, Skipped):
             unreadable_folders.append(str(item.path))
-            walk_failures.append(Failure(_printable(item.path), item.reason))
+            walk_failures.append(Failure(as_text(item.path), item.reason))
             continue
-        path = _printable(item)
+        path = as_text(item)
         if path != str(item):
             walk_failures.append(Failure(path, "file name is not valid UTF-8: rename the file"))
+            continue
+        if path in found:  # one file, one photo, by however many paths it was reached
             continue
         try:
             info = os.stat(path)
@@ -228,6 +252,7 @@ def scan(
             jobs.append((job, row is not None))
     library.set_status(back, OK)  # one transaction, however many came back
     library.save_batch([], walk_failures, current_model)
+    report.failed += len(walk_failures)
     report.failures.extend((f.path, f.reason) for f in walk_failures)
     # Failures of files that are gone (or folders readable again) are history, not news.
     failed_now = {f.path for f in walk_failures}
@@ -235,18 +260,31 @@ def scan(
         p for p in failed_before if _under(p, roots) and p not in found and p not in failed_now
     )
 
-    # Photos the library holds under these roots that the walk did not find. A folder that
-    # could not be read hides its photos: they are not counted as gone.
+    # An empty root where the library has photos is an unplugged drive until told otherwise.
+    for root in roots:
+        held = sum(row.status == OK and _under(path, [root]) for path, row in known.items())
+        if held and not allow_empty and not any(_under(path, [root]) for path in found):
+            unreadable_folders.append(root)
+            report.empty_roots.append((root, held))
+    # Photos the library holds under these roots (or where links in them lead) that the walk
+    # did not find. A folder that could not be read hides its photos: not counted as gone.
+    covered = roots + [f for root in roots for f in {*map(str, followed[root]), *linked.get(root, [])}]
+    library.set_meta(linked_folders={**linked, **{root: sorted(set(map(str, f))) for root, f in followed.items()}})
     vanished = [
         row for path, row in known.items()
-        if row.status == OK and path not in found and _under(path, roots) and not _under(path, unreadable_folders)
+        if row.status == OK and path not in found and _under(path, covered) and not _under(path, unreadable_folders)
     ]
-    jobs, moved_ids = _recognise_moves(library, jobs, vanished + [r for r in known.values() if r.status == MISSING])
+    # A new file may take over any photo whose file is gone, wherever it was: a renamed or
+    # moved root is a move (files elsewhere are checked only when sizes match).
+    elsewhere = [row for path, row in known.items()
+                 if row.status == OK and path not in found and not _under(path, covered)]
+    jobs, moved_ids = _recognise_moves(library, jobs, vanished + [r for r in known.values() if r.status == MISSING],
+                                       elsewhere)
     report.moved = len(moved_ids)
     gone = [row.id for row in vanished if row.id not in moved_ids]
     if prune:
-        stale = [row.id for row in known.values()
-                 if row.status == MISSING and row.id not in moved_ids and _under(row.path, roots)]
+        stale = [row.id for row in known.values() if row.status == MISSING and row.id not in moved_ids
+                 and _under(row.path, roots) and not _under(row.path, unreadable_folders)]
         library.delete_photos(gone + stale)
         report.pruned = len(gone) + len(stale)
     else:
@@ -266,16 +304,51 @@ def scan(
                       on_progress=on_progress)
     # Photos came, went or changed: the word means follow once the library moved enough.
     renormalise(library)
+    report.forgotten_roots = forget_gone_roots(library)
     return report
 
 
-def _recognise_moves(library: Library, jobs, candidates: list[Known]) -> tuple[list, set[int]]:
-    """New files with the content of a vanished or missing photo take over its row (and tags).
+def roots_of(library: Library) -> list[dict]:
+    """The folders the library scans, with how many present photos each holds and whether it is there."""
+    rows = library.db.execute("SELECT path FROM photos WHERE status = 'ok'").fetchall()
+    return [{"root": root, "photos": sum(_under(p, [root]) for (p,) in rows), "present": os.path.exists(root)}
+            for root in library.get_meta("roots", [])]
+
+
+def forget_root(library: Library, root: str | Path) -> int:
+    """Stop scanning a folder and forget its photos (their rows, vectors and tags); returns
+    how many photos were forgotten."""
+    remembered = library.get_meta("roots", [])
+    wanted = str(root).rstrip(os.sep)
+    if wanted not in remembered:
+        wanted = str(Path(root).expanduser().resolve())
+    if wanted not in remembered:
+        raise ValueError(f"{root} is not one of this library's folders: `epsilon-tag roots list` shows them")
+    with library.transaction():
+        ids = [r[0] for r in library.db.execute("SELECT id, path FROM photos").fetchall() if _under(r[1], [wanted])]
+        library.delete_photos(ids)
+        library.set_meta(roots=[r for r in remembered if r != wanted])
+    return len(ids)
+
+
+def forget_gone_roots(library: Library) -> list[str]:
+    """Roots that are not there and hold no present photo (renamed or moved away, their
+    photos found elsewhere) are dropped from the folders a bare `scan` covers."""
+    gone = [r["root"] for r in roots_of(library) if not r["present"] and r["photos"] == 0]
+    if gone:
+        library.set_meta(roots=[r for r in library.get_meta("roots", []) if r not in gone])
+    return gone
+
+
+def _recognise_moves(library: Library, jobs, candidates: list[Known], elsewhere: list[Known] = ()) -> tuple[list, set[int]]:
+    """New files with the content of a vanished or missing photo take over its row (and tags);
+    so may photos ``elsewhere`` (outside the folders walked) whose file no longer exists.
     Returns the jobs left to read and the ids of the photos that moved."""
     by_size: dict[int, list[Known]] = {}
-    for row in candidates:
+    for row in [*candidates, *elsewhere]:
         if row.hash:
             by_size.setdefault(row.size, []).append(row)
+    outside = {row.id for row in elsewhere}
     remaining, moved = [], set()
     for job, in_library in jobs:
         matches = by_size.get(job.size) if not in_library else None
@@ -284,7 +357,8 @@ def _recognise_moves(library: Library, jobs, candidates: list[Known]) -> tuple[l
                 digest = quick_hash(job.path)
             except OSError:
                 digest = None
-            match = next((row for row in matches if row.hash == digest), None)
+            match = next((row for row in matches if row.hash == digest
+                          and (row.id not in outside or not os.path.exists(row.path))), None)
             if match is not None:
                 matches.remove(match)
                 library.move(match.id, job.path, job.size, job.mtime_ns)
@@ -301,7 +375,6 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else workers
-    word_ids, vectors, means = vocabulary_matrix(library)
     k, rule = library.tags_per_photo, library.tag_rule
     reader = _Reader([job for job, _ in jobs], engine.transform(), engine.decode_side,
                      engine.backbone.preprocessing.input_size)
@@ -314,24 +387,28 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
         for indices, pixels, results in loader:
             ok = [n for n, r in enumerate(results) if not isinstance(r, str)]
             semantic = engine.semantic(pixels[ok]) if ok else np.zeros((0, *engine.semantic_shape), np.float16)
-            tags = top_tags(semantic, word_ids, vectors, k, means=means, rule=rule)
-            records, failures, updated = [], [], 0
-            tagged = zip(semantic, tags)  # one per decoded photo, in batch order
-            for i, result in zip(indices, results):
-                job, in_library = jobs[i]
-                if isinstance(result, str):
-                    failures.append(Failure(job.path, result, job.size, job.mtime_ns))
-                    continue
-                digest, meta, (width, height), damage = result
-                s, t = next(tagged)
-                records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage))
-                updated += in_library
-                if damage:
-                    report.damaged += 1
-                    report.failures.append((job.path, damage))
-            library.save_batch(records, failures, engine.model_id)
-            if renormalise(library):  # the first photos, then each time the library grew by a quarter
+            with library.transaction():
+                # The words as they are now, under the write lock: another process may have
+                # added or removed some since the last batch (`vocab add` while scanning).
                 word_ids, vectors, means = vocabulary_matrix(library)
+                tags = top_tags(semantic, word_ids, vectors, k, means=means, rule=rule)
+                records, failures, updated = [], [], 0
+                tagged = zip(semantic, tags)  # one per decoded photo, in batch order
+                for i, result in zip(indices, results):
+                    job, in_library = jobs[i]
+                    if isinstance(result, str):
+                        failures.append(Failure(job.path, result, job.size, job.mtime_ns))
+                        continue
+                    digest, meta, (width, height), damage = result
+                    s, t = next(tagged)
+                    records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t,
+                                               damage))
+                    updated += in_library
+                    if damage:
+                        report.damaged += 1
+                        report.failures.append((job.path, damage))
+                library.save_batch(records, failures, engine.model_id)
+                renormalise(library)  # the first photos, then each time the library grew by a quarter
             report.updated += updated
             report.new += len(records) - updated
             report.failed += len(failures)
@@ -350,9 +427,3 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
 def default_workers() -> int:
     """Decode worker processes: one per core, at most 8 (the model needs cores too)."""
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
-def _printable(path: Path | str) -> str:
-    """The path as stored: text. Names that are not valid UTF-8 come back with escapes."""
-    raw = os.fsencode(path)
-    return raw.decode("utf-8", errors="backslashreplace")

@@ -48,12 +48,28 @@ def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> l
 
 
 def check_date(value: str | None, option: str) -> str | None:
-    """Dates compare as text against ISO timestamps, so a prefix (2021, 2021-06) works."""
+    """Dates compare as text against ISO timestamps, so a prefix (2021, 2021-06) works; it
+    must be a real date (no month 13, no 30 February)."""
     if value is None:
         return None
     value = value.strip().replace(" ", "T")
-    if not _DATE.match(value):
-        raise ValueError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value!r}")
+    if _DATE.match(value):
+        from datetime import datetime
+
+        formats = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d", 13: "%Y-%m-%dT%H", 16: "%Y-%m-%dT%H:%M", 19: "%Y-%m-%dT%H:%M:%S"}
+        try:
+            datetime.strptime(value, formats[len(value)])
+            return value
+        except (KeyError, ValueError):
+            pass
+    raise ValueError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value[:40]!r}")
+
+
+def check_score(value: float | None, option: str) -> float | None:
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"{option} takes a number (scores lie around -1..1), not {value}")
     return value
 
 
@@ -104,7 +120,7 @@ def rank(
     corrected = library.tag_rule.correct(raw, means)
     combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
-    if min_score is not None:
+    if check_score(min_score, "--min-score") is not None:
         order = order[combined[order] >= min_score]
     return Ranking(stored.ids[order], combined[order])
 

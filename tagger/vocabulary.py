@@ -97,13 +97,20 @@ class WordSource:
         return self.vectors.neighbours(normalise_word(word), n)
 
 
+def check_embeddings(source: str) -> None:
+    """Load a word-vector source now, so that a typo fails before anything is written."""
+    WordSource(source).vectors  # raises VocabularyError saying what is wrong
+
+
 def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """N x W scores of stored S (N x M x d_w, any float type) against W word vectors:
     ``trainer.model.score``'s rule (max over rows of <S_m, unit w>), in NumPy so that a
     search never pays for importing torch; tests hold the two equal."""
     words = np.asarray(vectors, dtype=np.float32)
-    words = words / np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-12)
     out = np.empty((len(semantic), len(words)), dtype=np.float32)
+    if not len(words):  # an emptied vocabulary: every photo has no word to score
+        return out
+    words = words / np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-12)
     for start in range(0, len(semantic), _CHUNK):
         part = np.asarray(semantic[start:start + _CHUNK], dtype=np.float32)
         out[start:start + _CHUNK] = (part @ words.T).max(axis=1)
@@ -262,14 +269,25 @@ def renormalise(library: Library, *, force: bool = False) -> bool:
 
 
 def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:
-    """Fill an empty vocabulary with ``words``; returns (added, words without a vector)."""
-    if library.words():
+    """Give a new library its first words (once): returns (added, words without a vector).
+    A vocabulary people emptied stays empty: photos then carry no tags until words are added."""
+    if library.get_meta("vocabulary_ready") or library.words() or library.count_scored():
+        library.set_meta(vocabulary_ready=True)
         return 0, []
+    with library.transaction():
+        added, unknown = fill_vocabulary(library, source, words)
+        library.set_meta(vocabulary_ready=True)
+    return added, unknown
+
+
+def fill_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:
+    """Add ``words`` with their vectors; returns (added, words the vectors do not know).
+    A source that cannot be read at all is an error (VocabularyError), not unknown words."""
     entries, unknown = [], []
     for word in words:
         try:
             entries.append((word, source.kind(word), source.vector(word)))
-        except (UnknownWordError, VocabularyError):  # no vector here: the rest still make a vocabulary
+        except UnknownWordError:  # no vector for this word: the rest still make a vocabulary
             unknown.append(word)
     library.add_words(entries)
     return len(entries), unknown

@@ -35,13 +35,17 @@ def is_clutter(name: str) -> bool:
 
 
 def walk_photos(
-    roots: Sequence[str | Path], exclude: Iterable[str] = ()
+    roots: Sequence[str | Path], exclude: Iterable[str] = (), *, followed: list[Path] | None = None
 ) -> Iterator[Path | Skipped]:
-    """Yield every photo file under the roots (sorted per folder), or a ``Skipped`` entry.
+    """Yield every photo file under the roots (sorted per folder) by its real path, or a
+    ``Skipped`` entry.
 
     ``exclude`` holds glob patterns matched against the full path and the file or folder
-    name (``"*/exports/*"``, ``"*.png"``). Symlinked folders are followed once: a link
-    back into a folder already walked is skipped as a loop.
+    name (``"*/exports/*"``, ``"*.png"``). Symlinked folders are followed, and their
+    photos are yielded by their real paths, so a file reached by two paths is one photo
+    (the caller drops repeats). A folder is walked once: another path to a folder already
+    walked is passed over, and a link to one of its own ancestors is reported as a loop.
+    The real folders links led to are appended to ``followed``.
     """
     patterns = tuple(exclude)
     seen_dirs: set[tuple[int, int]] = set()
@@ -49,17 +53,20 @@ def walk_photos(
     def excluded(path: Path) -> bool:
         return any(fnmatch.fnmatch(str(path), p) or fnmatch.fnmatch(path.name, p) for p in patterns)
 
-    def visit(folder: Path) -> Iterator[Path | Skipped]:
+    def visit(folder: Path, ancestors: frozenset = frozenset()) -> Iterator[Path | Skipped]:
         try:
             info = folder.stat()
         except OSError as exc:
             yield Skipped(folder, f"cannot open folder: {exc.strerror or exc}")
             return
         key = (info.st_dev, info.st_ino)
-        if key in seen_dirs:
-            yield Skipped(folder, "symlink loop (folder already walked)")
+        if key in ancestors:
+            yield Skipped(folder, "symlink loop (a link to a folder that contains it)")
             return
+        if key in seen_dirs:
+            return  # another path to a folder already walked: its photos are in already
         seen_dirs.add(key)
+        ancestors = ancestors | {key}
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -76,19 +83,38 @@ def walk_photos(
                 yield Skipped(path, f"cannot read: {exc.strerror or exc}")
                 continue
             if is_dir:
-                yield from visit(path)
+                if entry.is_symlink():  # walk on from where it leads: every path below is real
+                    target = Path(os.path.realpath(path))
+                    try:
+                        info = target.stat()
+                    except OSError as exc:  # gone since is_dir() looked
+                        yield Skipped(path, f"cannot read: {exc.strerror or exc}")
+                        continue
+                    if (info.st_dev, info.st_ino) in ancestors:
+                        yield Skipped(path, "symlink loop (a link to a folder that contains it)")
+                        continue
+                    if followed is not None:
+                        followed.append(target)
+                    path = target
+                yield from visit(path, ancestors)
             elif is_file:
                 suffix = path.suffix.lower()
                 if suffix in PHOTO_SUFFIXES or suffix in RAW_SUFFIXES:
-                    yield path
+                    yield Path(os.path.realpath(path)) if entry.is_symlink() else path
             elif entry.is_symlink():
                 yield Skipped(path, "broken symlink")
 
     for root in roots:
-        root = Path(root).expanduser()
+        root = Path(os.path.realpath(Path(root).expanduser()))
         if root.is_file():
             yield root
         elif root.exists():
             yield from visit(root)
         else:
             yield Skipped(root, "no such file or folder")
+
+
+def as_text(path: Path | str) -> str:
+    """A path as the library stores and prints it: text. Names that are not valid UTF-8
+    come back with backslash escapes, the same whoever asks (scan, show, export)."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")

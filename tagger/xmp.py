@@ -115,13 +115,26 @@ def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "
     return path, existed
 
 
+def _mode_for(path: Path) -> int:
+    """A rewritten sidecar keeps its permissions; a new one gets what the umask gives any
+    new file (mkstemp's private 0600 would hide it from the other programs that read it)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, text: str) -> None:
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n')
             handle.write(text)
             handle.write('\n<?xpacket end="w"?>\n')
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -136,7 +149,21 @@ def export_sidecars(library, under: Sequence[str] = (), *, naming: Naming = "ful
     floor = library.tag_rule.min_score if min_score is None else min_score
     written = merged = 0
     failed: list[tuple[str, str]] = []
-    for row in library.present_photos(under):
+    photos = list(library.present_photos(under))
+    # Two photos whose sidecar is the same file (pair.jpg and pair.png -> pair.xmp): either
+    # would overwrite the other's tags, so neither is written and both are reported.
+    by_sidecar: dict[Path, list[str]] = {}
+    for row in photos:
+        by_sidecar.setdefault(sidecar_path(row["path"], naming), []).append(row["path"])
+    for sidecar, sharing in by_sidecar.items():
+        if len(sharing) > 1:
+            names = " and ".join(Path(p).name for p in sharing)
+            failed += [(p, f"{sidecar.name} would hold the tags of {names}: not written; --naming full gives "
+                           f"each its own sidecar") for p in sharing]
+    clashing = {p for p, _ in failed}
+    for row in photos:
+        if row["path"] in clashing:
+            continue
         tags = library.photo_tags(row["id"], every=True)
         keywords = [t["word"] for t in tags if floor is None or t["score"] >= floor][:top]
         try:

@@ -66,3 +66,20 @@ def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50
 
         renormalise(library, force=True)
     return library
+
+
+def assert_tags_consistent(library) -> None:
+    """The library's invariant: every present photo's stored tags are the top tags of the
+    current vocabulary recomputed from its S (with the stored word means and tag rule)."""
+    import numpy as np
+
+    from tagger.vocabulary import top_tags, vocabulary_matrix
+
+    stored = library.semantic_vectors()
+    word_ids, vectors, means = vocabulary_matrix(library)
+    expected = top_tags(stored.semantic, word_ids, vectors, library.tags_per_photo, means=means, rule=library.tag_rule)
+    got = library.tags_of(stored.ids)
+    for photo_id, want in zip(stored.ids.tolist(), expected):
+        have = got[photo_id]
+        assert [w for w, _, _ in have] == [w for w, _ in want], f"photo {photo_id}: {have} != {want}"
+        np.testing.assert_allclose([s for _, s, _ in have], [s for _, s in want], atol=1e-5)

@@ -96,3 +96,39 @@ def test_every_corel_word_is_in_glove(glove):
     words = (require(DATA / "corel5k" / "labels" / "words")).read_text().split()
     assert len(words) == 374
     assert [w for w in words if w not in glove] == []
+
+
+def test_accented_and_non_latin_phrases_stay_whole():
+    glove = load_embeddings()
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    # As written where the vectors know the word, accents folded where they do not.
+    assert glove.tokens("crème brûlée") == ["crème", "brulee"]
+    np.testing.assert_allclose(glove.vector("crème brûlée"),
+                               unit(glove.vectors[glove.index["crème"]] + glove.vectors[glove.index["brulee"]]), atol=1e-6)
+    assert glove.tokens("smörgåsbord") == ["smorgasbord"] and glove.tokens("Café") == ["café"]
+    # Hyphens join words the vectors know whole, and split the others.
+    assert glove.tokens("red t-shirt") == ["red", "t-shirt"] and glove.tokens("zebra-boat") == ["zebra", "boat"]
+    with pytest.raises(UnknownWordError, match="'brûléeqxz' is not in the word vectors"):
+        glove.vector("crème brûléeqxz")
+
+
+def test_search_and_vocab_take_accented_words(tmp_path):
+    from tagger.library import Library
+    from tests.photo_factory import make_library
+    from tests.tagging import tag
+
+    make_library(tmp_path / "photos", 3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    assert len(tag(db, "search", "smörgåsbord").splitlines()) == 3
+    tag(db, "vocab", "add", "crème brûlée")
+    glove = load_embeddings()
+    with Library(db) as library:
+        stored = {w.word: w.vector for w in library.words()}
+    np.testing.assert_allclose(stored["crème brûlée"], glove.vector("crème brûlée"), atol=1e-6)
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    result = CliRunner().invoke(app, ["search", "zzqqxvwbrûlée", "--db", str(db)])
+    assert result.exit_code == 2 and "'zzqqxvwbrûlée' is not in the word vectors" in result.output

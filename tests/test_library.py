@@ -74,5 +74,66 @@ def test_a_library_locked_by_a_writer_is_a_clear_error(tmp_path, monkeypatch):
         locked = CliRunner().invoke(app, ["vocab", "add", "zeppelin", "--db", str(db)])
     finally:
         writer.execute("ROLLBACK")
-    assert locked.exit_code == 2 and "is another scan writing to it" in locked.output
+    assert locked.exit_code == 2 and "another scan or `vocab` command is writing to it" in locked.output
     assert tag(db, "vocab", "add", "zeppelin") == "zeppelin: 3 photos\n"  # free again: works
+
+
+def test_a_kill_while_the_schema_is_created_leaves_a_file_that_opens(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "lib.db"
+    child = """
+import os, signal, sys
+from tagger import library
+first = library.MIGRATIONS[0]
+def dying(db):
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    os.kill(os.getpid(), signal.SIGKILL)
+library.MIGRATIONS[0] = dying
+library.Library(sys.argv[1])
+"""
+    result = subprocess.run([sys.executable, "-c", child, str(db)], capture_output=True)
+    assert result.returncode == -signal.SIGKILL
+    with Library(db) as library:  # the half-done transaction was never committed
+        assert library.schema_version == SCHEMA_VERSION
+        library.set_meta(model_id="m")
+        assert library.get_meta("model_id") == "m"
+
+
+def test_an_older_half_made_library_is_rebuilt(tmp_path):
+    # What a kill in an older epsilon-tag left: some empty tables, no schema version.
+    with sqlite3.connect(tmp_path / "lib.db") as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+    with Library(tmp_path / "lib.db") as library:
+        assert library.schema_version == SCHEMA_VERSION
+        assert "hash" in {c.name for c in library.db["photos"].columns}
+
+
+@pytest.mark.parametrize("table", ["contacts (name TEXT)", "photos (path TEXT)"])
+def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path, table):
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"CREATE TABLE {table}")
+        conn.execute(f"INSERT INTO {table.split()[0]} VALUES ('x')")
+    before = db.read_bytes()
+    with pytest.raises(LibraryError, match=f"not an epsilon-tag library \\(its tables: {table.split()[0]}\\)"):
+        Library(db)
+    with pytest.raises(LibraryError, match="not an epsilon-tag library"):
+        Library(db, readonly=True)
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, no -shm
+
+
+def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path):
+    db = tmp_path / "lib.db"
+    with Library(db) as library:  # made by this version, then set back to what version 1 wrote
+        library.add_words([("sky", "seen", np.ones(4, np.float32))])
+        library.db.execute("ALTER TABLE words DROP COLUMN mean")
+        library.db.execute("PRAGMA user_version = 1")
+    with Library(db, readonly=True) as library:
+        assert library.schema_version == SCHEMA_VERSION
+        assert [(w.word, w.mean) for w in library.words()] == [("sky", None)]

@@ -10,6 +10,9 @@ import sys
 
 import pytest
 
+from typer.testing import CliRunner
+
+from tagger.cli import app
 from tests.conftest import DATA, require
 from tests.photo_factory import make_library, make_photo
 from tests.tagging import run_script, tag, tag_json
@@ -20,8 +23,8 @@ def rows(db, sql, *params):
         return conn.execute(sql, params).fetchall()
 
 
-def photo(db, path):
-    return tag_json(db, "show", path)
+def photo(db, path, *extra):
+    return tag_json(db, "show", path, *extra)
 
 
 def test_real_camera_files(tmp_path):
@@ -41,7 +44,7 @@ def test_real_camera_files(tmp_path):
             row = photo(db, jpg / "orientation" / f"{kind}_{k}.jpg")["photo"]
             assert row["orientation"] == k
             assert (row["width"] > row["height"]) == wide, (kind, k)
-    heic = photo(db, photos / "exif-samples" / "heic" / "IMG_5195.HEIC")
+    heic = photo(db, photos / "exif-samples" / "heic" / "IMG_5195.HEIC", "--all")
     assert heic["photo"]["camera"] == "Apple iPhone 11 Pro Max" and len(heic["tags"]) == 10
     assert photo(db, photos / "raw-and-modern" / "mountains.avif")["tags"]
     assert photo(db, photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng")["tags"]
@@ -52,7 +55,7 @@ def test_real_camera_files(tmp_path):
     # corrupted.jpg decodes but its last rows are libjpeg's gray fill: listed as damaged, and tagged.
     corrupted = str(jpg / "corrupted.jpg")
     assert failures[corrupted].startswith("damaged JPEG") and report["damaged"] == 1
-    assert len(photo(db, corrupted)["tags"]) == 10
+    assert len(photo(db, corrupted, "--all")["tags"]) == 10
     # Every file is accounted for: tagged or failed with a reason, nothing crashed.
     assert report["new"] + report["failed"] == len(rows(db, "SELECT id FROM photos")) + len(failures) - 1
     stats = tag_json(db, "stats", "--failures")
@@ -74,14 +77,15 @@ def test_bad_files_are_recorded_and_the_scan_goes_on(tmp_path):
     (lib / "loop").symlink_to(lib)
     db = tmp_path / "lib.db"
     report = tag_json(db, "scan", lib, "-q")
-    assert report["new"] == 1 and report["failed"] == 4
+    # Every file recorded as failed counts, those the walk could not follow (the broken link, the loop) too.
+    assert report["new"] == 1 and report["failed"] == 6
     reasons = dict(rows(db, "SELECT path, reason FROM failures"))
     assert "truncated" in reasons[str(lib / "truncated.jpg")]
     assert "cannot decode" in reasons[str(lib / "zero.jpg")] and "cannot decode" in reasons[str(lib / "text.png")]
     assert "decompression bomb" in reasons[str(lib / "bomb.png")]
     assert reasons[str(lib / "broken")] == "broken symlink"
     assert "loop" in reasons[str(lib / "loop")]
-    assert len(photo(db, good)["tags"]) == 10
+    assert len(photo(db, good, "--all")["tags"]) == 10
     # Failed files are not retried while unchanged; a fixed one is read again.
     again = tag_json(db, "scan", lib, "-q")
     assert again["failed_before"] == 4 and again["unchanged"] == 1 and again["new"] == 0
@@ -287,3 +291,103 @@ def test_a_missing_photo_back_at_its_path_is_present_again(tmp_path):
     assert (back["unchanged"], back["new"], back["moved"]) == (3, 0, 0)
     assert photo(db, paths[0])["photo"]["status"] == "ok"
     assert str(paths[0]) in tag(db, "search", "water").split("\n")
+
+
+def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
+    """Real processes: a scan commits batch after batch while `vocab add` and `vocab remove`
+    run beside it; afterwards every photo's tags are its top tags under the final vocabulary."""
+    import time
+
+    from tagger.library import Library
+    from tests.tagging import assert_tags_consistent
+
+    make_library(tmp_path / "first", 2)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "first", "-q")  # a library with a model and words already
+    make_library(tmp_path / "photos", 48, start_seed=100)
+    scanning = subprocess.Popen([sys.executable, "-m", "tagger.cli", "scan", str(tmp_path / "photos"), "--db", str(db),
+                                 "--workers", "0", "--batch-size", "4", "-q"], stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if rows(db, "SELECT count(*) FROM photos")[0][0] >= 10:
+                break
+            time.sleep(0.05)
+        added = run_script("vocab", "add", "airliner", "--db", db)
+        removed = run_script("vocab", "remove", "tree", "--db", db)
+        in_between = rows(db, "SELECT count(*) FROM photos")[0][0]
+    finally:
+        _, err = scanning.communicate(timeout=300)
+    assert added.returncode == 0 and removed.returncode == 0, added.stderr + removed.stderr
+    assert scanning.returncode == 0, err
+    assert in_between < 50  # the words changed while the scan was running
+    with Library(db) as library:
+        assert library.counts()["photos"] == 50
+        words = {w.word for w in library.words()}
+        assert "airliner" in words and "tree" not in words
+        assert_tags_consistent(library)
+
+
+def test_a_renamed_root_is_a_move_and_the_old_root_is_forgotten(tmp_path):
+    make_library(tmp_path / "lib", 4)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "lib", "-q")
+    before = {p.name: photo(db, p, "--all")["tags"] for p in (tmp_path / "lib").rglob("*.jpg")}
+    (tmp_path / "lib").rename(tmp_path / "lib2")
+    report = tag_json(db, "scan", tmp_path / "lib2", "-q")
+    assert (report["moved"], report["new"], report["missing"]) == (4, 0, 0)
+    assert report["forgotten_roots"] == [str(tmp_path / "lib")]
+    hits = tag_json(db, "search", "boat")
+    assert len(hits) == 4 and all(h["path"].startswith(str(tmp_path / "lib2")) for h in hits)
+    assert {p.name: photo(db, p, "--all")["tags"] for p in (tmp_path / "lib2").rglob("*.jpg")} == before
+    assert tag_json(db, "roots", "list") == [{"root": str(tmp_path / "lib2"), "photos": 4, "present": True}]
+    assert tag_json(db, "scan", "-q")["unchanged"] == 4  # a bare scan works again
+
+
+def test_roots_are_listed_skipped_when_away_and_forgotten_on_request(tmp_path):
+    for name in ("a", "b"):
+        make_library(tmp_path / name, 2, start_seed=10 if name == "b" else 0)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "a", tmp_path / "b", "-q")
+    (tmp_path / "b").rename(tmp_path / "elsewhere")  # unplugged
+    result = CliRunner().invoke(app, ["scan", "--db", str(db), "-q", "--json"])
+    assert result.exit_code == 0 and f"Skipped {tmp_path / 'b'}: not there now" in result.output
+    assert tag_json(db, "stats")["missing"] == 0  # nothing under an absent root is marked
+    listed = {r["root"]: r for r in tag_json(db, "roots", "list")}
+    assert listed[str(tmp_path / "b")] == {"root": str(tmp_path / "b"), "photos": 2, "present": False}
+    assert "Forgot" in tag(db, "roots", "forget", tmp_path / "b") and tag_json(db, "stats")["photos"] == 2
+    assert [r["root"] for r in tag_json(db, "roots", "list")] == [str(tmp_path / "a")]
+    assert tag(db, "roots", "forget", tmp_path / "nowhere", code=2) == ""
+
+
+def test_pruning_an_emptied_mount_point_needs_a_confirmation(tmp_path):
+    make_library(tmp_path / "mnt", 3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "mnt", "-q")
+    (tmp_path / "stash").mkdir()
+    for p in (tmp_path / "mnt").iterdir():
+        p.rename(tmp_path / "stash" / p.name)
+    result = CliRunner().invoke(app, ["scan", "--db", str(db), "--prune", "-q"])
+    assert result.exit_code == 0 and "holds no photos now, but the library has 3 there" in result.output
+    stats = tag_json(db, "stats")
+    assert (stats["photos"], stats["missing"]) == (3, 0)  # nothing pruned, nothing marked
+    assert tag_json(db, "scan", tmp_path / "mnt", "--prune", "--allow-empty", "-q")["pruned"] == 3
+    assert tag_json(db, "stats")["photos"] == 0
+
+
+def test_a_folder_reached_by_a_link_is_one_set_of_photos(tmp_path):
+    lib = tmp_path / "lib"
+    make_library(lib / "b", 3)
+    make_library(tmp_path / "outside", 2, start_seed=20)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", lib, "-q")
+    (lib / "Favorites").symlink_to(lib / "b")  # sorts before "b": reached first by the link
+    (lib / "ext").symlink_to(tmp_path / "outside")
+    report = tag_json(db, "scan", lib, "-q")
+    assert (report["new"], report["unchanged"], report["failed"], report["missing"]) == (2, 3, 0, 0)
+    assert tag_json(db, "stats")["photos"] == 5
+    # Any path that reaches a photo finds it, and export takes the link's folder.
+    linked = next((lib / "ext").rglob("*.jpg"))
+    assert photo(db, linked)["photo"]["path"] == str(linked.resolve())
+    assert "2 written" in tag(db, "export", "--xmp", lib / "ext")
+    (lib / "ext").unlink()  # the link is gone: so are the photos it led to
+    assert tag_json(db, "scan", lib, "-q")["missing"] == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import pytest
 from textual.widgets import DataTable, Input, Label
@@ -26,7 +27,7 @@ def scanned(tmp_path_factory):
 
 def fresh_copy(scanned, tmp_path):
     db = tmp_path / "lib.db"
-    with sqlite3.connect(scanned / "lib.db") as source, sqlite3.connect(db) as target:
+    with closing(sqlite3.connect(scanned / "lib.db")) as source, closing(sqlite3.connect(db)) as target:
         source.backup(target)
     return db
 

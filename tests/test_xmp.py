@@ -7,6 +7,9 @@ import os
 import xml.etree.ElementTree as ET
 
 
+from typer.testing import CliRunner
+
+from tagger.cli import app
 from tagger.xmp import NS, read_keywords, write_sidecar
 from tests.photo_factory import make_library
 from tests.tagging import tag, tag_json
@@ -39,8 +42,8 @@ def test_export_writes_sidecars_and_keeps_keywords_people_wrote(tmp_path):
     assert {p: digest(p) for p in photos} == originals  # originals never touched
 
     fresh = photos[0].with_name(photos[0].name + ".xmp")
-    tags = [t["word"] for t in tag_json(db, "show", photos[0])["tags"]]
-    assert read_keywords(fresh) == tags and len(tags) == 10
+    tags = [t["word"] for t in tag_json(db, "show", photos[0])["tags"]]  # the tags the photo keeps
+    assert read_keywords(fresh) == tags and 0 < len(tags) <= 10
     root = ET.parse(fresh).getroot()
     assert root.tag == f"{{{NS['x']}}}xmpmeta"
 
@@ -80,3 +83,37 @@ def test_stem_naming_and_failures_without_damage(tmp_path):
             assert "2 failed" in tag(db, "export", "--xmp", "--naming", "full")
         finally:
             (tmp_path / "photos").chmod(0o755)
+
+
+def test_sidecars_keep_their_mode_and_new_ones_follow_the_umask(tmp_path):
+    photos = make_library(tmp_path / "photos", 2)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    existing = photos[1].with_name(photos[1].name + ".xmp")
+    existing.write_text(LIGHTROOM)
+    existing.chmod(0o640)
+    old = os.umask(0o022)
+    try:
+        tag(db, "export", "--xmp")
+    finally:
+        os.umask(old)
+    assert (photos[0].with_name(photos[0].name + ".xmp").stat().st_mode & 0o777) == 0o644
+    assert (existing.stat().st_mode & 0o777) == 0o640
+
+
+def test_two_photos_that_would_share_a_sidecar_are_reported_not_merged(tmp_path):
+    from tests.photo_factory import make_photo
+
+    folder = tmp_path / "photos"
+    make_photo(folder / "pair.jpg", seed=1)
+    make_photo(folder / "pair.png", seed=2)
+    make_photo(folder / "single.jpg", seed=3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", folder, "-q")
+    result = CliRunner().invoke(app, ["export", "--xmp", "--naming", "stem", "--db", str(db)])
+    assert "1 written, 0 merged into existing ones, 2 failed" in result.output
+    assert "pair.xmp would hold the tags of pair.jpg and pair.png" in result.output
+    assert not (folder / "pair.xmp").exists() and (folder / "single.xmp").exists()
+    # Full names: one sidecar each for the pair (single.xmp, already there, is updated).
+    assert "2 written, 1 merged" in tag(db, "export", "--xmp")
+    assert (folder / "pair.jpg.xmp").exists() and (folder / "pair.png.xmp").exists()

@@ -20,10 +20,20 @@ DEFAULT_EMBEDDINGS = "glove-6b-50d"
 # NUS-WIDE's own 300-d GloVe vectors of its 1,000 tags and 81 concepts (shipped in assets/).
 NUS_VECTORS = "nus-wide-glove-300"
 
-# GloVe's tokenizer keeps hyphenated words ("f-16", "t-shirt") as single tokens; a
-# possessive "'s" carries no meaning of its own, so it is dropped before splitting.
-_TOKEN = re.compile(r"[a-z0-9]+(?:[-.&][a-z0-9]+)*")
-_POSSESSIVE = re.compile(r"'s\b")
+# A label splits into words on whitespace and commas only, so accented and non-Latin words
+# stay whole ("crème brûlée", "smörgåsbord"); a hyphenated word ("t-shirt", "f-16") is
+# kept when the vectors know it, else split on its hyphens. A possessive "'s" carries no
+# meaning of its own and is dropped first.
+_SEPARATORS = re.compile(r"[\s,]+")
+_POSSESSIVE = re.compile(r"(?:'|’)s\b")
+_PUNCTUATION = "\"'“”‘’()[]{}.!?;:"
+
+
+def fold_accents(word: str) -> str:
+    """"crème" -> "creme": the letters without their diacritics."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
 class UnknownWordError(KeyError):
@@ -34,10 +44,15 @@ class UnknownWordError(KeyError):
         self.suggestions = list(suggestions)
         self.source = source
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"{word!r} is not in the word vectors ({source}).{hint}")
+        super().__init__(f"{shorten(word)!r} is not in the word vectors ({source}).{hint}")
 
     def __str__(self) -> str:  # KeyError would print the repr of the message
         return self.args[0]
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """Text to quote in a message: a 10,000-character query is not echoed whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
@@ -89,17 +104,30 @@ class WordVectors:
         if not self.phrases or not key:
             raise UnknownWordError(label, self.suggest(key), self.source_id)
         found, missing = [], []
-        for token in _TOKEN.findall(_POSSESSIVE.sub("", key)):
-            if token in self.index:
-                found.append(token)
-            elif "-" in token and all(part in self.index for part in token.split("-")):
-                found.extend(token.split("-"))
+        for piece in _SEPARATORS.split(_POSSESSIVE.sub("", key)):
+            if not piece.strip(_PUNCTUATION):
+                continue
+            known = self._lookup(piece)
+            if known is None and "-" in piece:
+                parts = [self._lookup(part) for part in piece.split("-") if part]
+                known = None if None in parts or not parts else parts
+            if known is None:
+                missing.append(piece)
             else:
-                missing.append(token)
+                found.extend([known] if isinstance(known, str) else known)
         if not found or (strict and missing):
             word = missing[0] if missing else label
             raise UnknownWordError(word, self.suggest(word), self.source_id)
         return found
+
+    def _lookup(self, word: str) -> str | None:
+        """The entry a word is: as written, without surrounding punctuation, or with its
+        accents folded (the vectors may know only "creme")."""
+        stripped = word.strip(_PUNCTUATION)
+        for candidate in (word, stripped, fold_accents(stripped)):
+            if candidate in self.index:
+                return candidate
+        return None
 
     def vector(self, label: str, *, strict: bool = True) -> np.ndarray:
         """The L2-normalised vector of a label (the mean of its words' unit vectors)."""
@@ -112,8 +140,8 @@ class WordVectors:
 
     def suggest(self, word: str, n: int = 5) -> list[str]:
         """Nearest known spellings of an unknown word (edit similarity, not meaning)."""
-        word = word.lower()
-        if not word:
+        word = fold_accents(word.lower())
+        if not word or len(word) > 40:  # no word is that long: nothing near it is worth listing
             return []
         if self._by_initial is None:
             buckets: dict[str, list[str]] = {}

@@ -89,7 +89,10 @@ class EpsilonTagApp(App):
         self.query_one("#preview", Preview).border_title = "Preview"
         try:
             self.library = Library(self.db_path, create=False)
-        except LibraryError:
+        except LibraryError as exc:
+            if self.db_path.exists():  # broken, foreign or newer: say so, never offer to start afresh
+                self.exit(return_code=2, message=f"Error: {exc}")
+                return
             self.library = None
         if self.library is None or self.library.model_id is None:  # nothing was ever tagged
             self.push_screen(FirstRunScreen(str(self.db_path)), self._first_folder)
