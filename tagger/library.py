@@ -11,6 +11,7 @@ happens in a transaction, so a kill leaves the last committed batch and nothing 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import numpy as np
 import sqlite_utils
 
 from trainer.tagrule import TagRule
+
+from . import sidefile
 
 SCHEMA_VERSION = 2
 OK, MISSING = "ok", "missing"
@@ -129,12 +132,38 @@ class PhotoRecord:
     damage: str | None = None  # tagged, but the file is damaged: kept with the failures too
 
 
+class Rows:
+    """Some rows of a big array (the memory-mapped S of every photo), read a slice at a time:
+    ``rows[a:b]`` and ``rows[indices]`` give plain arrays, and nothing copies the whole."""
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray | None = None):
+        self.base, self.rows = base, rows
+
+    def __len__(self) -> int:
+        return len(self.base) if self.rows is None else len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.base.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.base[key] if self.rows is None else self.base[self.rows[key]])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[slice(None)]
+        return out if dtype is None else out.astype(dtype)
+
+
 @dataclass(frozen=True)
 class Stored:
     """Semantic vectors of present photos, as the library holds them."""
 
     ids: np.ndarray  # N photo ids
-    semantic: np.ndarray  # N x M x d_w float16
+    semantic: np.ndarray | Rows  # N x rows x d_w float16 (a view of the side file for the whole library)
     floor: np.ndarray  # N float32: score of the lowest kept tag, -inf while a photo has room
 
     def __len__(self) -> int:
@@ -154,7 +183,7 @@ class Library:
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
-        self._depth, self._vector_writes = 0, 0
+        self._depth = 0
         self._cache: tuple | None = None
         if self.path.is_dir():
             raise LibraryError(f"{self.path} is a folder: --db takes the library file, e.g. {self.path / 'library.db'}")
@@ -368,12 +397,13 @@ class Library:
                     [r.path, r.size, r.mtime_ns, r.hash, r.width, r.height, m.get("taken_at"), m.get("camera"),
                      m.get("lens"), m.get("latitude"), m.get("longitude"), m.get("orientation"), model_id, at],
                 ).fetchone()[0]
-                self._vector_writes += 1
                 conn.execute(
                     "INSERT OR REPLACE INTO vectors (photo_id, s) VALUES (?, ?)",
                     [photo_id, np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes()],
                 )
                 tags[photo_id] = r.tags
+            if records:
+                self._vectors_changed()
             self.replace_tags(tags)
             conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
             failures = [*failures, *(Failure(r.path, r.damage, r.size, r.mtime_ns) for r in records if r.damage)]
@@ -417,7 +447,8 @@ class Library:
     def move(self, photo_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file found under a new path with the content of a known photo keeps its tags."""
         with self.transaction():
-            self.db.execute("DELETE FROM photos WHERE path = ? AND id != ?", [path, photo_id])
+            if self.db.execute("DELETE FROM photos WHERE path = ? AND id != ?", [path, photo_id]).rowcount:
+                self._vectors_changed()
             self.db.execute(
                 "UPDATE photos SET path = ?, size = ?, mtime_ns = ?, status = 'ok' WHERE id = ?",
                 [path, size, mtime_ns, photo_id],
@@ -429,9 +460,12 @@ class Library:
             self.db.conn.executemany("UPDATE photos SET status = ? WHERE id = ?", [(status, i) for i in ids])
 
     def delete_photos(self, ids: Iterable[int]) -> None:
-        self._vector_writes += 1  # their vectors go with them
+        ids = [(int(i),) for i in ids]
+        if not ids:
+            return
         with self.transaction():
-            self.db.conn.executemany("DELETE FROM photos WHERE id = ?", [(i,) for i in ids])
+            self.db.conn.executemany("DELETE FROM photos WHERE id = ?", ids)
+            self._vectors_changed()  # their vectors go with them
 
     def forget_failures(self, paths: Iterable[str]) -> None:
         with self.transaction():
@@ -515,31 +549,91 @@ class Library:
         if ids is not None:
             where.append("id IN (SELECT value FROM json_each(?))")
             params.append(json.dumps([int(i) for i in ids]))
-        wanted = np.array(self.db.execute(f"SELECT id FROM photos WHERE {' AND '.join(where)}", params).fetchall(),
-                          dtype=np.int64).reshape(-1)
-        if ids is not None or len(wanted) < 1000:
+        if ids is not None and len(ids) < 1000:  # a few photos: straight from SQLite
+            wanted = np.array(self.db.execute(f"SELECT id FROM photos WHERE {' AND '.join(where)}", params).fetchall(),
+                              dtype=np.int64).reshape(-1)
             rows = self.db.execute(
                 "SELECT photo_id, s, floor FROM vectors WHERE photo_id IN (SELECT value FROM json_each(?))",
                 [json.dumps(wanted.tolist())],
             ).fetchall()
             stored = self._stored(rows, shape)
+            keep = np.isin(stored.ids, wanted)
+            return stored if keep.all() else Stored(stored.ids[keep], stored.semantic[keep], stored.floor[keep])
+        all_ids, semantic = self._all_vectors(shape)
+        if after or before or ids is not None:
+            keep = np.isin(all_ids, np.array(self.db.execute(
+                f"SELECT id FROM photos WHERE {' AND '.join(where)}", params).fetchall(), dtype=np.int64).reshape(-1))
         else:
-            all_ids, semantic = self._all_vectors(shape)
-            floor = self._floors(all_ids) if floors else np.full(len(all_ids), -np.inf, dtype=np.float32)
-            stored = Stored(all_ids, semantic, floor)
-        keep = np.isin(stored.ids, wanted)
-        return stored if keep.all() else Stored(stored.ids[keep], stored.semantic[keep], stored.floor[keep])
+            # Present photos of this model: all but a few, so the few are what is read.
+            keep = ~np.isin(all_ids, np.array(self.db.execute(
+                "SELECT id FROM photos WHERE status != 'ok' OR model_id IS NOT ?", [self.model_id]).fetchall(),
+                dtype=np.int64).reshape(-1))
+        rows = None if keep.all() else np.flatnonzero(keep)
+        chosen = all_ids if rows is None else all_ids[rows]
+        floor = self._floors(chosen) if floors else np.full(len(chosen), -np.inf, dtype=np.float32)
+        return Stored(chosen, Rows(semantic, rows), floor)
+
+    @property
+    def vectors_path(self) -> Path:
+        """The side file with every photo's S (a snapshot of the vectors table)."""
+        return self.path.with_name(self.path.name + "-vectors")
 
     def _all_vectors(self, shape) -> tuple[np.ndarray, np.ndarray]:
-        """Every stored S, read in one plain scan and kept until S changes: another
-        connection commits (data_version) or this one writes vectors (_vector_writes).
-        Tags and floors change more often and are read fresh."""
-        key = (self.data_version(), self._vector_writes, tuple(shape))
-        if self._cache is None or self._cache[0] != key:
-            rows = self.db.execute("SELECT photo_id, s, NULL FROM vectors").fetchall()
-            stored = self._stored(rows, shape)
-            self._cache = (key, (stored.ids, stored.semantic))
-        return self._cache[1]
+        """Every stored S, sorted by photo id: from the side file, memory-mapped, when it is
+        a snapshot of this very state of the vectors table (its generation), else read from
+        SQLite and written as the new snapshot. Kept in memory until S changes."""
+        with self._reading():  # the generation and the rows it names, from one state of the library
+            generation = str(self.get_meta("vectors_generation", ""))
+            key = (generation, tuple(shape))
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+            found = sidefile.read(self.vectors_path, generation, tuple(shape))
+            if found is None:
+                found = self._snapshot(generation, tuple(shape))
+        self._cache = (key, found)
+        return found
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read transaction (one snapshot of the library), unless a write one is open."""
+        if self._depth or self.db.conn.in_transaction:
+            yield
+            return
+        self.db.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.conn.rollback()
+
+    def _snapshot(self, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Read every S out of SQLite in one ordered pass, straight into a new side file
+        (bounded memory), then map it; in memory where the folder cannot be written."""
+        rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
+        count = int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+        # Only beside a library this user may change: a read-only one gets no new files.
+        if _writable(self.path) and _writable(self.path.parent):
+            try:
+                sidefile.write(self.vectors_path, generation, shape, count, rows)
+                found = sidefile.read(self.vectors_path, generation, shape)
+                if found is not None:
+                    return found
+            except OSError:
+                pass  # a full disk: serve from memory this time
+            rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
+        stored = self._stored([(i, b, None) for i, b in rows.fetchall()], list(shape))
+        return stored.ids, stored.semantic
+
+    def refresh_side_file(self) -> None:
+        """Bring the S side file up to date now (a scan does, so that searches do not)."""
+        shape = self.get_meta("semantic_shape")
+        if shape is not None:
+            self._all_vectors(shape)
+
+    def _vectors_changed(self) -> None:
+        # Inside the writing transaction: the side file's snapshot is stale from its commit on.
+        # A random name, not a counter: a library deleted and made again at the same path
+        # must not take the old library's side file for its own.
+        self.set_meta(vectors_generation=os.urandom(8).hex())
 
     def _floors(self, ids: np.ndarray) -> np.ndarray:
         rows = self.db.execute("SELECT photo_id, floor FROM vectors WHERE floor IS NOT NULL").fetchall()

@@ -23,8 +23,8 @@ from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
-from .vocabulary import (WordSource, default_words, ensure_vocabulary, fill_vocabulary, renormalise, top_tags,
-                         vocabulary_matrix)
+from .vocabulary import (MEAN_SAMPLE, WordSource, default_words, ensure_vocabulary, fill_vocabulary, renormalise,
+                         top_tags, vocabulary_matrix)
 from .walk import Skipped, as_text, walk_photos
 
 if TYPE_CHECKING:
@@ -302,9 +302,12 @@ def scan(
                   file=sys.stderr)
         _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress,
                       on_progress=on_progress)
-    # Photos came, went or changed: the word means follow once the library moved enough.
-    renormalise(library)
+    # Photos came, went or changed: the word means follow once the library moved enough, and
+    # at the end of every scan while the library is small enough for that to cost little.
+    photos, last = library.count_scored(), library.get_meta("means_photos")
+    renormalise(library, force=bool(photos) and photos != last and photos <= MEAN_SAMPLE)
     report.forgotten_roots = forget_gone_roots(library)
+    library.refresh_side_file()  # the scan pays for the snapshot of S, not the next search
     return report
 
 

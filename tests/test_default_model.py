@@ -46,18 +46,3 @@ def test_default_tags_real_photos_far_above_chance(default):
     precision, _, _ = topk_prf(scores, labels, 5)
     chance = (labels > 0).sum() / labels.size
     assert precision > 10 * chance, f"P@5 {precision:.3f} vs chance {chance:.3f}"
-
-
-@pytest.mark.slow
-def test_the_shipped_tag_rule_is_what_calibration_chooses(tmp_path):
-    """The default's tagging section is reproduced by running its validation again."""
-    from trainer.calibrate import choose_rule, validation_sets
-    from trainer.tagrule import TagRule
-
-    bundle = Bundle.load(asset_path("default"))
-    sets = validation_sets(bundle, corel=require(DATA / "corel5k"), coco=require(DATA / "open_images_5"),
-                           cache=tmp_path, workers=2, progress=False)
-    assert [len(s.raw) for s in sets] == [450, 669]
-    rule, _ = choose_rule(sets, TagRule.from_dict(bundle.tagging).max_tags)
-    assert rule == TagRule.from_dict(bundle.tagging)
-    assert bundle.tagging["chosen_on"] == ["corel5k-held-out", "coco-open_images_5"]

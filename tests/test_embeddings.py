@@ -19,7 +19,7 @@ def unit(v):
 
 
 def test_glove_loads_offline_with_sensible_neighbours(glove):
-    assert glove.dim == 50 and len(glove.words) == 400_000
+    assert glove.dim == 50 and len(glove) == 400_000
     top3 = [w for w, _ in glove.neighbours("sunset", 3)]
     assert "sunrise" in top3
     assert glove.vector("sunset") @ glove.vector("sunrise") > glove.vector("sunset") @ glove.vector("boat")
@@ -32,7 +32,7 @@ def test_vectors_are_unit_length(glove):
 
 
 def test_multi_word_label_is_the_mean_of_its_words(glove):
-    expected = unit(unit(glove.vectors[glove.index["polar"]]) + unit(glove.vectors[glove.index["bear"]]))
+    expected = unit(unit(glove.vectors[glove.row("polar")]) + unit(glove.vectors[glove.row("bear")]))
     np.testing.assert_allclose(glove.vector("polar bear"), expected, rtol=1e-5, atol=1e-6)
     assert glove.tokens("f-16") == ["f-16"]  # a hyphenated word GloVe knows stays whole
     assert glove.tokens("Sprenger's tulip", strict=False) == ["sprenger", "tulip"]
@@ -57,7 +57,7 @@ def test_local_word2vec_and_glove_text_files(tmp_path):
     (tmp_path / "glove.txt").write_text("\n".join(rows) + "\n")
     for name in ("w2v.txt", "glove.txt"):
         loaded = load_embeddings(tmp_path / name)
-        assert loaded.words == words and loaded.dim == 3
+        assert [loaded.index.word(i) for i in range(len(loaded))] == words and loaded.dim == 3
         np.testing.assert_allclose(loaded.vector("green"), [0, 1, 0])
         np.testing.assert_allclose(loaded.vector("red green"), unit(np.array([1.0, 1.0, 0.0])), rtol=1e-6)
 
@@ -104,7 +104,7 @@ def test_accented_and_non_latin_phrases_stay_whole():
     # As written where the vectors know the word, accents folded where they do not.
     assert glove.tokens("crème brûlée") == ["crème", "brulee"]
     np.testing.assert_allclose(glove.vector("crème brûlée"),
-                               unit(glove.vectors[glove.index["crème"]] + glove.vectors[glove.index["brulee"]]), atol=1e-6)
+                               unit(glove.vectors[glove.row("crème")] + glove.vectors[glove.row("brulee")]), atol=1e-6)
     assert glove.tokens("smörgåsbord") == ["smorgasbord"] and glove.tokens("Café") == ["café"]
     # Hyphens join words the vectors know whole, and split the others.
     assert glove.tokens("red t-shirt") == ["red", "t-shirt"] and glove.tokens("zebra-boat") == ["zebra", "boat"]

@@ -29,7 +29,8 @@ def corel_library(tmp_path_factory, ):
         for row in csv.DictReader(handle, delimiter="\t"):
             if row["split"] == "test":
                 (folder / f"{row['id']}.jpeg").symlink_to(root / row["path"])
-                labels[str(folder / f"{row['id']}.jpeg")] = set(row["words"].split(","))
+                # A photo is stored (and found) by its real path, whatever link reached it.
+                labels[str((root / row["path"]).resolve())] = set(row["words"].split(","))
     db = folder.parent / "corel.db"
     assert tag_json(db, "scan", folder, "-q")["new"] == len(labels) == 499
     return db, labels

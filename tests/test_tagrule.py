@@ -158,3 +158,32 @@ def test_show_and_export_carry_the_kept_tags(tmp_path):
     assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
     tag(db, "export", "--xmp", "--top", "2", "--min-score", "-1")
     assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in every[:2]]
+
+
+def test_kept_tags_are_scored_against_annotated_cells_only():
+    from trainer.calibrate import kept_prf
+
+    kept = np.array([[True, False], [True, True]])
+    labels = np.array([[1, -1], [-1, 0]])  # (1, 1) is not annotated: neither right nor wrong
+    assert kept_prf(kept, labels) == pytest.approx((0.5, 1.0, 2 / 3))
+    assert kept_prf(np.zeros((2, 2), bool), labels) == (0.0, 0.0, 0.0)
+
+
+def test_calibration_chooses_the_weakest_correction_that_removes_a_hub():
+    """Word 0 scores 0.81 on every photo and is never right; each photo's one true word
+    scores 0.6, the others 0.1. Worked by hand: the word means are 0.81 and
+    (0.6 + 2 x 0.1) / 3; strength 0.25 leaves the hub (0.6075) above the true words
+    (0.533); strength 0.5 puts it at 0.405 under them (0.467), so the lowest threshold that
+    keeps only true words is 0.41, and stronger corrections only tie."""
+    from trainer.calibrate import ValidationSet, choose_rule
+
+    n = 30
+    raw = np.full((n, 4), 0.1, np.float32)
+    raw[:, 0] = 0.81
+    labels = -np.ones((n, 4), np.int8)
+    for i in range(n):
+        raw[i, 1 + i % 3], labels[i, 1 + i % 3] = 0.6, 1
+    rule, per_strength = choose_rule([ValidationSet("toy", raw, labels)], max_tags=3)
+    assert rule == TagRule(0.5, 0.41, 3)
+    by_strength = {row["strength"]: row["f1"] for row in per_strength}
+    assert by_strength[0.0] == pytest.approx(2 * 0.5 / 1.5) and by_strength[0.5] == 1.0 == by_strength[1.0]

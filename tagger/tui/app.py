@@ -119,7 +119,9 @@ class EpsilonTagApp(App):
         self.call_from_thread(self._show_tags, words, select)
 
     def _show_tags(self, words: list[dict], select: str | None) -> None:
-        panel = self.query_one("#tags", TagPanel)
+        panel = self._main("#tags", TagPanel)
+        if panel is None:
+            return
         panel.show(words, select or panel.selected_word)
         if not words:
             self.status("The vocabulary is empty: press a to add a word.")
@@ -144,10 +146,16 @@ class EpsilonTagApp(App):
         if method.__self__.is_attached:
             method(*args)
 
+    def _main(self, selector: str, kind: type):
+        """A panel of the main screen, or None once the app is closing and it is gone
+        (a message sent just before may still be handled)."""
+        found = self.query(selector)
+        return found.first(kind) if found else None
+
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
-        word = message.word
-        self.load_photos(self.query_one("#photos", PhotoPanel), f"{word['word']}",
-                         lambda: photos_of_word(self.library, word["id"]))
+        word, panel = message.word, self._main("#photos", PhotoPanel)
+        if panel is not None:
+            self.load_photos(panel, f"{word['word']}", lambda: photos_of_word(self.library, word["id"]))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
@@ -175,8 +183,9 @@ class EpsilonTagApp(App):
         return Page(hits, self.library.top_words([h.photo_id for h in hits]))
 
     def on_photo_panel_need_more(self, _: PhotoPanel.NeedMore) -> None:
-        panel = self.query_one("#photos", PhotoPanel)
-        self.load_more(panel, panel.ranking, len(panel.hits))
+        panel = self._main("#photos", PhotoPanel)
+        if panel is not None:
+            self.load_more(panel, panel.ranking, len(panel.hits))
 
     @work(thread=True, exclusive=True, group="more")
     def load_more(self, panel: PhotoPanel, ranking: Ranking, start: int) -> None:
@@ -190,8 +199,9 @@ class EpsilonTagApp(App):
             self._deliver(panel.append, page)
 
     def on_photo_panel_highlighted(self, message: PhotoPanel.Highlighted) -> None:
-        preview = self.query_one("#preview", Preview)
-        self.load_preview(preview, preview.image_cells, message.hit.photo_id)
+        preview = self._main("#preview", Preview)
+        if preview is not None:
+            self.load_preview(preview, preview.image_cells, message.hit.photo_id)
 
     @work(thread=True, exclusive=True, group="preview")
     def load_preview(self, preview: Preview, cells: tuple[int, int], photo_id: int) -> None:

@@ -1,0 +1,155 @@
+"""epsilon-tag on big libraries, by hand:  python bench/library_scale.py [--photos 100000 1000000]
+
+For each size, a synthetic library made straight into SQLite (random unit S of the default
+model's shape, the default vocabulary, every photo tagged by the library's own rule, and an
+empty file on disk per photo so that a rescan has files to compare), then whole processes,
+each the best of --repeat runs:
+  search (zero-shot word), search (vocabulary word), vocab add (then remove), stats,
+  TUI launch to its first full screen (headless pilot), rescan of the unchanged files,
+with wall time, peak memory (max RSS) and the ratio over `python -c "import numpy, sqlite3"`
+measured in the same run. Made once into --work (default /tmp/epsilon-scale) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PYTHON = sys.executable
+CLI = [PYTHON, "-m", "tagger.cli"]
+
+
+def build(db: Path, photos: int, folder: Path) -> None:
+    """A library of ``photos`` synthetic photos, tagged as a scan would."""
+    from tagger.library import Library
+    from tagger.vocabulary import (WordSource, default_words, fill_vocabulary, mean_scores, renormalise, scores,
+                                   top_tags, vocabulary_matrix)
+    from trainer.assets import asset_path
+    from trainer.checkpoint import CONFIG_FILE
+    from trainer.embeddings import load_embeddings
+
+    config = json.loads((asset_path("default") / CONFIG_FILE).read_text())
+    rows = config["model"]["num_groups"] + (config["model"].get("prior") == "row")
+    shape = (rows, config["model"]["d_w"])
+    if db.exists():
+        return
+    tmp = db.with_suffix(".building")
+    for stale in tmp.parent.glob(tmp.name + "*"):
+        stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with Library(tmp) as library:
+        library.set_meta(model_id="synthetic+package", semantic_shape=list(shape), embeddings="glove-6b-50d",
+                         seen_words=config["seen_labels"], tags_per_photo=10, tag_rule=config.get("tagging"),
+                         roots=[str(folder)], vocabulary_ready=True)
+        source = WordSource("glove-6b-50d", seen=config["seen_labels"], dim=shape[1])
+        fill_vocabulary(library, source, default_words(config["seen_labels"]))
+        word_ids, vectors, _ = vocabulary_matrix(library)
+        rule = library.tag_rule
+        sample = rng.standard_normal((min(photos, 20_000), *shape)).astype(np.float32)
+        means = mean_scores(scores(sample / np.linalg.norm(sample, axis=-1, keepdims=True), vectors))
+        library.set_word_means(dict(zip(word_ids.tolist(), means.tolist())))
+        library.set_meta(means_photos=photos)
+        conn = library.db.conn
+        for start in range(0, photos, 50_000):
+            n = min(50_000, photos - start)
+            semantic = rng.standard_normal((n, *shape)).astype(np.float32)
+            semantic = (semantic / np.linalg.norm(semantic, axis=-1, keepdims=True)).astype(np.float16)
+            tags = top_tags(semantic, word_ids, vectors, 10, means=means, rule=rule)
+            with library.transaction():
+                ids = range(start + 1, start + n + 1)
+                paths = [str(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg") for i in ids]
+                conn.executemany(
+                    "INSERT INTO photos (id, path, size, mtime_ns, hash, width, height, taken_at, status, model_id) "
+                    "VALUES (?, ?, 0, ?, ?, 4000, 3000, ?, 'ok', 'synthetic+package')",
+                    [(i, p, 0, f"h{i}", f"20{10 + i % 15}-06-01T12:00:00") for i, p in zip(ids, paths)])
+                conn.executemany("INSERT INTO vectors (photo_id, s, floor) VALUES (?, ?, ?)",
+                                 [(i, s.tobytes(), t[-1][1]) for i, s, t in zip(ids, semantic, tags)])
+                conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
+                                 [(i, w, sc, r) for i, t in zip(ids, tags) for r, (w, sc) in enumerate(t, 1)])
+            for p in paths:
+                Path(p).parent.mkdir(exist_ok=True)
+                Path(p).touch()
+            print(f"  built {start + n:,} photos", file=sys.stderr, flush=True)
+        # Stored sizes and times as the files have them: a rescan finds them unchanged.
+        with library.transaction():
+            for start in range(1, photos + 1, 50_000):
+                ids = range(start, min(start + 50_000, photos + 1))
+                conn.executemany("UPDATE photos SET mtime_ns = ? WHERE id = ?",
+                                 [(os.stat(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg").st_mtime_ns, i) for i in ids])
+    os.replace(tmp, db)
+
+
+# Runs one command as its own child and reports that child alone: wall time and max RSS.
+_MEASURE = ("import resource, subprocess, sys, time; start = time.perf_counter(); "
+            "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode; "
+            "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
+
+
+def run(args: list[str], repeat: int, undo: list[str] | None = None) -> tuple[float, float]:
+    """Best wall time of ``repeat`` runs of a whole process (``undo`` run after each), and
+    its peak RSS in MiB."""
+    best, peak = float("inf"), 0.0
+    for _ in range(repeat):
+        done = subprocess.run([PYTHON, "-c", _MEASURE, *args], capture_output=True, text=True, cwd=ROOT)
+        wall, rss, code = done.stdout.split()
+        if int(code) != 0:
+            raise SystemExit(f"{' '.join(args)} failed (exit {code})")
+        best, peak = min(best, float(wall)), max(peak, int(rss) / 1024)
+        if undo:
+            subprocess.run(undo, check=True, capture_output=True, cwd=ROOT)
+    return best, peak
+
+
+TUI = """
+import asyncio, sys, time
+from tagger.tui.app import EpsilonTagApp
+from textual.widgets import DataTable
+async def main():
+    app = EpsilonTagApp(sys.argv[1], refresh_seconds=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not app.query_one('#photo-table', DataTable).row_count:
+            await pilot.pause(0.01)
+asyncio.run(main())
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/epsilon-scale"))
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    base, _ = run([PYTHON, "-c", "import numpy, sqlite3"], args.repeat)
+    print(f"baseline: python -c 'import numpy, sqlite3' {base:.3f} s")
+    for photos in args.photos:
+        db = args.work / f"lib-{photos}.db"
+        print(f"\n{photos:,} photos ({db})", flush=True)
+        build(db, photos, args.work / f"files-{photos}")
+        env = ["--db", str(db)]
+        cases = [
+            ("search, zero-shot word (blimp)", [*CLI, "search", "blimp", *env], None),
+            ("search, vocabulary word (beach)", [*CLI, "search", "beach", *env], None),
+            ("vocab add (zeppelin)", [*CLI, "vocab", "add", "zeppelin", *env], [*CLI, "vocab", "remove", "zeppelin", *env]),
+            ("stats", [*CLI, "stats", *env], None),
+            ("TUI launch to first screen", [PYTHON, "-c", TUI, str(db)], None),
+            ("rescan of unchanged files", [*CLI, "scan", "-q", *env], None),
+        ]
+        for name, command, undo in cases:
+            wall, peak = run(command, 1 if name.startswith(("rescan", "TUI")) else args.repeat, undo)
+            print(f"  {name:34} {wall:7.3f} s  = {wall / base:6.1f}x baseline, peak {peak:7.0f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The S side file: every photo's semantic vectors in one fixed-width file beside the library.
+
+A search scores every photo, and reading 100,000 S blobs out of SQLite row by row costs
+more than the scoring. So the vectors table is also kept as one file that readers map:
+a 4096-byte header (what it holds and which state of the table it is a snapshot of), the
+photo ids (int64, sorted) and their S (count x rows x d_w, float16).
+
+SQLite stays the source of truth. Every transaction that writes or deletes vectors bumps
+a generation counter in the library; a side file is used only when its header names that
+very generation, else it is rebuilt from SQLite into a temporary file and renamed into
+place. A kill at any moment therefore leaves either a valid snapshot or a stale one that
+is never read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+MAGIC = b"epsilon-tag S\n"
+HEADER = 4096
+_CHUNK = 8192  # rows read from SQLite and written at a time: memory stays flat
+
+
+def _layout(count: int, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Offsets of the ids and of S, and the file's size."""
+    ids_at = HEADER
+    s_at = ids_at + -(-count * 8 // 64) * 64  # S starts on a 64-byte boundary
+    return ids_at, s_at, s_at + count * int(np.prod(shape)) * 2
+
+
+def write(path: Path, generation: str, shape: tuple[int, ...], count: int, rows: Iterable[tuple[int, bytes]]) -> None:
+    """Write ``count`` (photo id, S blob) rows, sorted by id, as the snapshot of ``generation``."""
+    ids_at, s_at, size = _layout(count, shape)
+    row_bytes = int(np.prod(shape)) * 2
+    _remove_leftovers(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            header = json.dumps({"generation": generation, "count": count, "shape": list(shape)}).encode()
+            handle.write(MAGIC + header + b"\n")
+            handle.truncate(size)
+            fd, written = handle.fileno(), 0
+            batch: list[tuple[int, bytes]] = []
+            iterator = iter(rows)
+            while True:
+                batch = [row for _, row in zip(range(_CHUNK), iterator)]
+                if not batch:
+                    break
+                if written + len(batch) > count:
+                    raise OSError("the vectors table changed while its snapshot was written")
+                ids = np.fromiter((r[0] for r in batch), dtype=np.int64, count=len(batch))
+                blobs = b"".join(r[1] for r in batch)
+                if len(blobs) != len(batch) * row_bytes:
+                    raise ValueError("a stored S does not have the library's shape")
+                os.pwrite(fd, ids.tobytes(), ids_at + written * 8)
+                os.pwrite(fd, blobs, s_at + written * row_bytes)
+                written += len(batch)
+            if written != count:
+                raise OSError("the vectors table changed while its snapshot was written")
+            os.fsync(fd)  # on disk before its name says it is the snapshot: a power cut cannot leave holes
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Half-written snapshots of writers that were killed (their process is gone); a live
+    writer's file is left alone."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(stale.name.rsplit(".", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            pass  # not ours to judge: another user's process, or a name we did not write
+
+
+def read(path: Path, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(photo ids, S) memory-mapped from the side file, or None unless it is the snapshot
+    of ``generation`` with this shape."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER)
+        if not head.startswith(MAGIC):
+            return None
+        info = json.loads(head[len(MAGIC):].split(b"\n", 1)[0])
+        if info.get("generation") != generation or tuple(info.get("shape", ())) != tuple(shape):
+            return None
+        count = int(info["count"])
+        ids_at, s_at, size = _layout(count, shape)
+        if path.stat().st_size != size:
+            return None
+        if count == 0:
+            return np.zeros(0, np.int64), np.zeros((0, *shape), np.float16)
+        ids = np.memmap(path, dtype=np.int64, mode="r", offset=ids_at, shape=(count,))
+        semantic = np.memmap(path, dtype=np.float16, mode="r", offset=s_at, shape=(count, *shape))
+        return ids, semantic
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,0 +1,151 @@
+"""The S side file: searches read it, SQLite stays the truth, and a kill at any moment (of a
+scan, its snapshot, a `vocab add`, a migration) leaves the two consistent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tagger import sidefile
+from tagger.library import Library
+from tests.photo_factory import make_library
+from tests.tagging import assert_tags_consistent, synthetic_library, tag, tag_json
+
+WORDS = [(w, v / np.linalg.norm(v)) for w, v in
+         zip("sky water tree dog cat boat car".split(), np.random.default_rng(1).standard_normal((7, 50)))]
+
+
+def in_sqlite(db) -> tuple[np.ndarray, np.ndarray]:
+    """Every photo's S as the vectors table holds it, by photo id."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id").fetchall()
+    return np.array([r[0] for r in rows], np.int64), np.array([np.frombuffer(r[1], np.float16) for r in rows])
+
+
+def assert_served_as_stored(db) -> None:
+    """What a search scores (through a fresh open, side file and all) is the vectors table."""
+    with Library(db) as library:
+        stored = library.semantic_vectors()
+        ids, semantic = in_sqlite(db)
+        order = np.argsort(stored.ids)
+        assert stored.ids[order].tolist() == ids.tolist()
+        if len(ids):
+            flat = np.asarray(stored.semantic[np.arange(len(stored.ids))]).reshape(len(ids), -1)
+            np.testing.assert_array_equal(flat[order], semantic)
+
+
+def test_searches_read_the_side_file_and_it_follows_every_change(tmp_path):
+    db = tmp_path / "lib.db"
+    synthetic_library(db, 40, WORDS).close()
+    assert_served_as_stored(db)
+    side = tmp_path / "lib.db-vectors"
+    assert side.stat().st_size > 40 * 8 * 50 * 2
+    # Served from the file: what it holds is what a search scores, so changing it shows.
+    with Library(db) as library:
+        generation = library.get_meta("vectors_generation")
+        ids, semantic = sidefile.read(side, generation, (8, 50))
+        assert len(ids) == 40 and np.asarray(semantic).dtype == np.float16
+    with Library(db) as library:
+        library.delete_photos([3, 7])
+        assert library.get_meta("vectors_generation") != generation
+    assert_served_as_stored(db)
+    with Library(db) as library:
+        stored = library.semantic_vectors()
+        assert 3 not in stored.ids.tolist() and len(stored.ids) == 38
+
+
+def test_a_library_made_again_at_the_same_path_ignores_the_old_side_file(tmp_path):
+    db = tmp_path / "lib.db"
+    synthetic_library(db, 30, WORDS, seed=0).close()
+    assert_served_as_stored(db)
+    for stale in tmp_path.glob("lib.db*"):
+        if stale.name != "lib.db-vectors":
+            stale.unlink()
+    synthetic_library(db, 30, WORDS, seed=5).close()  # same size, other vectors
+    assert_served_as_stored(db)
+
+
+def test_a_side_file_that_is_not_the_snapshot_is_never_read(tmp_path):
+    db = tmp_path / "lib.db"
+    synthetic_library(db, 20, WORDS).close()
+    assert_served_as_stored(db)
+    side = tmp_path / "lib.db-vectors"
+    for damage in (lambda b: b[:-100], lambda b: b"garbage" + b[7:], lambda b: b""):
+        side.write_bytes(damage(side.read_bytes()) if side.exists() and side.stat().st_size else b"")
+        assert_served_as_stored(db)  # rebuilt from SQLite
+
+
+# Runs the real CLI in a child that SIGKILLs itself at the Nth write of the side file.
+KILL_IN_SNAPSHOT = """
+import os, signal, sys
+from tagger import cli, sidefile
+calls, original = [0], os.pwrite
+def pwrite(fd, data, offset):
+    calls[0] += os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp")  # the side file's writes only
+    if calls[0] == int(os.environ["KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(fd, data, offset)
+sidefile.os.pwrite = pwrite
+sys.argv = ["epsilon-tag", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, kill_at=2):
+    lib, db = tmp_path / "lib", tmp_path / "lib.db"
+    make_library(lib, 6)
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_SNAPSHOT, "scan", str(lib), "--db", str(db), "-q"],
+                            capture_output=True, text=True, env={**os.environ, "KILL_AT": str(kill_at)}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # Cut short: a half-written snapshot, maybe of a transaction that never committed (the
+    # scan snapshots S when it first computes the word means). Neither is ever read.
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+    assert_served_as_stored(db)
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]  # the dead writer's leftovers go
+    report = tag_json(db, "scan", lib, "-q")
+    assert report["new"] + report["unchanged"] == 6
+    assert_served_as_stored(db)
+    assert len(tag(db, "search", "dog", "--limit", "6").split("\n")) >= 6
+
+
+KILL_IN_TRANSACTION = """
+import os, signal, sys
+from tagger import cli, library
+target = getattr(library.Library, os.environ["KILL_IN"])
+def dying(self, *args, **kwargs):
+    target(self, *args, **kwargs)  # its writes are made, inside the uncommitted transaction
+    os.kill(os.getpid(), signal.SIGKILL)
+setattr(library.Library, os.environ["KILL_IN"], dying)
+sys.argv = ["epsilon-tag", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("kill_in, args", [
+    ("replace_tags", ["vocab", "add", "zeppelin"]),
+    ("_vectors_changed", ["scan"]),
+])
+def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, args):
+    lib, db = tmp_path / "lib", tmp_path / "lib.db"
+    make_library(lib, 8)
+    tag(db, "scan", lib, "-q")
+    make_library(lib, 12)  # four more photos for the killed scan
+    before = in_sqlite(db)
+    with Library(db) as library:
+        words = len(library.words())
+    extra = [str(lib)] if args == ["scan"] else []
+    killed = subprocess.run([sys.executable, "-c", KILL_IN_TRANSACTION, *args, *extra, "--db", str(db)],
+                            capture_output=True, text=True, env={**os.environ, "KILL_IN": kill_in}, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    after = in_sqlite(db)
+    assert after[0].tolist() == before[0].tolist()
+    assert_served_as_stored(db)
+    with Library(db) as library:
+        assert len(library.words()) == words
+        assert_tags_consistent(library)
