@@ -41,8 +41,9 @@ CLI = str(Path(sys.executable).with_name("epsilon-tag"))
 
 def scan(folder: Path, db: Path, model: str) -> None:
     if not db.exists():
-        subprocess.run([CLI, "scan", str(folder), "--db", str(db), "--model", model, "-q"], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [CLI, "scan", str(folder), "--db", str(db), "--model", model, "-q"], check=True, stdout=subprocess.DEVNULL
+        )
 
 
 def open_images_5(db: Path) -> tuple[float, float, np.ndarray]:
@@ -51,8 +52,14 @@ def open_images_5(db: Path) -> tuple[float, float, np.ndarray]:
     names = sorted(truth)
     score = np.full((len(names), len(LABELS)), -np.inf)
     for j, label in enumerate(LABELS):
-        hits = json.loads(subprocess.run([CLI, "search", label, "--json", "-n", "100000", "--db", str(db)],
-                                         check=True, capture_output=True, text=True).stdout)
+        hits = json.loads(
+            subprocess.run(
+                [CLI, "search", label, "--json", "-n", "100000", "--db", str(db)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         for hit in hits:
             score[names.index(Path(hit["path"]).stem), j] = hit["score"]
     labels = np.array([[1 if truth[n][c] == "1" else -1 for c in LABELS] for n in names])
@@ -71,8 +78,12 @@ def hubness(db: Path) -> dict:
     vector = np.array([counts.get(i, 0) for i in words])
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
     snake = next((counts.get(i, 0) for i, w in words.items() if w == "snake"), 0)
-    return {"photos": photos, "skew": float(skew(vector)), "snake": snake,
-            "top": ", ".join(f"{words[i]} {n}" for i, n in top)}
+    return {
+        "photos": photos,
+        "skew": float(skew(vector)),
+        "snake": snake,
+        "top": ", ".join(f"{words[i]} {n}" for i, n in top),
+    }
 
 
 def corel_precision(db: Path) -> dict:
@@ -88,8 +99,9 @@ def corel_precision(db: Path) -> dict:
         stored = library.semantic_vectors()
         paths = library.photos(stored.ids)
         rule = library.tag_rule
-    labels = np.array([[1 if w in truth[Path(paths[int(i)]["path"]).stem] else -1 for w in vocabulary]
-                       for i in stored.ids])
+    labels = np.array(
+        [[1 if w in truth[Path(paths[int(i)]["path"]).stem] else -1 for w in vocabulary] for i in stored.ids]
+    )
     raw = scores(stored.semantic, vectors)
     corrected = rule.correct(raw, library_means(stored.semantic, vectors))
     return {name: topk_prf(s, labels, 3) for name, s in (("raw", raw), ("corrected", corrected))}
@@ -115,12 +127,17 @@ def main() -> None:
         scan(corel_links, dbs["corel"], model)
         mean_ap, f1, ap = open_images_5(dbs["oi5"])
         print(f"\n{model}")
-        print(f"  open_images_5 through the CLI: mAP {mean_ap:.3f} (" +
-              ", ".join(f"{n} {a:.3f}" for n, a in zip(LABELS, ap)) + f"), F1@3 {f1:.3f}")
+        print(
+            f"  open_images_5 through the CLI: mAP {mean_ap:.3f} ("
+            + ", ".join(f"{n} {a:.3f}" for n, a in zip(LABELS, ap))
+            + f"), F1@3 {f1:.3f}"
+        )
         for name in ("camera", "oi5"):
             h = hubness(dbs[name])
-            print(f"  hubness, {name} ({h['photos']} photos): skewness of top-3 counts {h['skew']:.2f}, "
-                  f"snake in the top 3 of {h['snake']}; most frequent: {h['top']}")
+            print(
+                f"  hubness, {name} ({h['photos']} photos): skewness of top-3 counts {h['skew']:.2f}, "
+                f"snake in the top 3 of {h['snake']}; most frequent: {h['top']}"
+            )
         for name, (p, r, f) in corel_precision(dbs["corel"]).items():
             print(f"  Corel-5K test tags, 3 best of 374 words, {name:9}: P {p:.3f} R {r:.3f} F1 {f:.3f}")
 

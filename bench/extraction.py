@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trainer.backbones import build_backbone
-from trainer.datasets import load_dataset, label_rows
+from trainer.datasets import label_rows, load_dataset
 from trainer.features import extract_features
 from trainer.images import load_rgb
 from trainer.loss import epsilon_loss
@@ -74,17 +74,23 @@ def main() -> None:
         start = time.perf_counter()
         extract_features(paths[: args.images], backbone, Path(tmp) / "cache", workers=cores, progress=False)
         rate = args.images / (time.perf_counter() - start)
-    print(f"1. decode d = {d * 1e3:.1f} ms/photo (one core), backbone f = {f * 1e3:.1f} core-ms/photo, "
-          f"{cores} cores -> limit {limit:.1f} photos/s; extraction {rate:.1f} photos/s = {rate / limit:.2f} of the limit")
+    print(
+        f"1. decode d = {d * 1e3:.1f} ms/photo (one core), backbone f = {f * 1e3:.1f} core-ms/photo, "
+        f"{cores} cores -> limit {limit:.1f} photos/s; extraction {rate:.1f} photos/s = {rate / limit:.2f} of the limit"
+    )
 
     # 2. Training steps: tokens from the cache versus decoding + backbone every time.
-    model = Epsilon(EpsilonConfig(token_dim=1280, d_model=args.d_model, depth=2, heads=4, d_w=dataset.seen_vectors.shape[1]))
+    model = Epsilon(
+        EpsilonConfig(token_dim=1280, d_model=args.d_model, depth=2, heads=4, d_w=dataset.seen_vectors.shape[1])
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     words = torch.from_numpy(dataset.seen_vectors)
     batch = 96
     with tempfile.TemporaryDirectory() as tmp:
         rows = np.arange(batch * args.steps)
-        cache = extract_features(dataset.train.images[: len(rows)], backbone, Path(tmp) / "c", workers=cores, progress=False)
+        cache = extract_features(
+            dataset.train.images[: len(rows)], backbone, Path(tmp) / "c", workers=cores, progress=False
+        )
         transform = backbone.preprocessing.transform()
 
         def step(tokens, labels):
@@ -94,17 +100,25 @@ def main() -> None:
 
         start = time.perf_counter()
         for s in range(args.steps):
-            r = rows[s * batch:(s + 1) * batch]
-            step(torch.from_numpy(np.asarray(cache.tokens[r], dtype=np.float32)), torch.from_numpy(label_rows(dataset.train.seen, r)))
+            r = rows[s * batch : (s + 1) * batch]
+            step(
+                torch.from_numpy(np.asarray(cache.tokens[r], dtype=np.float32)),
+                torch.from_numpy(label_rows(dataset.train.seen, r)),
+            )
         cached = time.perf_counter() - start
         start = time.perf_counter()
         for s in range(args.steps):
-            r = rows[s * batch:(s + 1) * batch]
-            pixels = torch.stack([transform(load_rgb(dataset.train.images[i], backbone.preprocessing.decode_side)) for i in r])
+            r = rows[s * batch : (s + 1) * batch]
+            pixels = torch.stack(
+                [transform(load_rgb(dataset.train.images[i], backbone.preprocessing.decode_side)) for i in r]
+            )
             step(backbone(pixels), torch.from_numpy(label_rows(dataset.train.seen, r)))
         raw = time.perf_counter() - start
-    print(f"2. {args.steps} training steps of {batch} (d_model {args.d_model}): from the cache {cached:.1f} s, from raw images {raw:.1f} s "
-          f"-> the cache is {raw / cached:.1f}x faster")
+    print(
+        f"2. {args.steps} training steps of {batch} (d_model {args.d_model}): from the cache {cached:.1f} s, "
+        f"from raw images {raw:.1f} s "
+        f"-> the cache is {raw / cached:.1f}x faster"
+    )
 
     # 3. Peak memory of an extraction over many photos, in a child process of its own.
     if args.skip_memory:
@@ -114,18 +128,28 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             listing = Path(tmp) / "paths.txt"
             listing.write_text("\n".join(map(str, paths[:n])))
-            code = ("import sys; from pathlib import Path; from trainer.backbones import build_backbone; "
-                    "from trainer.features import extract_features; "
-                    "paths=[Path(p) for p in Path(sys.argv[1]).read_text().splitlines()]; "
-                    "extract_features(paths, build_backbone(), sys.argv[2], workers=2, progress=False); "
-                    "import resource as r; print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
-            done = subprocess.run([sys.executable, "-c", code, str(listing), str(Path(tmp) / "cache")],
-                                  check=True, capture_output=True, text=True)
+            code = (
+                "import sys; from pathlib import Path; from trainer.backbones import build_backbone; "
+                "from trainer.features import extract_features; "
+                "paths=[Path(p) for p in Path(sys.argv[1]).read_text().splitlines()]; "
+                "extract_features(paths, build_backbone(), sys.argv[2], workers=2, progress=False); "
+                "import resource as r; "
+                "print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)"
+            )
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(listing), str(Path(tmp) / "cache")],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             peaks[n] = [int(v) / 1024 for v in done.stdout.split()[-2:]]
     (small, (a, wa)), (large, (b, wb)) = sorted(peaks.items())
-    print(f"3. peak resident memory of extraction: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), "
-          f"{large} photos {b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos; "
-          f"the token cache on disk for {large} photos is {large * 49 * 1280 * 2 / 2**20:.0f} MiB")
+    print(
+        f"3. peak resident memory of extraction: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), "
+        f"{large} photos {b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos; "
+        f"the token cache on disk for {large} photos is {large * 49 * 1280 * 2 / 2**20:.0f} MiB"
+    )
+
 
 if __name__ == "__main__":
     main()

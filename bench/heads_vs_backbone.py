@@ -37,9 +37,13 @@ def main() -> None:
     images = torch.randn(args.batch, 3, 224, 224)
     t_backbone = per_image(backbone, images, args.repeats)
     tokens = backbone(images)
-    print(f"backbone efficientnet_lite0 (channels_last): {t_backbone * 1e3:.2f} ms/image ({1 / t_backbone:.1f} images/s)")
+    print(
+        f"backbone efficientnet_lite0 (channels_last): {t_backbone * 1e3:.2f} ms/image ({1 / t_backbone:.1f} images/s)"
+    )
     for d_model, depth in ((128, 2), (256, 2), (768, 3)):
-        cfg = EpsilonConfig(token_dim=1280, d_model=d_model, d_w=50, num_groups=8, depth=depth, heads=4 if d_model == 128 else 8)
+        cfg = EpsilonConfig(
+            token_dim=1280, d_model=d_model, d_w=50, num_groups=8, depth=depth, heads=4 if d_model == 128 else 8
+        )
         heads = Epsilon(cfg).eval()
         with torch.inference_mode():
             t_heads = per_image(heads, tokens, args.repeats)

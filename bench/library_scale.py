@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +25,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PYTHON = sys.executable
-CLI = [PYTHON, "-m", "tagger.cli"]
+CLI = [str(Path(PYTHON).parent / "epsilon-tag")]  # the console script, as people run it
 
 
 def build(db: Path, photos: int, folder: Path) -> None:
     """A library of ``photos`` synthetic photos, tagged as a scan would."""
+    from tagger.engine import model_id
     from tagger.library import Library
-    from tagger.vocabulary import (WordSource, default_words, fill_vocabulary, mean_scores, renormalise, scores,
-                                   top_tags, vocabulary_matrix)
+    from tagger.vocabulary import (
+        WordSource,
+        default_words,
+        fill_vocabulary,
+        mean_scores,
+        scores,
+        top_tags,
+        vocabulary_matrix,
+    )
     from trainer.assets import asset_path
     from trainer.checkpoint import CONFIG_FILE
-    from trainer.embeddings import load_embeddings
 
     config = json.loads((asset_path("default") / CONFIG_FILE).read_text())
     rows = config["model"]["num_groups"] + (config["model"].get("prior") == "row")
@@ -49,9 +55,18 @@ def build(db: Path, photos: int, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     with Library(tmp) as library:
-        library.set_meta(model_id="synthetic+package", semantic_shape=list(shape), embeddings="glove-6b-50d",
-                         seen_words=config["seen_labels"], tags_per_photo=10, tag_rule=config.get("tagging"),
-                         roots=[str(folder)], vocabulary_ready=True)
+        # The default model's id: a rescan then finds every photo tagged by today's model.
+        model = model_id()
+        library.set_meta(
+            model_id=model,
+            semantic_shape=list(shape),
+            embeddings="glove-6b-50d",
+            seen_words=config["seen_labels"],
+            tags_per_photo=10,
+            tag_rule=config.get("tagging"),
+            roots=[str(folder)],
+            vocabulary_ready=True,
+        )
         source = WordSource("glove-6b-50d", seen=config["seen_labels"], dim=shape[1])
         fill_vocabulary(library, source, default_words(config["seen_labels"]))
         word_ids, vectors, _ = vocabulary_matrix(library)
@@ -71,12 +86,19 @@ def build(db: Path, photos: int, folder: Path) -> None:
                 paths = [str(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg") for i in ids]
                 conn.executemany(
                     "INSERT INTO photos (id, path, size, mtime_ns, hash, width, height, taken_at, status, model_id) "
-                    "VALUES (?, ?, 0, ?, ?, 4000, 3000, ?, 'ok', 'synthetic+package')",
-                    [(i, p, 0, f"h{i}", f"20{10 + i % 15}-06-01T12:00:00") for i, p in zip(ids, paths)])
-                conn.executemany("INSERT INTO vectors (photo_id, s, floor) VALUES (?, ?, ?)",
-                                 [(i, s.tobytes(), t[-1][1]) for i, s, t in zip(ids, semantic, tags)])
-                conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
-                                 [(i, w, sc, r) for i, t in zip(ids, tags) for r, (w, sc) in enumerate(t, 1)])
+                    "VALUES (?, ?, 0, ?, ?, 4000, 3000, ?, 'ok', ?)",
+                    [(i, p, 0, f"h{i}", f"20{10 + i % 15}-06-01T12:00:00", model) for i, p in zip(ids, paths)],
+                )
+                conn.executemany(
+                    "INSERT INTO vectors (photo_id, s) VALUES (?, ?)", [(i, s.tobytes()) for i, s in zip(ids, semantic)]
+                )
+                conn.executemany(
+                    "INSERT INTO floors (photo_id, floor) VALUES (?, ?)", [(i, t[-1][1]) for i, t in zip(ids, tags)]
+                )
+                conn.executemany(
+                    "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
+                    [(i, w, sc, r) for i, t in zip(ids, tags) for r, (w, sc) in enumerate(t, 1)],
+                )
             for p in paths:
                 Path(p).parent.mkdir(exist_ok=True)
                 Path(p).touch()
@@ -85,15 +107,22 @@ def build(db: Path, photos: int, folder: Path) -> None:
         with library.transaction():
             for start in range(1, photos + 1, 50_000):
                 ids = range(start, min(start + 50_000, photos + 1))
-                conn.executemany("UPDATE photos SET mtime_ns = ? WHERE id = ?",
-                                 [(os.stat(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg").st_mtime_ns, i) for i in ids])
+                conn.executemany(
+                    "UPDATE photos SET mtime_ns = ? WHERE id = ?",
+                    [(os.stat(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg").st_mtime_ns, i) for i in ids],
+                )
+        library.refresh_side_files()  # as a scan leaves them
     os.replace(tmp, db)
+    for side in (library.vectors_path, library.summary_path):
+        os.replace(side, db.with_name(db.name + side.name[len(tmp.name) :]))
 
 
 # Runs one command as its own child and reports that child alone: wall time and max RSS.
-_MEASURE = ("import resource, subprocess, sys, time; start = time.perf_counter(); "
-            "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode; "
-            "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)")
+_MEASURE = (
+    "import resource, subprocess, sys, time; start = time.perf_counter(); "
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode; "
+    "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)"
+)
 
 
 def run(args: list[str], repeat: int, undo: list[str] | None = None) -> tuple[float, float]:
@@ -141,7 +170,11 @@ def main() -> None:
         cases = [
             ("search, zero-shot word (blimp)", [*CLI, "search", "blimp", *env], None),
             ("search, vocabulary word (beach)", [*CLI, "search", "beach", *env], None),
-            ("vocab add (zeppelin)", [*CLI, "vocab", "add", "zeppelin", *env], [*CLI, "vocab", "remove", "zeppelin", *env]),
+            (
+                "vocab add (zeppelin)",
+                [*CLI, "vocab", "add", "zeppelin", *env],
+                [*CLI, "vocab", "remove", "zeppelin", *env],
+            ),
             ("stats", [*CLI, "stats", *env], None),
             ("TUI launch to first screen", [PYTHON, "-c", TUI, str(db)], None),
             ("rescan of unchanged files", [*CLI, "scan", "-q", *env], None),

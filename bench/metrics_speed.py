@@ -37,7 +37,10 @@ def main() -> None:
     t_sk = (time.perf_counter() - start) * N_CLASSES / SKLEARN_CLASSES
     check = mean_average_precision(scores[:, :SKLEARN_CLASSES], labels[:, :SKLEARN_CLASSES])
     print(f"{N_IMAGES} x {N_CLASSES}: mAP {t_map:.1f} s, mAP + top-3/5 P/R/F1 {t_all:.1f} s")
-    print(f"sklearn per-class loop (scaled from {SKLEARN_CLASSES} classes): {t_sk:.1f} s; ours/sklearn = {t_map / t_sk:.2f}")
+    print(
+        f"sklearn per-class loop (scaled from {SKLEARN_CLASSES} classes): {t_sk:.1f} s; "
+        f"ours/sklearn = {t_map / t_sk:.2f}"
+    )
     print(f"agreement on the sliced classes: |ours - sklearn| = {abs(check - np.mean(aps)):.2e} (mAP {ours:.4f})")
 
 

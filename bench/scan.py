@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extraction import backbone_core_seconds  # noqa: E402  (bench/ is the script's folder)
+
 from tagger.engine import Engine  # noqa: E402
 from tagger.images import open_photo  # noqa: E402
 from tagger.library import Library, PhotoRecord  # noqa: E402
@@ -87,9 +88,11 @@ def main() -> None:
             wall, report = timed(lambda: scan(library, [photos[0].parent], engine=engine, progress=False))
         assert report.new == len(photos), report
         rate = len(photos) / wall
-        print(f"1. scan of {len(photos)} 12 MP JPEGs: {rate:.1f} photos/s; d = {d * 1e3:.1f} ms (draft decode + resize, "
-              f"one core), f = {f * 1e3:.1f} core-ms (backbone), {cores} cores -> limit {limit:.1f} photos/s; "
-              f"scan = {rate / limit:.2f} of the limit")
+        print(
+            f"1. scan of {len(photos)} 12 MP JPEGs: {rate:.1f} photos/s; d = {d * 1e3:.1f} ms (draft decode + resize, "
+            f"one core), f = {f * 1e3:.1f} core-ms (backbone), {cores} cores -> limit {limit:.1f} photos/s; "
+            f"scan = {rate / limit:.2f} of the limit"
+        )
 
     if "2" not in skip:
         folder = args.work / "unchanged"
@@ -104,14 +107,28 @@ def main() -> None:
             with Library(db) as library:
                 library.set_meta(model_id=engine.model_id, semantic_shape=list(engine.semantic_shape))
                 zero = np.zeros(engine.semantic_shape, np.float16)
-                library.save_batch([PhotoRecord(str(p), p.stat().st_size, p.stat().st_mtime_ns, str(i), 1, 1, {}, zero, [])
-                                    for i, p in enumerate(files)], [], engine.model_id)
+                library.save_batch(
+                    [
+                        PhotoRecord(str(p), p.stat().st_size, p.stat().st_mtime_ns, str(i), 1, 1, {}, zero, [])
+                        for i, p in enumerate(files)
+                    ],
+                    [],
+                    engine.model_id,
+                )
                 wall, report = timed(lambda: scan(library, [folder], progress=False))
             assert report.unchanged == len(files) and report.new == 0, report
-            cli, done = timed(lambda: subprocess.run([sys.executable, "-m", "tagger.cli", "scan", str(folder), "--db", str(db), "-q"],
-                                                     capture_output=True, text=True, check=True))
-        print(f"2. rescan of {len(files):,} unchanged files: scan() {wall:.2f} s; the whole `epsilon-tag scan` "
-              f"process {cli:.2f} s ({done.stdout.strip()})")
+            cli, done = timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "tagger.cli", "scan", str(folder), "--db", str(db), "-q"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+            )
+        print(
+            f"2. rescan of {len(files):,} unchanged files: scan() {wall:.2f} s; the whole `epsilon-tag scan` "
+            f"process {cli:.2f} s ({done.stdout.strip()})"
+        )
 
     if "3" not in skip:
         from tests.tagging import synthetic_library
@@ -127,14 +144,27 @@ def main() -> None:
             known, _ = timed(lambda: search(library, "beach", limit=20, source=source))
             add_warm, _ = timed(lambda: add_words(library, ["dirigible"], source))  # S already in memory
             library.close()
-            cli, _ = timed(lambda: subprocess.run([sys.executable, "-m", "tagger.cli", "search", "blimp", "--db",
-                                                   str(Path(tmp) / "lib.db")], capture_output=True, check=True))
-            cli_add, _ = timed(lambda: subprocess.run([sys.executable, "-m", "tagger.cli", "vocab", "add", "balloon",
-                                                       "--db", str(Path(tmp) / "lib.db")], capture_output=True, check=True))
-        print(f"3. {args.stored:,} stored photos x {len(words)} words (built in {build:.0f} s): vocab add {add_cold:.2f} s "
-              f"reading every stored S first, {add_warm:.2f} s with S in memory ({counts['zeppelin']:,} photos now carry "
-              f"'zeppelin'); zero-shot search {find:.2f} s, vocabulary-word search {known:.2f} s; whole CLI processes "
-              f"(start, imports, word vectors): search {cli:.2f} s, vocab add {cli_add:.2f} s")
+            cli, _ = timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "tagger.cli", "search", "blimp", "--db", str(Path(tmp) / "lib.db")],
+                    capture_output=True,
+                    check=True,
+                )
+            )
+            cli_add, _ = timed(
+                lambda: subprocess.run(
+                    [sys.executable, "-m", "tagger.cli", "vocab", "add", "balloon", "--db", str(Path(tmp) / "lib.db")],
+                    capture_output=True,
+                    check=True,
+                )
+            )
+        print(
+            f"3. {args.stored:,} stored photos x {len(words)} words (built in {build:.0f} s): "
+            f"vocab add {add_cold:.2f} s "
+            f"reading every stored S first, {add_warm:.2f} s with S in memory ({counts['zeppelin']:,} photos now carry "
+            f"'zeppelin'); zero-shot search {find:.2f} s, vocabulary-word search {known:.2f} s; whole CLI processes "
+            f"(start, imports, word vectors): search {cli:.2f} s, vocab add {cli_add:.2f} s"
+        )
 
     if "4" not in skip:
         photos = twelve_megapixel_jpegs(args.work / "12mp", args.photos)
@@ -145,15 +175,25 @@ def main() -> None:
                 folder.mkdir()
                 for p in photos[:n]:
                     (folder / p.name).symlink_to(p)
-                code = ("import sys, resource as r; from tagger.library import Library; from tagger.scan import scan; "
-                        "lib = Library(sys.argv[2]); scan(lib, [sys.argv[1]], device='cpu', progress=False); "
-                        "print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)")
-                done = subprocess.run([sys.executable, "-c", code, str(folder), str(Path(tmp) / "lib.db")],
-                                      check=True, capture_output=True, text=True, cwd=CODE_ROOT)
+                code = (
+                    "import sys, resource as r; from tagger.library import Library; from tagger.scan import scan; "
+                    "lib = Library(sys.argv[2]); scan(lib, [sys.argv[1]], device='cpu', progress=False); "
+                    "print(r.getrusage(r.RUSAGE_SELF).ru_maxrss, r.getrusage(r.RUSAGE_CHILDREN).ru_maxrss)"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", code, str(folder), str(Path(tmp) / "lib.db")],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    cwd=CODE_ROOT,
+                )
                 peaks[n] = [int(v) / 1024 for v in done.stdout.split()[-2:]]
         (small, (a, wa)), (large, (b, wb)) = sorted(peaks.items())
-        print(f"4. peak memory of a scan: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), {large} photos "
-              f"{b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos")
+        print(
+            f"4. peak memory of a scan: {small} photos {a:.0f} MiB (largest decode worker {wa:.0f} MiB), "
+            f"{large} photos "
+            f"{b:.0f} MiB ({wb:.0f} MiB) -> {b / a:.2f}x for {large / small:.0f}x the photos"
+        )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-COLUMNS = [("val", "zsl", "map"), ("test", "zsl", "map"), ("test", "zsl", "3"), ("test", "zsl", "5"),
-           ("test", "gzsl", "map"), ("test", "gzsl", "3"), ("test", "gzsl", "5")]
+COLUMNS = [
+    ("val", "zsl", "map"),
+    ("test", "zsl", "map"),
+    ("test", "zsl", "3"),
+    ("test", "zsl", "5"),
+    ("test", "gzsl", "map"),
+    ("test", "gzsl", "3"),
+    ("test", "gzsl", "5"),
+]
 
 
 def figures(record: dict) -> dict[tuple, tuple[float, ...]]:
@@ -65,8 +72,18 @@ def main(root: Path) -> None:
             groups[name][-1][("oi5",)] = (everyday["map"], everyday["k"]["3"]["f1"])
     everyday = any(("oi5",) in r for runs in groups.values() for r in runs)
     columns = COLUMNS + ([("oi5",)] if everyday else [])
-    header = ["method", "seeds", "best epoch", "held-out ZSL mAP", "ZSL mAP", "ZSL P/R/F1@3", "ZSL P/R/F1@5",
-              "GZSL mAP", "GZSL P/R/F1@3", "GZSL P/R/F1@5"] + (["open_images_5 mAP / F1@3"] if everyday else [])
+    header = [
+        "method",
+        "seeds",
+        "best epoch",
+        "held-out ZSL mAP",
+        "ZSL mAP",
+        "ZSL P/R/F1@3",
+        "ZSL P/R/F1@5",
+        "GZSL mAP",
+        "GZSL P/R/F1@3",
+        "GZSL P/R/F1@5",
+    ] + (["open_images_5 mAP / F1@3"] if everyday else [])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, runs in groups.items():

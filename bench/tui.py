@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tagger.engine import default_model  # noqa: E402
 from tagger.tui.app import EpsilonTagApp  # noqa: E402
 from tagger.vocabulary import default_words  # noqa: E402
 from tests.tagging import synthetic_library  # noqa: E402
 from trainer.checkpoint import Bundle  # noqa: E402
 from trainer.embeddings import load_embeddings  # noqa: E402
-from tagger.engine import default_model  # noqa: E402
 
 
 async def until(pilot, ready, timeout: float = 120.0) -> None:
@@ -73,8 +73,10 @@ def main() -> None:
         asyncio.run(open_empty(Path(tmp) / "warm-up.db"))  # imports and Textual's first start
         empty = min(asyncio.run(open_empty(Path(tmp) / f"empty{i}.db")) for i in range(3))
         launch, add, status = asyncio.run(open_full(Path(tmp) / "big.db", "zeppelin"))
-    print(f"1. launch to first screen, {args.stored:,} photos x {len(words)} words: {launch:.2f} s = "
-          f"{launch / empty:.1f}x opening an empty library ({empty:.2f} s)")
+    print(
+        f"1. launch to first screen, {args.stored:,} photos x {len(words)} words: {launch:.2f} s = "
+        f"{launch / empty:.1f}x opening an empty library ({empty:.2f} s)"
+    )
     print(f"2. add a word until its count shows: {add:.2f} s = {add / empty:.1f}x the empty open ({status})")
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
 
 import typer
-
-from . import __version__
 
 app = typer.Typer(
     help="Tag a local photo library with Epsilon, offline, and search it with any word.\n\n"
@@ -40,8 +38,8 @@ def default_db() -> Path:
 @contextmanager
 def _clearly() -> Iterator[None]:
     """Known failures end with one line saying what to do (exit 2), never a traceback."""
-    from trainer.errors import BackboneError, BundleError
     from trainer.embeddings import UnknownWordError
+    from trainer.errors import BackboneError, BundleError
 
     from .library import LibraryError
     from .vocabulary import VocabularyError
@@ -49,20 +47,34 @@ def _clearly() -> Iterator[None]:
 
     try:
         yield
-    except (LibraryError, VocabularyError, UnknownWordError, BundleError, BackboneError, SidecarError, ValueError) as exc:
+    except (
+        LibraryError,
+        VocabularyError,
+        UnknownWordError,
+        BundleError,
+        BackboneError,
+        SidecarError,
+        ValueError,
+    ) as exc:
         typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None  # the message is the whole story: no traceback
     except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, a file gone read-only
         if "locked" in str(exc) or "busy" in str(exc):
-            typer.echo(f"Error: the library is busy ({exc}): another scan or `vocab` command is writing to it. "
-                       f"Try again when it has finished.", err=True)
+            typer.echo(
+                f"Error: the library is busy ({exc}): another scan or `vocab` command is writing to it. "
+                f"Try again when it has finished.",
+                err=True,
+            )
         else:
-            typer.echo(f"Error: the library cannot be written ({exc}): check the disk has room and the library "
-                       f"file and its folder are writable.", err=True)
-        raise typer.Exit(2)
+            typer.echo(
+                f"Error: the library cannot be written ({exc}): check the disk has room and the library "
+                f"file and its folder are writable.",
+                err=True,
+            )
+        raise typer.Exit(2) from None
 
 
-def _open(db: Optional[Path], *, create: bool = False, readonly: bool = False):
+def _open(db: Path | None, *, create: bool = False, readonly: bool = False):
     from .library import Library
 
     return Library(db or default_db(), create=create, readonly=readonly)
@@ -70,33 +82,76 @@ def _open(db: Optional[Path], *, create: bool = False, readonly: bool = False):
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         typer.echo(f"epsilon-tag {__version__}")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
 ) -> None:
     """Tag a local photo library with Epsilon, offline, and search it with any word."""
 
 
 @app.command()
 def scan(
-    roots: List[Path] = typer.Argument(None, help="Folders (or single photos) to scan (default: every folder this library has scanned).", show_default=False, metavar="FOLDER"),
-    exclude: List[str] = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"),
+    roots: list[Path] = typer.Argument(
+        None,
+        help="Folders (or single photos) to scan (default: every folder this library has scanned).",
+        show_default=False,
+        metavar="FOLDER",
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"
+    ),
     force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
-    prune: bool = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing."),
-    allow_empty: bool = typer.Option(False, "--allow-empty", help="A folder that is empty now although the library has photos there is taken as emptied (its photos missing, or pruned). Without it, such a folder is treated like an unplugged drive: nothing under it changes."),
-    model: Optional[Path] = typer.Option(None, "--model", help="A bundle from epsilon-train (default: the library's model, else the shipped one).", metavar="DIR"),
-    backbone_weights: Optional[Path] = typer.Option(None, "--backbone-weights", help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).", metavar="FILE"),
-    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's).", metavar="SOURCE"),
-    device: str = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N.", metavar="DEVICE"),
+    prune: bool = typer.Option(
+        False, "--prune", help="Delete vanished photos from the library instead of marking them missing."
+    ),
+    allow_empty: bool = typer.Option(
+        False,
+        "--allow-empty",
+        help=(
+            "A folder that is empty now although the library has photos there is taken as emptied (its photos "
+            "missing, or pruned). Without it, such a folder is treated like an unplugged drive: nothing under it "
+            "changes."
+        ),
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="A bundle from epsilon-train (default: the library's model, else the shipped one).",
+        metavar="DIR",
+    ),
+    backbone_weights: Path | None = typer.Option(
+        None,
+        "--backbone-weights",
+        help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).",
+        metavar="FILE",
+    ),
+    embeddings: str | None = typer.Option(
+        None,
+        "--embeddings",
+        help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's).",
+        metavar="SOURCE",
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N.", metavar="DEVICE"
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per commit)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process)."),
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=0,
+        help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     as_json: bool = Json,
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """Tag every photo under the folders; a rescan reads only new and changed files.
 
@@ -122,30 +177,48 @@ def scan(
         if absent and not remembered:  # a typo or an unmounted drive: say so, and mark nothing missing
             raise ValueError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
         for root in absent:  # the library's own folders: an unplugged drive is not a reason to stop
-            typer.echo(f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
-                       f"for good: epsilon-tag roots forget {root}", err=True)
+            typer.echo(
+                f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
+                f"for good: epsilon-tag roots forget {root}",
+                err=True,
+            )
         roots = [r for r in roots if str(r) not in absent]
         if not roots:
             raise ValueError("None of this library's folders is there now: nothing was scanned.")
         report = run_scan(
-            library, roots, model=model or library.get_meta("model_path"), exclude=exclude, force=force,
-            prune=prune, batch_size=batch_size, workers=workers, device=device,
-            backbone_weights=backbone_weights, embeddings=embeddings, progress=not quiet, allow_empty=allow_empty,
+            library,
+            roots,
+            model=model or library.get_meta("model_path"),
+            exclude=exclude,
+            force=force,
+            prune=prune,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            backbone_weights=backbone_weights,
+            embeddings=embeddings,
+            progress=not quiet,
+            allow_empty=allow_empty,
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + report.summary(prune) + ".")
         for root, held in report.empty_roots:
-            typer.echo(f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
-                       f"drive, nothing under it was marked missing or pruned. If they are really gone: "
-                       f"epsilon-tag scan {root} --allow-empty", err=True)
+            typer.echo(
+                f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
+                f"drive, nothing under it was marked missing or pruned. If they are really gone: "
+                f"epsilon-tag scan {root} --allow-empty",
+                err=True,
+            )
         for root in report.forgotten_roots:
             typer.echo(f"Forgot the folder {root}: it is gone and its photos were found elsewhere.", err=True)
         for path, reason in report.failures[:10]:
             typer.echo(f"  failed: {path}: {reason}", err=True)
         if len(report.failures) > 10:
-            typer.echo(f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True)
+            typer.echo(
+                f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True
+            )
     if report.interrupted:
         typer.echo("Interrupted: every batch tagged so far is saved; run the same command to continue.", err=True)
         raise typer.Exit(130)
@@ -153,15 +226,32 @@ def scan(
 
 @app.command()
 def search(
-    words: List[str] = typer.Argument(..., help="Words to search for; any word the word vectors know works, in the vocabulary or not.", show_default=False, metavar="WORD"),
+    words: list[str] = typer.Argument(
+        ...,
+        help="Words to search for; any word the word vectors know works, in the vocabulary or not.",
+        show_default=False,
+        metavar="WORD",
+    ),
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many photos to print."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Leave out photos scoring below this (the score a tag has: a cosine, less a part of the word's library mean)."),
-    after: Optional[str] = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
-    before: Optional[str] = typer.Option(None, "--before", help="Taken before this date."),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        help=(
+            "Leave out photos scoring below this (the score a tag has: a cosine, less a part of the word's library "
+            "mean)."
+        ),
+    ),
+    after: str | None = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
+    before: str | None = typer.Option(None, "--before", help="Taken before this date."),
     scores: bool = typer.Option(False, "--scores", help="Print the score before each path."),
-    print0: bool = typer.Option(False, "--print0", "-0", help="End each path with a NUL byte instead of a newline (for xargs -0): safe for any file name."),
+    print0: bool = typer.Option(
+        False,
+        "--print0",
+        "-0",
+        help="End each path with a NUL byte instead of a newline (for xargs -0): safe for any file name.",
+    ),
     as_json: bool = Json,
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """Photos ranked by how well they match the words, best first; one path per line.
 
@@ -182,7 +272,7 @@ def search(
 
 
 @roots_app.command("list")
-def roots_list(as_json: bool = Json, db: Optional[Path] = Db) -> None:
+def roots_list(as_json: bool = Json, db: Path | None = Db) -> None:
     """The folders this library scans (a bare `epsilon-tag scan` covers them), with their photos."""
     from .scan import roots_of
 
@@ -197,8 +287,10 @@ def roots_list(as_json: bool = Json, db: Optional[Path] = Db) -> None:
 
 @roots_app.command("forget")
 def roots_forget(
-    folder: Path = typer.Argument(..., help="One of the library's folders (`epsilon-tag roots list`).", show_default=False, metavar="FOLDER"),
-    db: Optional[Path] = Db,
+    folder: Path = typer.Argument(
+        ..., help="One of the library's folders (`epsilon-tag roots list`).", show_default=False, metavar="FOLDER"
+    ),
+    db: Path | None = Db,
 ) -> None:
     """Stop scanning a folder and forget its photos (their tags and vectors)."""
     from .scan import forget_root
@@ -210,9 +302,13 @@ def roots_forget(
 
 @vocab_app.command("add")
 def vocab_add(
-    words: List[str] = typer.Argument(..., help="Words or quoted phrases (\"polar bear\").", show_default=False, metavar="WORD"),
-    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."),
-    db: Optional[Path] = Db,
+    words: list[str] = typer.Argument(
+        ..., help='Words or quoted phrases ("polar bear").', show_default=False, metavar="WORD"
+    ),
+    embeddings: str | None = typer.Option(
+        None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."
+    ),
+    db: Path | None = Db,
 ) -> None:
     """Add words; the whole library is re-scored from stored vectors at once (no re-scan)."""
     from .vocabulary import WordSource, add_words
@@ -228,8 +324,8 @@ def vocab_add(
 
 @vocab_app.command("remove")
 def vocab_remove(
-    words: List[str] = typer.Argument(..., show_default=False, metavar="WORD"),
-    db: Optional[Path] = Db,
+    words: list[str] = typer.Argument(..., show_default=False, metavar="WORD"),
+    db: Path | None = Db,
 ) -> None:
     """Remove words; photos that carried them get their next best words instead."""
     from .vocabulary import remove_words
@@ -242,10 +338,12 @@ def vocab_remove(
 
 @vocab_app.command("list")
 def vocab_list(
-    kind: Optional[str] = typer.Option(None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words.", metavar="KIND"),
+    kind: str | None = typer.Option(
+        None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words.", metavar="KIND"
+    ),
     sort: str = typer.Option("count", "--sort", help="count or name.", metavar="ORDER"),
     as_json: bool = Json,
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """Every word with its kind and how many photos carry it."""
     from .vocabulary import word_table
@@ -263,7 +361,7 @@ def vocab_list(
 def vocab_similar(
     word: str = typer.Argument(..., show_default=False, metavar="WORD"),
     n: int = typer.Option(10, "-n", min=1, help="How many neighbours."),
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """Words closest in meaning to WORD (to pick words to add)."""
     from .vocabulary import WordSource
@@ -279,7 +377,7 @@ def show(
     photo: Path = typer.Argument(..., help="A photo's path.", show_default=False, metavar="PHOTO"),
     every: bool = typer.Option(False, "--all", help="Every stored candidate tag, not only the ones kept."),
     as_json: bool = Json,
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """A photo's tags with scores (the ones the model's rule keeps), and its EXIF."""
     from .images import photo_facts
@@ -307,25 +405,36 @@ def show(
 def stats(
     failures: bool = typer.Option(False, "--failures", help="List every file that could not be read, with the reason."),
     as_json: bool = Json,
-    db: Optional[Path] = Db,
+    db: Path | None = Db,
 ) -> None:
     """What the library holds: photos, missing, failures, words, the model."""
     from .vocabulary import word_table
 
     with _clearly(), _open(db, readonly=True) as library:
         counts = library.counts()
-        info = {"library": str(library.path), "bytes": library.path.stat().st_size, "model": library.model_id,
-                **counts, "top_words": word_table(library)[:10]}
+        info = {
+            "library": str(library.path),
+            "bytes": library.path.stat().st_size,
+            "model": library.model_id,
+            **counts,
+            "top_words": word_table(library)[:10],
+        }
         failed = library.failures() if failures else []
     if as_json:
         typer.echo(json.dumps({**info, "failure_list": failed} if failures else info, indent=2, ensure_ascii=False))
         return
     typer.echo(f"library   {info['library']} ({info['bytes'] / 2**20:.1f} MiB)")
     typer.echo(f"model     {info['model'] or 'none yet: run `epsilon-tag scan FOLDER`'}")
-    typer.echo(f"photos    {counts['photos']} ({counts['missing']} missing; {counts['failures']} files failed or damaged)")
+    typer.echo(
+        f"photos    {counts['photos']} ({counts['missing']} missing; {counts['failures']} files failed or damaged)"
+    )
     if counts["taken_first"]:
-        typer.echo(f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras")
-    typer.echo(f"words     {counts['words']} ({counts['seen_words']} seen in training, {counts['zero_shot_words']} zero-shot)")
+        typer.echo(
+            f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras"
+        )
+    typer.echo(
+        f"words     {counts['words']} ({counts['seen_words']} seen in training, {counts['zero_shot_words']} zero-shot)"
+    )
     if info["top_words"]:
         typer.echo("top tags  " + ", ".join(f"{w['word']} ({w['count']})" for w in info["top_words"]))
     for row in failed:
@@ -334,12 +443,31 @@ def stats(
 
 @app.command()
 def export(
-    paths: List[Path] = typer.Argument(None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER"),
-    xmp: bool = typer.Option(False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."),
-    naming: str = typer.Option("full", "--naming", metavar="full|stem", help="New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing sidecar of either name is updated."),
-    min_score: Optional[float] = typer.Option(None, "--min-score", help="Every stored tag scoring at least this, instead of the ones the model's rule keeps (`epsilon-tag show --all` shows the scores)."),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="At most this many tags per photo, best first."),
-    db: Optional[Path] = Db,
+    paths: list[Path] = typer.Argument(
+        None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER"
+    ),
+    xmp: bool = typer.Option(
+        False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."
+    ),
+    naming: str = typer.Option(
+        "full",
+        "--naming",
+        metavar="full|stem",
+        help=(
+            "New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing "
+            "sidecar of either name is updated."
+        ),
+    ),
+    min_score: float | None = typer.Option(
+        None,
+        "--min-score",
+        help=(
+            "Every stored tag scoring at least this, instead of the ones the model's rule keeps (`epsilon-tag show "
+            "--all` shows the scores)."
+        ),
+    ),
+    top: int | None = typer.Option(None, "--top", min=1, help="At most this many tags per photo, best first."),
+    db: Path | None = Db,
 ) -> None:
     """Export the tags each photo keeps. Originals are never touched; existing sidecar keywords are kept."""
     from .search import check_score
@@ -360,7 +488,7 @@ def export(
 
 
 @app.command()
-def tui(db: Optional[Path] = Db) -> None:
+def tui(db: Path | None = Db) -> None:
     """Browse the library in the terminal: tags, photos, previews; search; add words."""
     from .tui.app import EpsilonTagApp
 

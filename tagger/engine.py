@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,7 +40,7 @@ def model_id(model: str | Path | None = None) -> str:
         from trainer.errors import BundleError
 
         Bundle.load(folder)  # raises the bundle's own clear error
-        raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.")
+        raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.") from None
 
 
 DEVICES = "auto, cpu, cuda or cuda:N"
@@ -58,7 +57,7 @@ def check_device(device: str) -> str:
     return device
 
 
-def resolve_device(device: str = "auto") -> "torch.device":
+def resolve_device(device: str = "auto") -> torch.device:
     import torch
 
     from trainer.backbones import BackboneError
@@ -74,15 +73,16 @@ def resolve_device(device: str = "auto") -> "torch.device":
 
 @dataclass
 class Engine:
-    bundle: "Bundle"
-    backbone: "Backbone"
-    device: "torch.device"
+    bundle: Bundle
+    backbone: Backbone
+    device: torch.device
     model_id: str
     model_path: Path
 
     @classmethod
-    def load(cls, model: str | Path | None = None, *, device: str = "auto",
-             backbone_weights: str | Path | None = None) -> "Engine":
+    def load(
+        cls, model: str | Path | None = None, *, device: str = "auto", backbone_weights: str | Path | None = None
+    ) -> Engine:
         """Load a bundle and the backbone it was trained on. A backbone that is not shipped
         (a ViT from a file) needs ``backbone_weights``, checked against the bundle's record."""
         from trainer.backbones import PACKAGED_WEIGHTS_ID, BackboneError, build_backbone
@@ -110,7 +110,9 @@ class Engine:
                 )
             backbone = build_backbone(spec["name"], backbone_weights, device=dev)
         else:
-            raise BackboneError(f"The model at {folder} records backbone weights {recorded!r}, which cannot be rebuilt.")
+            raise BackboneError(
+                f"The model at {folder} records backbone weights {recorded!r}, which cannot be rebuilt."
+            )
         return cls(bundle, backbone, dev, model_id(folder), folder)
 
     @property
@@ -127,13 +129,15 @@ class Engine:
     def label_table(self) -> dict[str, np.ndarray]:
         """The model's own label vectors (what it was trained and evaluated with)."""
         table = {}
-        for labels, vectors in ((self.bundle.seen_labels, self.bundle.seen_vectors),
-                                (self.bundle.unseen_labels, self.bundle.unseen_vectors)):
+        for labels, vectors in (
+            (self.bundle.seen_labels, self.bundle.seen_vectors),
+            (self.bundle.unseen_labels, self.bundle.unseen_vectors),
+        ):
             if vectors is not None:
                 table.update({label.lower(): v / max(np.linalg.norm(v), 1e-12) for label, v in zip(labels, vectors)})
         return table
 
-    def semantic(self, pixels: "torch.Tensor") -> np.ndarray:
+    def semantic(self, pixels: torch.Tensor) -> np.ndarray:
         """B x 3 x H x W preprocessed pixels -> B x M x d_w semantic vectors (float16)."""
         import torch
 

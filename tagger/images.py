@@ -64,13 +64,17 @@ def _meta_from(handle, source) -> PhotoMeta:
         tags = _pillow_tags(source)
     make = _text(tags.get("Image Make"))
     model = _text(tags.get("Image Model"))
-    camera = model if make and model and model.lower().startswith(make.lower().split()[0]) else " ".join(
-        part for part in (make, model) if part
+    camera = (
+        model
+        if make and model and model.lower().startswith(make.lower().split()[0])
+        else " ".join(part for part in (make, model) if part)
     )
     problems: list[str] = []
     latitude = _degrees(tags.get("GPS GPSLatitude"), _text(tags.get("GPS GPSLatitudeRef")), "S")
     longitude = _degrees(tags.get("GPS GPSLongitude"), _text(tags.get("GPS GPSLongitudeRef")), "W")
-    if (latitude is None) != (longitude is None) or (latitude is not None and (abs(latitude) > 90 or abs(longitude) > 180)):
+    if (latitude is None) != (longitude is None) or (
+        latitude is not None and (abs(latitude) > 90 or abs(longitude) > 180)
+    ):
         shown = ", ".join(f"{name} {value}" for name, value in (("latitude", latitude), ("longitude", longitude)))
         problems.append(f"GPS position in the EXIF is impossible ({shown}): not stored")
         latitude = longitude = None
@@ -92,8 +96,13 @@ def photo_facts(row: dict) -> list[tuple[str, str]]:
     ones left out (the CLI's `show` and the TUI's preview)."""
     gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row.get("latitude") is not None else None
     size = f"{row['width']} x {row['height']}" if row.get("width") else None
-    facts = (("taken", row.get("taken_at")), ("camera", row.get("camera")), ("lens", row.get("lens")),
-             ("gps", gps), ("size", size))
+    facts = (
+        ("taken", row.get("taken_at")),
+        ("camera", row.get("camera")),
+        ("lens", row.get("lens")),
+        ("gps", gps),
+        ("size", size),
+    )
     return [(label, value) for label, value in facts if value]
 
 
@@ -129,7 +138,7 @@ def _raw_preview(path: Path, min_side: int) -> Image.Image:
         start += 3
     if best is None:
         raise UnreadablePhoto("RAW file without an embedded JPEG preview")
-    preview = Image.open(io.BytesIO(data[best[0]:]))
+    preview = Image.open(io.BytesIO(data[best[0] :]))
     preview.draft("RGB", (min_side, min_side))
     # The preview's own EXIF rarely carries the orientation; the RAW's header does.
     upright = ImageOps.exif_transpose(preview.convert("RGB"))
@@ -138,9 +147,15 @@ def _raw_preview(path: Path, min_side: int) -> Image.Image:
 
 
 def _orient(image: Image.Image, orientation: int) -> Image.Image:
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}.get(orientation)
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
     return image.transpose(method) if method else image
 
 
@@ -157,10 +172,18 @@ def _pillow_tags(path) -> dict:
             gps = exif.get_ifd(0x8825)
     except Exception:
         return {}
-    tags = {"Image Make": exif.get(0x010F), "Image Model": exif.get(0x0110), "Image Orientation": exif.get(0x0112),
-            "Image DateTime": exif.get(0x0132), "EXIF DateTimeOriginal": ifd.get(0x9003),
-            "EXIF LensModel": ifd.get(0xA434), "GPS GPSLatitudeRef": gps.get(1), "GPS GPSLatitude": gps.get(2),
-            "GPS GPSLongitudeRef": gps.get(3), "GPS GPSLongitude": gps.get(4)}
+    tags = {
+        "Image Make": exif.get(0x010F),
+        "Image Model": exif.get(0x0110),
+        "Image Orientation": exif.get(0x0112),
+        "Image DateTime": exif.get(0x0132),
+        "EXIF DateTimeOriginal": ifd.get(0x9003),
+        "EXIF LensModel": ifd.get(0xA434),
+        "GPS GPSLatitudeRef": gps.get(1),
+        "GPS GPSLatitude": gps.get(2),
+        "GPS GPSLongitudeRef": gps.get(3),
+        "GPS GPSLongitude": gps.get(4),
+    }
     return {k: v for k, v in tags.items() if v is not None}
 
 
@@ -232,5 +255,7 @@ def jpeg_damage(path: str | Path, image: Image.Image) -> str | None:
     missing = int(np.argmin(flat)) if not flat.all() else len(flat)
     if missing == 0:
         return None
-    return (f"damaged JPEG: the bottom {missing} of {len(flat)} decoded rows are missing "
-            f"(corrupt or cut-off data); tagged from the rest")
+    return (
+        f"damaged JPEG: the bottom {missing} of {len(flat)} decoded rows are missing "
+        f"(corrupt or cut-off data); tagged from the rest"
+    )

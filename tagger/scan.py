@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,8 +24,16 @@ from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
-from .vocabulary import (MEAN_SAMPLE, WordSource, default_words, ensure_vocabulary, fill_vocabulary, renormalise,
-                         top_tags, vocabulary_matrix)
+from .vocabulary import (
+    MEAN_SAMPLE,
+    WordSource,
+    default_words,
+    ensure_vocabulary,
+    fill_vocabulary,
+    renormalise,
+    top_tags,
+    vocabulary_matrix,
+)
 from .walk import Skipped, as_text, walk_photos
 
 if TYPE_CHECKING:
@@ -70,9 +79,14 @@ class ScanReport:
 
     def summary(self, prune: bool = False) -> str:
         """The counts as a sentence (the CLI's last line, the TUI's status)."""
-        parts = [f"{self.new} new", f"{self.updated} updated", f"{self.moved} moved",
-                 f"{self.pruned} pruned" if prune else f"{self.missing} missing", f"{self.unchanged} unchanged",
-                 f"{self.failed} failed"]
+        parts = [
+            f"{self.new} new",
+            f"{self.updated} updated",
+            f"{self.moved} moved",
+            f"{self.pruned} pruned" if prune else f"{self.missing} missing",
+            f"{self.unchanged} unchanged",
+            f"{self.failed} failed",
+        ]
         if self.damaged:
             parts.append(f"{self.damaged} tagged with a problem (see the failures)")
         if self.failed_before:
@@ -131,7 +145,7 @@ def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
-def prepare_library(library: Library, engine: "Engine", embeddings: str | None = None) -> list[str]:
+def prepare_library(library: Library, engine: Engine, embeddings: str | None = None) -> list[str]:
     """Record the model in the library and fill an empty vocabulary with the default words.
     Returns the default words that have no vector (left out)."""
     bundle = engine.bundle
@@ -187,7 +201,7 @@ def scan(
     embeddings: str | None = None,
     progress: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
-    engine: "Engine | None" = None,
+    engine: Engine | None = None,
     allow_empty: bool = False,
 ) -> ScanReport:
     """Bring the library up to date with the photos under ``roots`` (remembered, so that a
@@ -256,9 +270,7 @@ def scan(
     report.failures.extend((f.path, f.reason) for f in walk_failures)
     # Failures of files that are gone (or folders readable again) are history, not news.
     failed_now = {f.path for f in walk_failures}
-    library.forget_failures(
-        p for p in failed_before if _under(p, roots) and p not in found and p not in failed_now
-    )
+    library.forget_failures(p for p in failed_before if _under(p, roots) and p not in found and p not in failed_now)
 
     # An empty root where the library has photos is an unplugged drive until told otherwise.
     for root in roots:
@@ -271,20 +283,29 @@ def scan(
     covered = roots + [f for root in roots for f in {*map(str, followed[root]), *linked.get(root, [])}]
     library.set_meta(linked_folders={**linked, **{root: sorted(set(map(str, f))) for root, f in followed.items()}})
     vanished = [
-        row for path, row in known.items()
+        row
+        for path, row in known.items()
         if row.status == OK and path not in found and _under(path, covered) and not _under(path, unreadable_folders)
     ]
     # A new file may take over any photo whose file is gone, wherever it was: a renamed or
     # moved root is a move (files elsewhere are checked only when sizes match).
-    elsewhere = [row for path, row in known.items()
-                 if row.status == OK and path not in found and not _under(path, covered)]
-    jobs, moved_ids = _recognise_moves(library, jobs, vanished + [r for r in known.values() if r.status == MISSING],
-                                       elsewhere)
+    elsewhere = [
+        row for path, row in known.items() if row.status == OK and path not in found and not _under(path, covered)
+    ]
+    jobs, moved_ids = _recognise_moves(
+        library, jobs, vanished + [r for r in known.values() if r.status == MISSING], elsewhere
+    )
     report.moved = len(moved_ids)
     gone = [row.id for row in vanished if row.id not in moved_ids]
     if prune:
-        stale = [row.id for row in known.values() if row.status == MISSING and row.id not in moved_ids
-                 and _under(row.path, roots) and not _under(row.path, unreadable_folders)]
+        stale = [
+            row.id
+            for row in known.values()
+            if row.status == MISSING
+            and row.id not in moved_ids
+            and _under(row.path, roots)
+            and not _under(row.path, unreadable_folders)
+        ]
         library.delete_photos(gone + stale)
         report.pruned = len(gone) + len(stale)
     else:
@@ -298,24 +319,36 @@ def scan(
             engine = Engine.load(model, device=device, backbone_weights=backbone_weights)
         left_out = prepare_library(library, engine, embeddings)
         if left_out:
-            print(f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
-                  file=sys.stderr)
-        _read_and_tag(library, engine, jobs, report, batch_size=batch_size, workers=workers, progress=progress,
-                      on_progress=on_progress)
+            print(
+                f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
+                file=sys.stderr,
+            )
+        _read_and_tag(
+            library,
+            engine,
+            jobs,
+            report,
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            on_progress=on_progress,
+        )
     # Photos came, went or changed: the word means follow once the library moved enough, and
     # at the end of every scan while the library is small enough for that to cost little.
     photos, last = library.count_scored(), library.get_meta("means_photos")
     renormalise(library, force=bool(photos) and photos != last and photos <= MEAN_SAMPLE)
     report.forgotten_roots = forget_gone_roots(library)
-    library.refresh_side_file()  # the scan pays for the snapshot of S, not the next search
+    library.refresh_side_files()  # the scan pays for the snapshot of S and the counts, not the next reader
     return report
 
 
 def roots_of(library: Library) -> list[dict]:
     """The folders the library scans, with how many present photos each holds and whether it is there."""
     rows = library.db.execute("SELECT path FROM photos WHERE status = 'ok'").fetchall()
-    return [{"root": root, "photos": sum(_under(p, [root]) for (p,) in rows), "present": os.path.exists(root)}
-            for root in library.get_meta("roots", [])]
+    return [
+        {"root": root, "photos": sum(_under(p, [root]) for (p,) in rows), "present": os.path.exists(root)}
+        for root in library.get_meta("roots", [])
+    ]
 
 
 def forget_root(library: Library, root: str | Path) -> int:
@@ -343,7 +376,9 @@ def forget_gone_roots(library: Library) -> list[str]:
     return gone
 
 
-def _recognise_moves(library: Library, jobs, candidates: list[Known], elsewhere: list[Known] = ()) -> tuple[list, set[int]]:
+def _recognise_moves(
+    library: Library, jobs, candidates: list[Known], elsewhere: list[Known] = ()
+) -> tuple[list, set[int]]:
     """New files with the content of a vanished or missing photo take over its row (and tags);
     so may photos ``elsewhere`` (outside the folders walked) whose file no longer exists.
     Returns the jobs left to read and the ids of the photos that moved."""
@@ -360,8 +395,14 @@ def _recognise_moves(library: Library, jobs, candidates: list[Known], elsewhere:
                 digest = quick_hash(job.path)
             except OSError:
                 digest = None
-            match = next((row for row in matches if row.hash == digest
-                          and (row.id not in outside or not os.path.exists(row.path))), None)
+            match = next(
+                (
+                    row
+                    for row in matches
+                    if row.hash == digest and (row.id not in outside or not os.path.exists(row.path))
+                ),
+                None,
+            )
             if match is not None:
                 matches.remove(match)
                 library.move(match.id, job.path, job.size, job.mtime_ns)
@@ -371,20 +412,37 @@ def _recognise_moves(library: Library, jobs, candidates: list[Known], elsewhere:
     return remaining, moved
 
 
-def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, *,
-                  batch_size: int, workers: int | None, progress: bool,
-                  on_progress: Callable[[int, int], None] | None) -> None:
+def _read_and_tag(
+    library: Library,
+    engine: Engine,
+    jobs,
+    report: ScanReport,
+    *,
+    batch_size: int,
+    workers: int | None,
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     workers = default_workers() if workers is None else workers
     k, rule = library.tags_per_photo, library.tag_rule
-    reader = _Reader([job for job, _ in jobs], engine.transform(), engine.decode_side,
-                     engine.backbone.preprocessing.input_size)
-    loader = DataLoader(reader, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-                        pin_memory=engine.device.type == "cuda")
-    bar = tqdm(total=len(jobs), unit="photo", desc="tagging", disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, smoothing=0.1)
+    reader = _Reader(
+        [job for job, _ in jobs], engine.transform(), engine.decode_side, engine.backbone.preprocessing.input_size
+    )
+    loader = DataLoader(
+        reader, batch_size=batch_size, num_workers=workers, collate_fn=_collate, pin_memory=engine.device.type == "cuda"
+    )
+    bar = tqdm(
+        total=len(jobs),
+        unit="photo",
+        desc="tagging",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
     done = 0
     try:
         for indices, pixels, results in loader:
@@ -404,8 +462,9 @@ def _read_and_tag(library: Library, engine: "Engine", jobs, report: ScanReport, 
                         continue
                     digest, meta, (width, height), damage = result
                     s, t = next(tagged)
-                    records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t,
-                                               damage))
+                    records.append(
+                        PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage)
+                    )
                     updated += in_library
                     if damage:
                         report.damaged += 1

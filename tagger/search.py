@@ -9,8 +9,8 @@ photos by the mean of their scores.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -56,7 +56,14 @@ def check_date(value: str | None, option: str) -> str | None:
     if _DATE.match(value):
         from datetime import datetime
 
-        formats = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d", 13: "%Y-%m-%dT%H", 16: "%Y-%m-%dT%H:%M", 19: "%Y-%m-%dT%H:%M:%S"}
+        formats = {
+            4: "%Y",
+            7: "%Y-%m",
+            10: "%Y-%m-%d",
+            13: "%Y-%m-%dT%H",
+            16: "%Y-%m-%dT%H:%M",
+            19: "%Y-%m-%dT%H:%M:%S",
+        }
         try:
             datetime.strptime(value, formats[len(value)])
             return value
@@ -85,10 +92,13 @@ class Ranking:
         return len(self.ids)
 
     def page(self, library: Library, start: int, count: int) -> list[Hit]:
-        ids, scores = self.ids[start:start + count], self.scores[start:start + count]
+        ids, scores = self.ids[start : start + count], self.scores[start : start + count]
         rows = library.photos(ids)
-        return [Hit(int(i), rows[int(i)]["path"], float(s), rows[int(i)]["taken_at"], rows[int(i)]["camera"])
-                for i, s in zip(ids, scores) if int(i) in rows]
+        return [
+            Hit(int(i), rows[int(i)]["path"], float(s), rows[int(i)]["taken_at"], rows[int(i)]["camera"])
+            for i, s in zip(ids, scores)
+            if int(i) in rows
+        ]
 
 
 def rank(
@@ -115,7 +125,9 @@ def rank(
     means = np.array([source.means.get(t, np.nan) for t in terms], dtype=np.float32)
     unknown = np.isnan(means)
     if unknown.any():
-        every = raw[:, unknown] if not (after or before) else scores(library.semantic_vectors().semantic, vectors[unknown])
+        every = (
+            raw[:, unknown] if not (after or before) else scores(library.semantic_vectors().semantic, vectors[unknown])
+        )
         means[unknown] = mean_scores(every)
     corrected = library.tag_rule.correct(raw, means)
     combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)

@@ -1,4 +1,5 @@
-"""The S side file: every photo's semantic vectors in one fixed-width file beside the library.
+"""Files beside the library that make reading it fast: the S side file (every photo's
+semantic vectors in one fixed-width file) and the summary (counts over the whole library).
 
 A search scores every photo, and reading 100,000 S blobs out of SQLite row by row costs
 more than the scoring. So the vectors table is also kept as one file that readers map:
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def read(path: Path, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarra
             head = handle.read(HEADER)
         if not head.startswith(MAGIC):
             return None
-        info = json.loads(head[len(MAGIC):].split(b"\n", 1)[0])
+        info = json.loads(head[len(MAGIC) :].split(b"\n", 1)[0])
         if info.get("generation") != generation or tuple(info.get("shape", ())) != tuple(shape):
             return None
         count = int(info["count"])
@@ -103,3 +104,31 @@ def read(path: Path, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarra
         return ids, semantic
     except (OSError, ValueError, KeyError):
         return None
+
+
+def read_summary(path: Path, generation: str, name: str):
+    """A remembered value of the summary file, or None unless it is of ``generation``."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("generation") == generation and name in data.get("values", {}):
+            return data["values"][name]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def write_summary(path: Path, generation: str, name: str, value) -> None:
+    """Remember ``value`` for ``generation``, beside what is already there for it. Best
+    effort: a summary that cannot be written is computed again next time."""
+    try:
+        data = json.loads(path.read_text())
+        values = data["values"] if data.get("generation") == generation else {}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        values = {}
+    values[name] = value
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"generation": generation, "values": values}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

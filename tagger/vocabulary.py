@@ -10,14 +10,14 @@ rule, ``trainer.model.score``), corrected for hubness by the model's tag rule
 from __future__ import annotations
 
 import difflib
+import os
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from trainer.assets import asset_path
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
-
 from trainer.tagrule import TagRule
 
 from .library import SEEN, ZERO_SHOT, Library
@@ -44,8 +44,14 @@ class WordSource:
     """Vectors for words: a fixed table first (the library's vocabulary, a model's labels),
     then the word embeddings, loaded only when a word is not in the table."""
 
-    def __init__(self, embeddings: str = DEFAULT_EMBEDDINGS, table: dict[str, np.ndarray] | None = None,
-                 seen: Iterable[str] = (), dim: int | None = None, means: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        embeddings: str = DEFAULT_EMBEDDINGS,
+        table: dict[str, np.ndarray] | None = None,
+        seen: Iterable[str] = (),
+        dim: int | None = None,
+        means: dict[str, float] | None = None,
+    ) -> None:
         self.embeddings_id = embeddings
         self.table = dict(table or {})
         self.seen = {normalise_word(w) for w in seen}
@@ -54,7 +60,7 @@ class WordSource:
         self._vectors: WordVectors | None = None
 
     @classmethod
-    def of_library(cls, library: Library) -> "WordSource":
+    def of_library(cls, library: Library) -> WordSource:
         shape = library.get_meta("semantic_shape")
         words = library.words()
         return cls(
@@ -99,7 +105,7 @@ class WordSource:
 
 def check_embeddings(source: str) -> None:
     """Load a word-vector source now, so that a typo fails before anything is written."""
-    WordSource(source).vectors  # raises VocabularyError saying what is wrong
+    _ = WordSource(source).vectors  # raises VocabularyError saying what is wrong
 
 
 def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -111,9 +117,22 @@ def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     if not len(words):  # an emptied vocabulary: every photo has no word to score
         return out
     words = words / np.maximum(np.linalg.norm(words, axis=1, keepdims=True), 1e-12)
-    for start in range(0, len(semantic), _CHUNK):
-        part = np.asarray(semantic[start:start + _CHUNK], dtype=np.float32)
-        out[start:start + _CHUNK] = (part @ words.T).max(axis=1)
+
+    def score_chunk(start: int) -> None:
+        # A chunk at a time: memory stays flat at any library size. NumPy releases the GIL
+        # while it converts and multiplies, so the chunks of a big library share the cores.
+        part = np.asarray(semantic[start : start + _CHUNK], dtype=np.float32)
+        out[start : start + _CHUNK] = (part @ words.T).max(axis=1)
+
+    starts = range(0, len(semantic), _CHUNK)
+    if len(starts) < 4:
+        for start in starts:
+            score_chunk(start)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
+        list(pool.map(score_chunk, starts))
     return out
 
 
@@ -146,8 +165,15 @@ def library_means(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return mean_scores(scores(semantic[sample_rows(len(semantic))], vectors))
 
 
-def top_tags(semantic: np.ndarray, word_ids: np.ndarray, vectors: np.ndarray, k: int, *,
-             means: np.ndarray | None = None, rule: TagRule = TagRule()) -> list[list[tuple[int, float]]]:
+def top_tags(
+    semantic: np.ndarray,
+    word_ids: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    *,
+    means: np.ndarray | None = None,
+    rule: TagRule = TagRule(),
+) -> list[list[tuple[int, float]]]:
     """Each photo's k best words as (word id, corrected score), best first."""
     if len(word_ids) == 0:
         return [[] for _ in range(len(semantic))]
@@ -168,8 +194,11 @@ def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray, np.ndar
     words = library.words()
     if not words:
         return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    return (np.array([w.id for w in words], dtype=np.int64), np.stack([w.vector for w in words]),
-            np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32))
+    return (
+        np.array([w.id for w in words], dtype=np.int64),
+        np.stack([w.vector for w in words]),
+        np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32),
+    )
 
 
 def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
@@ -247,8 +276,8 @@ def retag(library: Library, photo_ids: Sequence[int] | None = None) -> int:
     k, rule = library.tags_per_photo, library.tag_rule
     with library.transaction():
         for start in range(0, len(ids), _CHUNK):
-            chunk_ids = [int(i) for i in ids[start:start + _CHUNK]]
-            chunk = top_tags(semantic[start:start + _CHUNK], word_ids, vectors, k, means=means, rule=rule)
+            chunk_ids = [int(i) for i in ids[start : start + _CHUNK]]
+            chunk = top_tags(semantic[start : start + _CHUNK], word_ids, vectors, k, means=means, rule=rule)
             library.replace_tags(dict(zip(chunk_ids, chunk)), library.tags_of(chunk_ids))
     return len(ids)
 
@@ -300,6 +329,9 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
     if sort not in ("count", "name"):
         raise VocabularyError(f"sort is 'count' or 'name', not {sort!r}")
     counts = library.word_counts()
-    rows = [{"id": w.id, "word": w.word, "kind": w.kind, "count": counts.get(w.id, 0)}
-            for w in library.words() if kind is None or w.kind == kind]
+    rows = [
+        {"id": w.id, "word": w.word, "kind": w.kind, "count": counts.get(w.id, 0)}
+        for w in library.words()
+        if kind is None or w.kind == kind
+    ]
     return sorted(rows, key=(lambda r: (-r["count"], r["word"])) if sort == "count" else (lambda r: r["word"]))

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
-PHOTO_SUFFIXES = frozenset(
-    ".jpg .jpeg .jpe .png .webp .tif .tiff .bmp .gif .heic .heif .avif".split()
-)
+PHOTO_SUFFIXES = frozenset(".jpg .jpeg .jpe .png .webp .tif .tiff .bmp .gif .heic .heif .avif".split())
 # Camera RAW files: read through their embedded preview where they have one.
 RAW_SUFFIXES = frozenset(".dng .arw .cr2 .cr3 .nef .nrw .orf .raf .rw2 .pef .srw".split())
 # NAS indexes, OS metadata and thumbnail caches, never photos of the library.

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 NS = {
     "x": "adobe:ns:meta/",
@@ -89,8 +90,9 @@ def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "
         raise SidecarError(f"{path} has no rdf:RDF element; left untouched")
     descriptions = rdf.findall(_q("rdf:Description"))
     # Several descriptions are legal XMP: keywords go where keywords already are.
-    description = next((d for d in descriptions if d.find(_q("dc:subject")) is not None),
-                       descriptions[0] if descriptions else None)
+    description = next(
+        (d for d in descriptions if d.find(_q("dc:subject")) is not None), descriptions[0] if descriptions else None
+    )
     if description is None:
         description = ET.SubElement(rdf, _q("rdf:Description"), {_q("rdf:about"): ""})
     subject = description.find(_q("dc:subject"))
@@ -141,8 +143,14 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def export_sidecars(library, under: Sequence[str] = (), *, naming: Naming = "full",
-                    min_score: float | None = None, top: int | None = None) -> tuple[int, int, list[tuple[str, str]]]:
+def export_sidecars(
+    library,
+    under: Sequence[str] = (),
+    *,
+    naming: Naming = "full",
+    min_score: float | None = None,
+    top: int | None = None,
+) -> tuple[int, int, list[tuple[str, str]]]:
     """Write every present photo's kept tags to its sidecar: those the model's tag rule
     keeps, or, with ``min_score``, every stored tag scoring at least that; at most ``top``.
     Returns (sidecars written new, sidecars merged, [(path, reason) that failed])."""
@@ -158,8 +166,14 @@ def export_sidecars(library, under: Sequence[str] = (), *, naming: Naming = "ful
     for sidecar, sharing in by_sidecar.items():
         if len(sharing) > 1:
             names = " and ".join(Path(p).name for p in sharing)
-            failed += [(p, f"{sidecar.name} would hold the tags of {names}: not written; --naming full gives "
-                           f"each its own sidecar") for p in sharing]
+            failed += [
+                (
+                    p,
+                    f"{sidecar.name} would hold the tags of {names}: not written; --naming full gives "
+                    f"each its own sidecar",
+                )
+                for p in sharing
+            ]
     clashing = {p for p, _ in failed}
     for row in photos:
         if row["path"] in clashing:

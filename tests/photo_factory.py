@@ -31,8 +31,9 @@ def make_photo(
         exif.get_ifd(0x8769)[0x9003] = taken_at  # "2021:06:30 12:00:00"
     if gps:
         lat, lon = gps
-        exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)),
-                                     3: "E" if lon >= 0 else "W", 4: _dms(abs(lon))})
+        exif.get_ifd(0x8825).update(
+            {1: "N" if lat >= 0 else "S", 2: _dms(abs(lat)), 3: "E" if lon >= 0 else "W", 4: _dms(abs(lon))}
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, exif=exif.tobytes())
     return path

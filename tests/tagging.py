@@ -26,12 +26,28 @@ def tag_json(db: Path, *args):
 
 def run_script(*args, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """The installed ``epsilon-tag`` console script in a child process."""
-    return subprocess.run([entry_point("epsilon-tag"), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [entry_point("epsilon-tag"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
-def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50, k: int = 10, seed: int = 0,
-                      batch: int = 5000, rule: dict | None = None, common=None):
+def synthetic_library(
+    path: Path,
+    photos: int,
+    words,
+    *,
+    m: int = 8,
+    d: int = 50,
+    k: int = 10,
+    seed: int = 0,
+    batch: int = 5000,
+    rule: dict | None = None,
+    common=None,
+):
     """A library of ``photos`` fake photos with random unit semantic vectors, tagged
     against ``words`` (a list of (word, unit vector)), written through the library API;
     with ``rule`` (a model's tagging section) the library's word means are then computed
@@ -44,8 +60,14 @@ def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50
 
     rng = np.random.default_rng(seed)
     library = Library(path)
-    library.set_meta(model_id="synthetic", semantic_shape=[m, d], embeddings="glove-6b-50d", seen_words=[],
-                     tags_per_photo=k, tag_rule=rule)
+    library.set_meta(
+        model_id="synthetic",
+        semantic_shape=[m, d],
+        embeddings="glove-6b-50d",
+        seen_words=[],
+        tags_per_photo=k,
+        tag_rule=rule,
+    )
     library.add_words([(w, "zero-shot", v) for w, v in words])
     word_ids, vectors, _ = vocabulary_matrix(library)
     for start in range(0, photos, batch):
@@ -56,10 +78,22 @@ def synthetic_library(path: Path, photos: int, words, *, m: int = 8, d: int = 50
         semantic = semantic.astype(np.float16)
         tags = top_tags(semantic, word_ids, vectors, k)
         library.save_batch(
-            [PhotoRecord(f"/photos/{start + i:07d}.jpg", 1000 + i, 1, f"h{start + i}", 4000, 3000,
-                         {"taken_at": f"20{10 + (start + i) % 15}-06-01T12:00:00"}, s, t)
-             for i, (s, t) in enumerate(zip(semantic, tags))],
-            [], "synthetic",
+            [
+                PhotoRecord(
+                    f"/photos/{start + i:07d}.jpg",
+                    1000 + i,
+                    1,
+                    f"h{start + i}",
+                    4000,
+                    3000,
+                    {"taken_at": f"20{10 + (start + i) % 15}-06-01T12:00:00"},
+                    s,
+                    t,
+                )
+                for i, (s, t) in enumerate(zip(semantic, tags))
+            ],
+            [],
+            "synthetic",
         )
     if rule is not None:
         from tagger.vocabulary import renormalise

@@ -39,7 +39,11 @@ def test_knowledge_transfer_options_change_training(tmp_path):
     data = make_corel(tmp_path / "data")
     cache = tmp_path / "cache"
     losses = {}
-    for name, extra in (("plain", []), ("distill", ["--distill", "1.0"]), ("names", ["--imagenet-labels", "3", "--imagenet-max-negative", "0.5"])):
+    for name, extra in (
+        ("plain", []),
+        ("distill", ["--distill", "1.0"]),
+        ("names", ["--imagenet-labels", "3", "--imagenet-max-negative", "0.5"]),
+    ):
         run_cli("corel5k", "--data", data, "--cache", cache, "--out", tmp_path / name, "--epochs", "1", *SMALL, *extra)
         history = json.loads((tmp_path / name / "history.json").read_text())
         losses[name] = history[0]["step_losses"]

@@ -20,8 +20,12 @@ def make_bundle(seed: int = 0) -> Bundle:
     rng = np.random.default_rng(seed)
     return Bundle(
         model=Epsilon(cfg),
-        backbone={"name": "efficientnet_lite0", "weights": "package:x", "token_dim": 20,
-                  "preprocessing": {"input_size": 224}},
+        backbone={
+            "name": "efficientnet_lite0",
+            "weights": "package:x",
+            "token_dim": 20,
+            "preprocessing": {"input_size": 224},
+        },
         embeddings={"source": "glove-6b-50d", "dim": 6},
         seen_labels=["sky", "water", "polar bear"],
         unseen_labels=["boat", "tree"],
@@ -155,8 +159,19 @@ def test_a_version_1_bundle_loads_and_means_what_it_meant(tmp_path):
 
 def test_a_prior_and_a_tag_rule_round_trip(tmp_path):
     torch.manual_seed(0)
-    cfg = EpsilonConfig(token_dim=20, d_model=16, d_w=6, num_groups=3, depth=1, heads=4, prior="row",
-                        prior_top=2, prior_classes=7, prior_scale=1.2, normalize_rows=True)
+    cfg = EpsilonConfig(
+        token_dim=20,
+        d_model=16,
+        d_w=6,
+        num_groups=3,
+        depth=1,
+        heads=4,
+        prior="row",
+        prior_top=2,
+        prior_classes=7,
+        prior_scale=1.2,
+        normalize_rows=True,
+    )
     model = Epsilon(cfg)
     model.attach_prior(torch.randn(7, 20), torch.randn(7), torch.randn(7, 6))
     original = make_bundle()

@@ -26,29 +26,44 @@ def test_timm_ships_the_lemmas_and_definitions():
 
 
 def test_definition_words_drop_stop_words_and_unknown_tokens(glove):
-    assert definition_words("a cat with a grey or tawny coat mottled with black", glove) == \
-        ["cat", "grey", "tawny", "coat", "mottled", "black"]
-    assert definition_words("plaything consisting of a child's toy bear", glove) == \
-        ["plaything", "consisting", "child", "toy", "bear"]
+    assert definition_words("a cat with a grey or tawny coat mottled with black", glove) == [
+        "cat",
+        "grey",
+        "tawny",
+        "coat",
+        "mottled",
+        "black",
+    ]
+    assert definition_words("plaything consisting of a child's toy bear", glove) == [
+        "plaything",
+        "consisting",
+        "child",
+        "toy",
+        "bear",
+    ]
 
 
 def test_class_vector_by_hand(glove):
     lemmas, definition = ("tabby", "tabby cat"), "a cat with a grey or tawny coat mottled with black"
     names = unit(np.mean([glove.vector("tabby"), unit(glove.vector("tabby") + glove.vector("cat"))], axis=0))
     described = unit(np.mean([glove.vector(w) for w in ("cat", "grey", "tawny", "coat", "mottled", "black")], axis=0))
-    np.testing.assert_allclose(class_vector(lemmas, definition, glove, ClassText("lemmas", 1.0)),
-                               unit(names + described), atol=1e-6)
-    np.testing.assert_allclose(class_vector(lemmas, definition, glove, ClassText("lemmas", 0.5)),
-                               unit(names + 0.5 * described), atol=1e-6)
-    np.testing.assert_allclose(class_vector(lemmas, definition, glove, ClassText("first")), glove.vector("tabby"),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        class_vector(lemmas, definition, glove, ClassText("lemmas", 1.0)), unit(names + described), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        class_vector(lemmas, definition, glove, ClassText("lemmas", 0.5)), unit(names + 0.5 * described), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        class_vector(lemmas, definition, glove, ClassText("first")), glove.vector("tabby"), atol=1e-6
+    )
 
 
 def test_a_class_no_word_describes_cannot_vote(glove):
     assert not class_vector(("Xqzzyx Zzqqxvw",), "", glove, ClassText("lemmas", 1.0)).any()
     # A name with no vector is skipped; the class's other names still describe it.
-    np.testing.assert_allclose(class_vector(("tench", "Zzqqxvw zzqqxvw"), "", glove, ClassText("lemmas")),
-                               glove.vector("tench"), atol=1e-6)
+    np.testing.assert_allclose(
+        class_vector(("tench", "Zzqqxvw zzqqxvw"), "", glove, ClassText("lemmas")), glove.vector("tench"), atol=1e-6
+    )
 
 
 def test_definitions_name_the_animal_the_first_name_does_not(glove):

@@ -35,6 +35,9 @@ def test_every_package_is_installed():
 
     root = Path(__file__).resolve().parents[1]
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(root).parts) for top in ("tagger", "trainer")
-             for p in (root / top).rglob("__init__.py")}
+    found = {
+        ".".join(p.parent.relative_to(root).parts)
+        for top in ("tagger", "trainer")
+        for p in (root / top).rglob("__init__.py")
+    }
     assert found <= listed, f"add to pyproject's packages: {sorted(found - listed)}"

@@ -22,7 +22,9 @@ def test_labels_are_the_categories_annotated_in_each_photo(tmp_path):
     data = load_dataset("coco", root)
     assert data.seen_labels == COCO_CATEGORIES and data.unseen_labels == []
     assert len(data.test) == 10 and len(data.train) == 0
-    assert [p.name for p in data.test.images] == [f"train_{i:03d}.jpg" for i in range(6)] + [f"val_{i:03d}.jpg" for i in range(4)]
+    assert [p.name for p in data.test.images] == [f"train_{i:03d}.jpg" for i in range(6)] + [
+        f"val_{i:03d}.jpg" for i in range(4)
+    ]
     expected = np.concatenate([coco_labels(6), coco_labels(4)])
     np.testing.assert_array_equal(label_rows(data.test.seen, np.arange(10)), expected)
     np.testing.assert_allclose(data.seen_vectors, load_embeddings().matrix(COCO_CATEGORIES), atol=1e-6)
@@ -61,7 +63,7 @@ def test_broken_folders_get_clear_errors(tmp_path):
         load_dataset("coco", root)
     broken = dict(good, annotations=good["annotations"] + [{"image_id": 100, "category_id": 99}])
     instances.write_text(json.dumps(broken))
-    with pytest.raises(DataError, match="category 99, which no \"categories\" entry defines"):
+    with pytest.raises(DataError, match='category 99, which no "categories" entry defines'):
         load_dataset("coco", root)
     instances.write_text(json.dumps(dict(good, categories=good["categories"] + [{"id": 77, "name": "qzxwvkk"}])))
     with pytest.raises(DataError, match="(?s)has no word vector.*qzxwvkk"):
@@ -88,16 +90,54 @@ def test_open_images_5_reads_as_its_label_table():
 def test_evaluate_a_bundle_and_conse_on_a_coco_folder(tmp_path):
     root = make_coco(tmp_path / "coco", {"val": 10})
     out = tmp_path / "figures.json"
-    shown = run_cli("evaluate", asset_path("default"), "--dataset", "coco", "--data", root, "--cache", tmp_path / "c1",
-                    "--json", out, "--workers", "0", "--quiet", "--device", "cpu")
+    shown = run_cli(
+        "evaluate",
+        asset_path("default"),
+        "--dataset",
+        "coco",
+        "--data",
+        root,
+        "--cache",
+        tmp_path / "c1",
+        "--json",
+        out,
+        "--workers",
+        "0",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert "GZSL" in shown.stdout and "(10 images)" in shown.stdout
     figures = json.loads(out.read_text())
     assert set(figures) == {"gzsl"} and set(figures["gzsl"]["k"]) == {"3", "5"}
     assert 0 < figures["gzsl"]["map"] <= 1
     (tmp_path / "unseen.txt").write_text("bird\nperson\n")
-    conse = run_cli("evaluate", "--method", "conse", "--dataset", "coco", "--data", root, "--unseen",
-                    tmp_path / "unseen.txt", "--class-naming", "lemmas", "--class-definition", "1", "--conse-top", "50",
-                    "--cache", tmp_path / "c2", "--json", out, "--workers", "0", "--quiet", "--device", "cpu")
+    conse = run_cli(
+        "evaluate",
+        "--method",
+        "conse",
+        "--dataset",
+        "coco",
+        "--data",
+        root,
+        "--unseen",
+        tmp_path / "unseen.txt",
+        "--class-naming",
+        "lemmas",
+        "--class-definition",
+        "1",
+        "--conse-top",
+        "50",
+        "--cache",
+        tmp_path / "c2",
+        "--json",
+        out,
+        "--workers",
+        "0",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert "ConSE (top 50, T 1, classes named by lemmas+1xdefinition)" in conse.stdout
     figures = json.loads(out.read_text())
     assert set(figures) == {"zsl", "gzsl"} and set(figures["zsl"]["k"]) == set()  # 2 unseen: no top-3

@@ -10,7 +10,7 @@ from tests.conftest import DATA, require
 from trainer.assets import asset_path
 from trainer.backbones import PACKAGED_WEIGHTS_ID, build_backbone
 from trainer.checkpoint import WEIGHTS_FILE, Bundle
-from trainer.datasets import load_dataset, label_rows
+from trainer.datasets import label_rows, load_dataset
 from trainer.embeddings import load_embeddings
 from trainer.images import load_rgb
 from trainer.metrics import topk_prf
@@ -39,7 +39,9 @@ def test_default_tags_real_photos_far_above_chance(default):
     rows = np.arange(0, len(dataset.test), 5)  # 100 test photos the model never trained on
     backbone = build_backbone()
     transform = backbone.preprocessing.transform()
-    pixels = torch.stack([transform(load_rgb(dataset.test.images[i], backbone.preprocessing.decode_side)) for i in rows])
+    pixels = torch.stack(
+        [transform(load_rgb(dataset.test.images[i], backbone.preprocessing.decode_side)) for i in rows]
+    )
     with torch.inference_mode():
         scores = score(default.model(backbone(pixels)), torch.from_numpy(default.seen_vectors)).numpy()
     labels = label_rows(dataset.test.seen, rows)

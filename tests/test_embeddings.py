@@ -103,8 +103,11 @@ def test_accented_and_non_latin_phrases_stay_whole():
     unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
     # As written where the vectors know the word, accents folded where they do not.
     assert glove.tokens("crème brûlée") == ["crème", "brulee"]
-    np.testing.assert_allclose(glove.vector("crème brûlée"),
-                               unit(glove.vectors[glove.row("crème")] + glove.vectors[glove.row("brulee")]), atol=1e-6)
+    np.testing.assert_allclose(
+        glove.vector("crème brûlée"),
+        unit(glove.vectors[glove.row("crème")] + glove.vectors[glove.row("brulee")]),
+        atol=1e-6,
+    )
     assert glove.tokens("smörgåsbord") == ["smorgasbord"] and glove.tokens("Café") == ["café"]
     # Hyphens join words the vectors know whole, and split the others.
     assert glove.tokens("red t-shirt") == ["red", "t-shirt"] and glove.tokens("zebra-boat") == ["zebra", "boat"]

@@ -135,8 +135,10 @@ def test_impossible_gps_is_not_stored_and_says_why(tmp_path):
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name, lat, lon in (("zero.jpg", (R(10, 0), R(0, 1), R(0, 1)), (R(20, 1), R(0, 1), R(0, 1))),
-                           ("far.jpg", (R(10, 1), R(0, 1), R(0, 1)), (R(401, 1), R(39, 1), R(0, 1)))):
+    for name, lat, lon in (
+        ("zero.jpg", (R(10, 0), R(0, 1), R(0, 1)), (R(20, 1), R(0, 1), R(0, 1))),
+        ("far.jpg", (R(10, 1), R(0, 1), R(0, 1)), (R(401, 1), R(39, 1), R(0, 1))),
+    ):
         exif = Image.Exif()
         exif.get_ifd(0x8825).update({1: "N", 2: lat, 3: "E", 4: lon})
         Image.new("RGB", (64, 48), (200, 100, 50)).save(folder / name, exif=exif.tobytes())
@@ -151,11 +153,14 @@ def test_impossible_gps_is_not_stored_and_says_why(tmp_path):
     assert "GPS position in the EXIF is impossible" in failures[str(folder / "zero.jpg")]
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--after", "2021-13-45", "--after takes a date like"),
-    ("--before", "2021-02-30", "--before takes a date like"),
-    ("--min-score", "nan", "--min-score takes a number"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--after", "2021-13-45", "--after takes a date like"),
+        ("--before", "2021-02-30", "--before takes a date like"),
+        ("--min-score", "nan", "--min-score takes a number"),
+    ],
+)
 def test_bad_values_are_refused(scanned, option, value, message):
     result = run("search", "boat", option, value, "--db", scanned / "lib.db")
     assert result.exit_code == 2 and message in result.output

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DATA, require
 from tagger.images import UnreadablePhoto, open_photo, read_meta
+from tests.conftest import DATA, require
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def test_gps_date_and_camera(photos):
 
 def test_all_eight_orientations_come_out_upright(photos):
     folder = photos / "exif-samples" / "jpg" / "orientation"
+
     def standardised(path):
         image = np.asarray(open_photo(path, 300).convert("L"), dtype=np.float32)
         return (image - image.mean()) / image.std()
@@ -49,7 +50,9 @@ def test_heic_avif_and_lens(photos):
 
 
 def test_raw_preview_or_a_clear_reason(photos):
-    preview = open_photo(photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng", 256)
+    preview = open_photo(
+        photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng", 256
+    )
     assert preview.size == (640, 424)
     with pytest.raises(UnreadablePhoto, match="without an embedded JPEG preview"):
         open_photo(photos / "raw-and-modern" / "sony_alpha_a7iii_raw_image.ARW", 256)

@@ -133,7 +133,32 @@ def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path):
     with Library(db) as library:  # made by this version, then set back to what version 1 wrote
         library.add_words([("sky", "seen", np.ones(4, np.float32))])
         library.db.execute("ALTER TABLE words DROP COLUMN mean")
+        library.db.execute("DROP TABLE floors")
+        library.db.execute("CREATE INDEX vectors_floor ON vectors(floor)")
         library.db.execute("PRAGMA user_version = 1")
     with Library(db, readonly=True) as library:
         assert library.schema_version == SCHEMA_VERSION
         assert [(w.word, w.mean) for w in library.words()] == [("sky", None)]
+
+
+def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path):
+    from tagger.vocabulary import WordSource, add_words
+    from tests.tagging import assert_tags_consistent, synthetic_library
+
+    rng = np.random.default_rng(2)
+    words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat".split(), rng.standard_normal((4, 50)))]
+    db = tmp_path / "lib.db"
+    with synthetic_library(db, 12, words, k=3) as library:  # then set back to what version 2 wrote
+        floors = dict(library.db.execute("SELECT photo_id, floor FROM floors").fetchall())
+        library.db.execute("CREATE INDEX vectors_floor ON vectors(floor)")
+        library.db.conn.executemany(
+            "UPDATE vectors SET floor = ? WHERE photo_id = ?", [(f, i) for i, f in floors.items()]
+        )
+        library.db.execute("DROP TABLE floors")
+        library.db.execute("PRAGMA user_version = 2")
+    with Library(db) as library:
+        assert library.schema_version == SCHEMA_VERSION
+        assert dict(library.db.execute("SELECT photo_id, floor FROM floors").fetchall()) == floors
+        assert library.semantic_vectors(floors=True).floor.tolist() == [floors[i] for i in range(1, 13)]
+        add_words(library, ["bird"], WordSource("glove-6b-50d", seen=[], dim=50))
+        assert_tags_consistent(library)

@@ -60,16 +60,20 @@ def test_map_hand_computed():
 
 
 def test_topk_hand_counted():
-    scores = np.array([
-        [0.9, 0.8, 0.1, 0.0],  # top-2: classes 0, 1 -> one TP (class 0)
-        [0.1, 0.2, 0.9, 0.3],  # top-2: classes 2, 3 -> two TPs
-        [0.5, 0.4, 0.3, 0.2],  # top-2: classes 0, 1 -> none (its positive is class 3)
-    ])
-    labels = np.array([
-        [1, -1, 1, -1],
-        [-1, 0, 1, 1],
-        [-1, -1, 0, 1],
-    ])
+    scores = np.array(
+        [
+            [0.9, 0.8, 0.1, 0.0],  # top-2: classes 0, 1 -> one TP (class 0)
+            [0.1, 0.2, 0.9, 0.3],  # top-2: classes 2, 3 -> two TPs
+            [0.5, 0.4, 0.3, 0.2],  # top-2: classes 0, 1 -> none (its positive is class 3)
+        ]
+    )
+    labels = np.array(
+        [
+            [1, -1, 1, -1],
+            [-1, 0, 1, 1],
+            [-1, -1, 0, 1],
+        ]
+    )
     p, r, f1 = topk_prf(scores, labels, 2)
     assert p == pytest.approx(3 / 6)  # TP / (N * K)
     assert r == pytest.approx(3 / 5)  # TP / positive cells

@@ -75,8 +75,9 @@ def test_killed_extraction_resumes_where_it_stopped(tmp_path):
     from trainer.features import extract_features
 
     # The same images extracted in one go, in this process.
-    extract_features(paths, build_backbone("efficientnet_lite0"), tmp_path / "clean", batch_size=4, workers=0,
-                     progress=False)
+    extract_features(
+        paths, build_backbone("efficientnet_lite0"), tmp_path / "clean", batch_size=4, workers=0, progress=False
+    )
     a, b = FeatureCache.open(tmp_path / "cache"), FeatureCache.open(tmp_path / "clean")
     assert a.ok.all()
     np.testing.assert_array_equal(a.tokens, b.tokens)
@@ -91,7 +92,10 @@ def test_killed_training_resumes_to_the_same_model(tmp_path):
     # 18 training images at batch 8 -> 3 steps an epoch; step 5 is mid-way through epoch 2.
     killed = child(TRAIN, [*args, "--out", tmp_path / "resumed"], kill_at=5)
     assert killed.returncode == -9
-    assert not (tmp_path / "resumed" / "history.json").exists() or len(json.loads((tmp_path / "resumed" / "history.json").read_text())) == 1
+    assert (
+        not (tmp_path / "resumed" / "history.json").exists()
+        or len(json.loads((tmp_path / "resumed" / "history.json").read_text())) == 1
+    )
     resumed = child(TRAIN, [*args, "--out", tmp_path / "resumed"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stderr
@@ -119,9 +123,22 @@ def test_torchrun_two_processes_match_one(tmp_path):
     run_cli(*args, "--out", tmp_path / "one", "--cache", tmp_path / "cache1")
     torchrun = entry_point("torchrun")
     double = subprocess.run(
-        [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "trainer.cli", *map(str, args),
-         "--out", str(tmp_path / "two"), "--cache", str(tmp_path / "cache2")],
-        capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"),
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "trainer.cli",
+            *map(str, args),
+            "--out",
+            str(tmp_path / "two"),
+            "--cache",
+            str(tmp_path / "cache2"),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert double.returncode == 0, double.stderr[-3000:]
     # Extraction was sharded across the two ranks, and gave the same tokens.

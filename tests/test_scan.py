@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from typer.testing import CliRunner
 
 from tagger.cli import app
@@ -36,7 +35,9 @@ def test_real_camera_files(tmp_path):
 
     gps = photo(db, jpg / "gps" / "DSCN0010.jpg")["photo"]
     assert gps["camera"] == "NIKON COOLPIX P6000" and gps["taken_at"] == "2008-10-22T16:28:39"
-    assert gps["latitude"] == pytest.approx(43.467448, abs=1e-5) and gps["longitude"] == pytest.approx(11.885127, abs=1e-5)
+    assert gps["latitude"] == pytest.approx(43.467448, abs=1e-5) and gps["longitude"] == pytest.approx(
+        11.885127, abs=1e-5
+    )
     # The eight files of each set show the same picture; 5-8 are stored a quarter turn
     # away, so width and height must be stored as shown, not as encoded.
     for kind, wide in (("landscape", True), ("portrait", False)):
@@ -47,7 +48,9 @@ def test_real_camera_files(tmp_path):
     heic = photo(db, photos / "exif-samples" / "heic" / "IMG_5195.HEIC", "--all")
     assert heic["photo"]["camera"] == "Apple iPhone 11 Pro Max" and len(heic["tags"]) == 10
     assert photo(db, photos / "raw-and-modern" / "mountains.avif")["tags"]
-    assert photo(db, photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng")["tags"]
+    assert photo(db, photos / "raw-and-modern" / "nikon_z_9_high_efficiency_compressed_dx_cropped_max_overexposed.dng")[
+        "tags"
+    ]
 
     failures = dict(rows(db, "SELECT path, reason FROM failures"))
     sony = str(photos / "raw-and-modern" / "sony_alpha_a7iii_raw_image.ARW")
@@ -126,7 +129,13 @@ def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     make_photo(paths[2], seed=50)  # changed content
     make_photo(lib / "new.jpg", seed=51)
     second = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
-    assert (second["new"], second["updated"], second["moved"], second["missing"], second["unchanged"]) == (1, 1, 1, 1, 5)
+    assert (second["new"], second["updated"], second["moved"], second["missing"], second["unchanged"]) == (
+        1,
+        1,
+        1,
+        1,
+        5,
+    )
     assert photo(db, lib / "album" / "renamed.jpg")["tags"] == moved_tags
     assert rows(db, "SELECT count(*) FROM photos") == [(9,)]  # the deleted one is kept, marked missing
     assert photo(db, paths[1])["photo"]["status"] == "missing"
@@ -198,8 +207,13 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
     make_library(lib, 20)
     db = tmp_path / "lib.db"
     args = ["scan", lib, "--db", db, "--batch-size", "4", "-q"]
-    killed = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, "DIE_WITH": die_with}, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DIE_WITH": die_with},
+        timeout=300,
+    )
     assert killed.returncode == code, killed.stderr
     if die_with == "SIGINT":
         assert "run the same command to continue" in killed.stderr and "Traceback" not in killed.stderr
@@ -305,8 +319,24 @@ def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "first", "-q")  # a library with a model and words already
     make_library(tmp_path / "photos", 48, start_seed=100)
-    scanning = subprocess.Popen([sys.executable, "-m", "tagger.cli", "scan", str(tmp_path / "photos"), "--db", str(db),
-                                 "--workers", "0", "--batch-size", "4", "-q"], stderr=subprocess.PIPE, text=True)
+    scanning = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tagger.cli",
+            "scan",
+            str(tmp_path / "photos"),
+            "--db",
+            str(db),
+            "--workers",
+            "0",
+            "--batch-size",
+            "4",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(600):
             if rows(db, "SELECT count(*) FROM photos")[0][0] >= 10:

@@ -17,7 +17,9 @@ from tests.tagging import run_script, tag, tag_json
 
 
 @pytest.fixture(scope="module")
-def corel_library(tmp_path_factory, ):
+def corel_library(
+    tmp_path_factory,
+):
     """The 499 Corel-5K test photos (never seen by the default model), linked, not copied."""
     root = DATA / "corel5k"
     if not (root / "annotations.tsv").exists():
@@ -90,7 +92,9 @@ def test_json_limits_dates_and_scores_follow_the_model(small_library):
     assert len(tag_json(db, "search", "beach", "-n", "2")) == 2
     assert {h["taken_at"][:4] for h in tag_json(db, "search", "beach", "--after", "2020")} == {"2020", "2021"}
     assert {h["taken_at"][:4] for h in tag_json(db, "search", "beach", "--before", "2020-07-15")} == {"2019", "2020"}
-    assert tag_json(db, "search", "beach", "--after", "2020-01", "--before", "2021") [0]["taken_at"].startswith("2020-07")
+    assert tag_json(db, "search", "beach", "--after", "2020-01", "--before", "2021")[0]["taken_at"].startswith(
+        "2020-07"
+    )
     cut = hits[1]["score"] - 5e-5  # JSON rounds scores to 4 decimals: just below the second
     assert len(tag_json(db, "search", "beach", "--min-score", cut)) == 2
     assert tag(db, "search", "beach", "--after", "June", code=2) == ""

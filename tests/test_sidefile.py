@@ -17,8 +17,10 @@ from tagger.library import Library
 from tests.photo_factory import make_library
 from tests.tagging import assert_tags_consistent, synthetic_library, tag, tag_json
 
-WORDS = [(w, v / np.linalg.norm(v)) for w, v in
-         zip("sky water tree dog cat boat car".split(), np.random.default_rng(1).standard_normal((7, 50)))]
+WORDS = [
+    (w, v / np.linalg.norm(v))
+    for w, v in zip("sky water tree dog cat boat car".split(), np.random.default_rng(1).standard_normal((7, 50)))
+]
 
 
 def in_sqlite(db) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +102,13 @@ cli.main()
 def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, kill_at=2):
     lib, db = tmp_path / "lib", tmp_path / "lib.db"
     make_library(lib, 6)
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_SNAPSHOT, "scan", str(lib), "--db", str(db), "-q"],
-                            capture_output=True, text=True, env={**os.environ, "KILL_AT": str(kill_at)}, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SNAPSHOT, "scan", str(lib), "--db", str(db), "-q"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KILL_AT": str(kill_at)},
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # Cut short: a half-written snapshot, maybe of a transaction that never committed (the
     # scan snapshots S when it first computes the word means). Neither is ever read.
@@ -127,10 +134,13 @@ cli.main()
 """
 
 
-@pytest.mark.parametrize("kill_in, args", [
-    ("replace_tags", ["vocab", "add", "zeppelin"]),
-    ("_vectors_changed", ["scan"]),
-])
+@pytest.mark.parametrize(
+    "kill_in, args",
+    [
+        ("replace_tags", ["vocab", "add", "zeppelin"]),
+        ("_vectors_changed", ["scan"]),
+    ],
+)
 def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, args):
     lib, db = tmp_path / "lib", tmp_path / "lib.db"
     make_library(lib, 8)
@@ -140,8 +150,13 @@ def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, a
     with Library(db) as library:
         words = len(library.words())
     extra = [str(lib)] if args == ["scan"] else []
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_TRANSACTION, *args, *extra, "--db", str(db)],
-                            capture_output=True, text=True, env={**os.environ, "KILL_IN": kill_in}, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_IN_TRANSACTION, *args, *extra, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KILL_IN": kill_in},
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     after = in_sqlite(db)
     assert after[0].tolist() == before[0].tolist()
@@ -149,3 +164,28 @@ def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, a
     with Library(db) as library:
         assert len(library.words()) == words
         assert_tags_consistent(library)
+
+
+def test_counts_are_remembered_for_one_state_of_the_library_only(tmp_path):
+    db = tmp_path / "lib.db"
+    synthetic_library(db, 30, WORDS).close()
+    with Library(db, readonly=True) as library:
+        before, words = library.counts(), library.word_counts()
+    assert before["photos"] == 30 and sum(words.values()) == before["tags"]
+    summary = tmp_path / "lib.db-summary.json"
+    assert summary.exists()
+    with Library(db) as library:  # every kind of change makes them stale
+        library.delete_photos([1, 2])
+        assert library.counts()["photos"] == 28
+        library.remove_words([library.words()[0].id])
+        assert library.counts()["words"] == 6
+        assert library.word_counts() == library._word_counts(None)
+    # A summary of another state (a library made again at this path) is never read.
+    stale = summary.read_text()
+    synthetic_library(tmp_path / "other.db", 5, WORDS).close()
+    for name in ("lib.db", "lib.db-wal", "lib.db-shm", "lib.db-vectors"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "other.db").rename(db)
+    summary.write_text(stale)
+    with Library(db) as library:
+        assert library.counts()["photos"] == 5

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from tagger.search import search
-from tagger.vocabulary import (REFRESH_FACTOR, WordSource, add_words, needs_refresh, remove_words, renormalise,
-                               scores)
+from tagger.vocabulary import REFRESH_FACTOR, WordSource, add_words, needs_refresh, remove_words, renormalise, scores
 from tests.tagging import synthetic_library, tag
 from tests.test_vocabulary import WORDS, glove, tags_table
 from trainer.tagrule import TagRule
@@ -32,8 +31,10 @@ def reference(library):
 
 
 def stored_tags(library, every=True):
-    return {int(pid): [(t["word"], t["score"]) for t in library.photo_tags(int(pid), every=every)]
-            for pid in library.semantic_vectors().ids}
+    return {
+        int(pid): [(t["word"], t["score"]) for t in library.photo_tags(int(pid), every=every)]
+        for pid in library.semantic_vectors().ids
+    }
 
 
 def assert_tags_equal(got, expected):
@@ -128,14 +129,15 @@ def test_kept_tags_rule():
     corrected = np.array([[0.9, 0.6, 0.55, 0.1], [0.4, 0.3, 0.2, 0.1]])
     np.testing.assert_array_equal(rule.kept(corrected), [[True, True, False, False], [False, False, False, False]])
     assert TagRule.from_dict(None) == TagRule() and TagRule.from_dict(rule.to_dict()) == rule
-    np.testing.assert_allclose(TagRule(0.5).correct(corrected, np.array([0.2, 0.0, 0.0, 1.0])),
-                               corrected - np.array([0.1, 0.0, 0.0, 0.5]))
+    np.testing.assert_allclose(
+        TagRule(0.5).correct(corrected, np.array([0.2, 0.0, 0.0, 1.0])), corrected - np.array([0.1, 0.0, 0.0, 0.5])
+    )
 
 
 def test_show_and_export_carry_the_kept_tags(tmp_path):
-    from tests.photo_factory import make_library
     from tagger.library import Library
     from tagger.xmp import read_keywords, sidecar_path
+    from tests.photo_factory import make_library
 
     make_library(tmp_path / "photos", 4)
     db = tmp_path / "lib.db"

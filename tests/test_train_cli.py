@@ -12,8 +12,23 @@ from tests.tiny_datasets import make_corel, make_nus_wide, make_open_images
 from trainer.checkpoint import Bundle
 
 # A small head so a CPU epoch takes a second; everything else is the real pipeline.
-SMALL = ["--d-model", "32", "--depth", "1", "--heads", "4", "--batch-size", "8", "--lr", "1e-3",
-         "--workers", "0", "--quiet", "--device", "cpu"]
+SMALL = [
+    "--d-model",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "4",
+    "--batch-size",
+    "8",
+    "--lr",
+    "1e-3",
+    "--workers",
+    "0",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 
 def run_cli(*args, check=True, process=False) -> subprocess.CompletedProcess:
@@ -38,7 +53,9 @@ def run_cli(*args, check=True, process=False) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.parametrize("name,make,ks", [("nus-wide", make_nus_wide, ("3", "5")), ("open-images", make_open_images, ("10", "20"))])
+@pytest.mark.parametrize(
+    "name,make,ks", [("nus-wide", make_nus_wide, ("3", "5")), ("open-images", make_open_images, ("10", "20"))]
+)
 def test_train_evaluate_end_to_end(tmp_path, name, make, ks):
     data = make(tmp_path / "data")
     out, cache = tmp_path / "run", tmp_path / "cache"
@@ -54,8 +71,21 @@ def test_train_evaluate_end_to_end(tmp_path, name, make, ks):
     bundle = Bundle.load(out / "best")
     assert len(bundle.unseen_labels) == (81 if name == "nus-wide" else 400)
     report = tmp_path / "figures.json"
-    shown = run_cli("evaluate", out / "last", "--dataset", name, "--data", data, "--cache", cache,
-                    "--json", report, "--quiet", "--device", "cpu")
+    shown = run_cli(
+        "evaluate",
+        out / "last",
+        "--dataset",
+        name,
+        "--data",
+        data,
+        "--cache",
+        cache,
+        "--json",
+        report,
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert "ZSL" in shown.stdout and "GZSL" in shown.stdout and f"F1@{ks[0]}" in shown.stdout
     figures = json.loads(report.read_text())
     assert set(figures) == {"zsl", "gzsl"}
@@ -71,13 +101,30 @@ def test_train_evaluate_end_to_end(tmp_path, name, make, ks):
 def test_corel_all_seen_and_fast0tag_and_conse(tmp_path):
     data = make_corel(tmp_path / "data")
     cache = tmp_path / "cache"
-    run_cli("corel5k", "--data", data, "--out", tmp_path / "all", "--cache", cache, "--all-seen", "--epochs", "1", *SMALL)
+    run_cli(
+        "corel5k", "--data", data, "--out", tmp_path / "all", "--cache", cache, "--all-seen", "--epochs", "1", *SMALL
+    )
     bundle = Bundle.load(tmp_path / "all" / "best")
     assert len(bundle.seen_labels) == 374 and bundle.unseen_labels == []
-    run_cli("corel5k", "--data", data, "--out", tmp_path / "f0", "--cache", cache, "--method", "fast0tag", "--epochs", "1", *SMALL)
+    run_cli(
+        "corel5k",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "f0",
+        "--cache",
+        cache,
+        "--method",
+        "fast0tag",
+        "--epochs",
+        "1",
+        *SMALL,
+    )
     f0 = Bundle.load(tmp_path / "f0" / "best").config
     assert (f0.variant, f0.num_groups) == ("backbone", 1)
-    conse = run_cli("corel5k", "--data", data, "--out", tmp_path / "conse", "--cache", cache, "--method", "conse", "--quiet")
+    conse = run_cli(
+        "corel5k", "--data", data, "--out", tmp_path / "conse", "--cache", cache, "--method", "conse", "--quiet"
+    )
     assert "ConSE (top 10, T 1, first)" in conse.stdout
     metrics = json.loads((tmp_path / "conse" / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["zsl"]["map"] <= 1.0
@@ -88,22 +135,45 @@ def test_config_file_sets_options_and_flags_override(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text('epochs = 1\nlam = 0.5\n[model]\nvariant = "gpa"\nnum_groups = 2\n')
     out = tmp_path / "run"
-    run_cli("corel5k", "--data", data, "--out", out, "--cache", tmp_path / "cache", "--config", config, "--lambda", "0.1", *SMALL)
+    run_cli(
+        "corel5k",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--cache",
+        tmp_path / "cache",
+        "--config",
+        config,
+        "--lambda",
+        "0.1",
+        *SMALL,
+    )
     effective = json.loads((out / "config.json").read_text())["config"]
     assert effective["lam"] == 0.1 and effective["epochs"] == 1
     assert effective["model"]["variant"] == "gpa" and effective["model"]["num_groups"] == 2
 
 
-@pytest.mark.parametrize("name,make,remove,expected", [
-    ("nus-wide", make_nus_wide, "NUS_WID_Tags/AllTags1k.txt", "AllTags1k.txt"),
-    ("nus-wide", make_nus_wide, "Groundtruth/AllLabels/Labels_sky.txt", "Labels_sky.txt"),
-    ("open-images", make_open_images, "test-annotations-human-imagelabels.csv", "test-annotations-human-imagelabels.csv"),
-    ("corel5k", make_corel, "labels/words", "labels/words"),
-])
+@pytest.mark.parametrize(
+    "name,make,remove,expected",
+    [
+        ("nus-wide", make_nus_wide, "NUS_WID_Tags/AllTags1k.txt", "AllTags1k.txt"),
+        ("nus-wide", make_nus_wide, "Groundtruth/AllLabels/Labels_sky.txt", "Labels_sky.txt"),
+        (
+            "open-images",
+            make_open_images,
+            "test-annotations-human-imagelabels.csv",
+            "test-annotations-human-imagelabels.csv",
+        ),
+        ("corel5k", make_corel, "labels/words", "labels/words"),
+    ],
+)
 def test_broken_data_folder_says_which_file_and_the_layout(tmp_path, name, make, remove, expected):
     data = make(tmp_path / "data")
     (data / remove).unlink()
-    result = run_cli(name, "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", *SMALL, check=False)
+    result = run_cli(
+        name, "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", *SMALL, check=False
+    )
     assert result.returncode == 2
     assert expected in result.stderr and "layout" in result.stderr
     assert "Traceback" not in result.stderr
@@ -118,7 +188,9 @@ def test_truncated_label_file_is_reported(tmp_path):
     data = make_nus_wide(tmp_path / "data")
     tags = data / "NUS_WID_Tags" / "AllTags1k.txt"
     tags.write_text("\n".join(tags.read_text().splitlines()[:-3]) + "\n")
-    result = run_cli("nus-wide", "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", *SMALL, check=False)
+    result = run_cli(
+        "nus-wide", "--data", data, "--out", tmp_path / "run", "--cache", tmp_path / "cache", *SMALL, check=False
+    )
     assert result.returncode == 2 and "AllTags1k.txt has" in result.stderr and "expected 36 x 1000" in result.stderr
 
 
@@ -142,8 +214,21 @@ def test_cache_of_other_images_and_missing_backbone_weights_error_clearly(tmp_pa
     other = make_corel(tmp_path / "other", n_train=12)
     cache = tmp_path / "cache"
     run_cli("corel5k", "--data", data, "--out", tmp_path / "a", "--cache", cache, "--epochs", "1", *SMALL)
-    clash = run_cli("corel5k", "--data", other, "--out", tmp_path / "b", "--cache", cache, "--epochs", "1", *SMALL, check=False)
+    clash = run_cli(
+        "corel5k", "--data", other, "--out", tmp_path / "b", "--cache", cache, "--epochs", "1", *SMALL, check=False
+    )
     assert clash.returncode == 2 and "caches other images" in clash.stderr and "Traceback" not in clash.stderr
-    vit = run_cli("corel5k", "--data", data, "--out", tmp_path / "c", "--cache", tmp_path / "c2",
-                  "--backbone", "vit_base_patch16_224", *SMALL, check=False)
+    vit = run_cli(
+        "corel5k",
+        "--data",
+        data,
+        "--out",
+        tmp_path / "c",
+        "--cache",
+        tmp_path / "c2",
+        "--backbone",
+        "vit_base_patch16_224",
+        *SMALL,
+        check=False,
+    )
     assert vit.returncode == 2 and "--backbone-weights" in vit.stderr and "Traceback" not in vit.stderr

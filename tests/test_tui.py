@@ -11,9 +11,9 @@ from textual.widgets import DataTable, Input, Label
 from tagger.library import Library
 from tagger.tui.app import EpsilonTagApp
 from tagger.tui.screens import AddWordScreen, FirstRunScreen, HelpScreen
-from trainer.embeddings import load_embeddings
 from tests.photo_factory import make_library, make_photo
 from tests.tagging import synthetic_library, tag
+from trainer.embeddings import load_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def cells(table: DataTable, column: int) -> list[str]:
 
 def db_count(db, word: str) -> int:
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*) FROM tags t JOIN words w ON w.id = t.word_id WHERE w.word = ?",
-                            [word]).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM tags t JOIN words w ON w.id = t.word_id WHERE w.word = ?", [word]
+        ).fetchone()[0]
 
 
 async def test_select_a_tag_shows_its_photos_and_a_preview(scanned):

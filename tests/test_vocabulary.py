@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from tagger.vocabulary import (VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags)
+from tagger.vocabulary import VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags
+from tests.tagging import synthetic_library, tag
 from trainer.embeddings import UnknownWordError, load_embeddings
 from trainer.model import score
-from tests.tagging import synthetic_library, tag
 
 WORDS = "sky water tree dog cat boat car beach snow city mountain flower bird horse road bridge".split()
 
@@ -92,7 +92,10 @@ def test_vocab_commands_end_to_end(tmp_path):
     assert {"water", "sky", "boat"} <= listed and "zeppelin" not in listed
     added = tag(db, "vocab", "add", "zeppelin", "Polar  Bear")
     count = int(added.splitlines()[0].split(": ")[1].split()[0])
-    rows = {r.split()[-1]: (int(r.split()[0]), r.split()[1]) for r in tag(db, "vocab", "list", "--kind", "zero-shot").splitlines()}
+    rows = {
+        r.split()[-1]: (int(r.split()[0]), r.split()[1])
+        for r in tag(db, "vocab", "list", "--kind", "zero-shot").splitlines()
+    }
     assert rows["zeppelin"] == (count, "zero-shot") and "polar bear" in tag(db, "vocab", "list", "--sort", "name")
     assert "water" in tag(db, "vocab", "list", "--kind", "seen")  # a word the default model trained on
     assert "airship" in tag(db, "vocab", "similar", "blimp", "-n", "5")

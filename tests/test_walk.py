@@ -22,10 +22,24 @@ def split(results):
 
 
 def test_photos_only_without_clutter(tmp_path):
-    keep = [touch(tmp_path / "a.jpg"), touch(tmp_path / "B.JPEG"), touch(tmp_path / "trip 2024" / "été.heic"),
-            touch(tmp_path / "raw" / "DSC_1.NEF"), touch(tmp_path / "x.avif"), touch(tmp_path / "scan.tiff")]
-    for clutter in (".hidden.jpg", "._a.jpg", "@eaDir/a.jpg", "__MACOSX/a.jpg", ".thumbnails/a.png",
-                    "notes.txt", "movie.mp4", "Thumbs.db"):
+    keep = [
+        touch(tmp_path / "a.jpg"),
+        touch(tmp_path / "B.JPEG"),
+        touch(tmp_path / "trip 2024" / "été.heic"),
+        touch(tmp_path / "raw" / "DSC_1.NEF"),
+        touch(tmp_path / "x.avif"),
+        touch(tmp_path / "scan.tiff"),
+    ]
+    for clutter in (
+        ".hidden.jpg",
+        "._a.jpg",
+        "@eaDir/a.jpg",
+        "__MACOSX/a.jpg",
+        ".thumbnails/a.png",
+        "notes.txt",
+        "movie.mp4",
+        "Thumbs.db",
+    ):
         touch(tmp_path / clutter)
     photos, skipped = split(list(walk_photos([tmp_path])))
     assert sorted(photos) == sorted(keep) and skipped == []

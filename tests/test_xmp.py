@@ -6,7 +6,6 @@ import hashlib
 import os
 import xml.etree.ElementTree as ET
 
-
 from typer.testing import CliRunner
 
 from tagger.cli import app

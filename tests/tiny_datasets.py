@@ -46,7 +46,9 @@ def make_nus_wide(root: Path, n_train: int = 24, n_test: int = 12, seed: int = 0
     (root / "NUS_WID_Tags" / "AllTags1k.txt").write_text("\n".join("\t".join(map(str, row)) for row in flags) + "\n")
     (root / "Groundtruth" / "AllLabels").mkdir(parents=True)
     for c, concept in enumerate(concepts):
-        (root / "Groundtruth" / "AllLabels" / f"Labels_{concept}.txt").write_text("\n".join(map(str, concept_flags[:, c])) + "\n")
+        (root / "Groundtruth" / "AllLabels" / f"Labels_{concept}.txt").write_text(
+            "\n".join(map(str, concept_flags[:, c])) + "\n"
+        )
     return root
 
 
@@ -61,9 +63,13 @@ def make_open_images(root: Path, n_train: int = 24, n_test: int = 12, seed: int 
         for i in range(count):
             image_id = f"{offset + i:016x}"
             first = i % 6
-            rows += [f"{image_id},verification,{seen[first]},1", f"{image_id},verification,{seen[(first + 1) % 8]},1",
-                     f"{image_id},verification,{seen[(first + 4) % 8]},0", f"{image_id},crowdsource-verification,{unseen[first]},1",
-                     f"{image_id},verification,{unseen[(first + 3) % 6]},0"]
+            rows += [
+                f"{image_id},verification,{seen[first]},1",
+                f"{image_id},verification,{seen[(first + 1) % 8]},1",
+                f"{image_id},verification,{seen[(first + 4) % 8]},0",
+                f"{image_id},crowdsource-verification,{unseen[first]},1",
+                f"{image_id},verification,{unseen[(first + 3) % 6]},0",
+            ]
             _image(root / split / f"{image_id}.jpg", first, rng)
         (root / f"{split}-annotations-human-imagelabels.csv").write_text("\n".join(rows) + "\n")
     return root
@@ -87,7 +93,10 @@ def make_corel(root: Path, n_train: int = 20, n_test: int = 10, seed: int = 0) -
             lines.append(image_id + " " + " ".join(str(c + 1) for c in chosen))
             path = f"images/{image_id}.jpeg"
             _image(root / path, first, rng)
-            annotations.append(f"{image_id}\t{'train' if split == 'training_label' else 'test'}\t{path}\t" + ",".join(words[c] for c in chosen))
+            annotations.append(
+                f"{image_id}\t{'train' if split == 'training_label' else 'test'}\t{path}\t"
+                + ",".join(words[c] for c in chosen)
+            )
         (root / "labels" / split).write_text("\n".join(lines) + "\n")
     (root / "annotations.tsv").write_text("\n".join(annotations) + "\n")
     return root
@@ -115,10 +124,20 @@ def make_coco(root: Path, splits: dict[str, int] | None = None, *, layout: str =
             if i % 4 == 3:
                 continue
             present = {i % 5} | ({4} if i % 3 == 0 else set())
-            annotations += [{"id": len(annotations), "image_id": 100 + i, "category_id": 10 + c,
-                             "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0} for c in sorted(present)]
+            annotations += [
+                {
+                    "id": len(annotations),
+                    "image_id": 100 + i,
+                    "category_id": 10 + c,
+                    "bbox": [0, 0, 10, 10],
+                    "area": 100,
+                    "iscrowd": 0,
+                }
+                for c in sorted(present)
+            ]
         (root / "annotations" / f"instances_{split}.json").write_text(
-            json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+            json.dumps({"images": images, "annotations": annotations, "categories": categories})
+        )
     return root
 
 

@@ -8,9 +8,9 @@ needs a weights file the user gives. Nothing here ever downloads.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -40,7 +40,7 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocessing":
+    def from_dict(cls, data: dict) -> Preprocessing:
         return cls(
             input_size=int(data["input_size"]),
             interpolation=str(data["interpolation"]),
@@ -87,7 +87,7 @@ class Backbone(nn.Module):
             p.requires_grad_(False)
         self.model.eval()
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         # Frozen means frozen: BatchNorm statistics and dropout stay in inference mode.
         return super().train(False)
 
@@ -103,7 +103,7 @@ class Backbone(nn.Module):
         features = self.model.forward_features(self._prepare(images))
         if features.ndim == 4:  # B x D x H x W -> B x (H*W) x D
             return features.flatten(2).transpose(1, 2)
-        return features[:, self.prefix_tokens:]
+        return features[:, self.prefix_tokens :]
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -204,7 +204,6 @@ def _preprocessing_of(model: nn.Module) -> Preprocessing:
     )
 
 
-
 def _packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
     """The package's EfficientNet-PyTorch state dict, renamed to timm's tf_efficientnet_lite0."""
     try:
@@ -221,8 +220,12 @@ def _packaged_efficientnet_lite0_state() -> dict[str, torch.Tensor]:
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _OTHER_BLOCKS = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 # timm's blocks[stage][j], numbered in order, for EfficientNet-Lite0's (1, 2, 2, 3, 3, 4, 1) layout.
 _LITE0_STAGES = [(s, j) for s, n in enumerate((1, 2, 2, 3, 3, 4, 1)) for j in range(n)]

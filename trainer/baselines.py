@@ -35,31 +35,55 @@ def dataset_imagenet_vectors(dataset, why: str, text: ClassText = ClassText()) -
     try:
         vectors = load_embeddings(source)
     except FileNotFoundError as exc:
-        raise ValueError(f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
-                         "pass --embeddings glove-6b-50d") from exc
+        raise ValueError(
+            f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
+            "pass --embeddings glove-6b-50d"
+        ) from exc
     return imagenet_class_vectors(vectors, text)[1]
 
 
-def conse_scores(logits: torch.Tensor, class_vectors: torch.Tensor, label_vectors: torch.Tensor, top: int = 10,
-                 temperature: float = 1.0) -> torch.Tensor:
+def conse_scores(
+    logits: torch.Tensor,
+    class_vectors: torch.Tensor,
+    label_vectors: torch.Tensor,
+    top: int = 10,
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """N x C cosine scores of every label for every image."""
     embedding = F.normalize(conse_embedding(logits, class_vectors, top, temperature), dim=-1)
     return embedding @ F.normalize(label_vectors.float(), dim=-1).T
 
 
-def conse_tasks(logits: torch.Tensor, dataset, split, rows: np.ndarray, class_vectors: torch.Tensor, top: int,
-                temperature: float = 1.0) -> dict:
+def conse_tasks(
+    logits: torch.Tensor,
+    dataset,
+    split,
+    rows: np.ndarray,
+    class_vectors: torch.Tensor,
+    top: int,
+    temperature: float = 1.0,
+) -> dict:
     """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits."""
     from .evaluate import tasks
 
     seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top, temperature).numpy()
-    unseen = (conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top, temperature).numpy()
-              if dataset.has_unseen else None)
+    unseen = (
+        conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top, temperature).numpy()
+        if dataset.has_unseen
+        else None
+    )
     return tasks(seen, unseen, split, rows, dataset.protocol)
 
 
-def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True, text: ClassText = ClassText(),
-              temperature: float = 1.0) -> dict:
+def run_conse(
+    dataset,
+    cfg,
+    cache_root,
+    top: int = 10,
+    progress: bool = True,
+    text: ClassText = ClassText(),
+    temperature: float = 1.0,
+) -> dict:
     """ConSE's figures on the held-out fold and the test split: {"val": ..., "test": ...}.
 
     Uses the same token cache as training (its logits), the same held-out fold (``cfg``'s
@@ -80,8 +104,15 @@ def run_conse(dataset, cfg, cache_root, top: int = 10, progress: bool = True, te
     _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     results = {}
     for part, split, rows in (("val", dataset.train, val_rows), ("test", dataset.test, None)):
-        cache = extract_features(split.images, backbone, Path(cache_root) / ("train" if part == "val" else "test"),
-                                 batch_size=cfg.extract_batch, workers=cfg.workers, device=device, progress=progress)
+        cache = extract_features(
+            split.images,
+            backbone,
+            Path(cache_root) / ("train" if part == "val" else "test"),
+            batch_size=cfg.extract_batch,
+            workers=cfg.workers,
+            device=device,
+            progress=progress,
+        )
         rows = np.flatnonzero(cache.ok) if rows is None else rows[cache.ok[rows]]
         logits = torch.from_numpy(np.asarray(cache.logits[rows], dtype=np.float32))
         results[part] = conse_tasks(logits, dataset, split, rows, vectors, top, temperature)

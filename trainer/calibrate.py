@@ -52,17 +52,29 @@ def choose_rule(sets: list[ValidationSet], max_tags: int = 10) -> tuple[TagRule,
         for threshold in THRESHOLDS:
             rule = TagRule(strength, threshold, max_tags)
             figures = [kept_prf(rule.kept(c), s.labels) for c, s in zip(corrected, sets)]
-            rows.append({"strength": float(strength), "min_score": float(threshold),
-                         "f1": float(np.mean([f[2] for f in figures])),
-                         "sets": {s.name: {"precision": p, "recall": r, "f1": f}
-                                  for s, (p, r, f) in zip(sets, figures)}})
+            rows.append(
+                {
+                    "strength": float(strength),
+                    "min_score": float(threshold),
+                    "f1": float(np.mean([f[2] for f in figures])),
+                    "sets": {s.name: {"precision": p, "recall": r, "f1": f} for s, (p, r, f) in zip(sets, figures)},
+                }
+            )
     best = max(rows, key=lambda r: (round(r["f1"], 6), -r["strength"], -r["min_score"]))
     per_strength = [max((r for r in rows if r["strength"] == s), key=lambda r: r["f1"]) for s in STRENGTHS]
     return TagRule(float(best["strength"]), float(best["min_score"]), max_tags), per_strength
 
 
-def validation_sets(bundle, *, corel: str | Path | None = None, coco: str | Path | None = None,
-                    cache: Path, workers: int = 2, device="cpu", progress: bool = True) -> list[ValidationSet]:
+def validation_sets(
+    bundle,
+    *,
+    corel: str | Path | None = None,
+    coco: str | Path | None = None,
+    cache: Path,
+    workers: int = 2,
+    device="cpu",
+    progress: bool = True,
+) -> list[ValidationSet]:
     """The bundle's raw scores and the labels of each validation set asked for."""
     import torch
 
@@ -79,8 +91,12 @@ def validation_sets(bundle, *, corel: str | Path | None = None, coco: str | Path
         # The fold this bundle's training held out (its seed and fraction), all 374 words.
         train_cfg = bundle.training.get("config", {})
         data = load_dataset("corel5k", corel, mode="all-seen", embeddings=source)
-        _, rows = held_out_fold(len(data.train), train_cfg.get("val_fraction", 0.1), train_cfg.get("seed", 0),
-                                train_cfg.get("val_max", 20_000))
+        _, rows = held_out_fold(
+            len(data.train),
+            train_cfg.get("val_fraction", 0.1),
+            train_cfg.get("seed", 0),
+            train_cfg.get("val_max", 20_000),
+        )
         sets.append(("corel5k-held-out", data, data.train, rows))
     if coco is not None:
         data = load_dataset("coco", coco, embeddings=source)

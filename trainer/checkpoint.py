@@ -93,7 +93,7 @@ class Bundle:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Bundle":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         """Read and check a bundle folder (or either of its two files)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -185,7 +185,6 @@ class Bundle:
         ):
             if vectors is not None and len(labels) and np.shape(vectors) != (len(labels), d_w):
                 raise ValueError(f"{len(labels)} {name} labels but {name} vectors of shape {np.shape(vectors)}")
-
 
 
 def _json_default(value):

@@ -55,7 +55,7 @@ def imagenet_classes() -> tuple[tuple[tuple[str, ...], str], ...]:
     for i in range(info.num_classes()):
         lemmas = info.index_to_description(i)
         # The detailed description is "<lemmas>: <definition>" (timm's public API).
-        definition = info.index_to_description(i, detailed=True)[len(lemmas) + 2:]
+        definition = info.index_to_description(i, detailed=True)[len(lemmas) + 2 :]
         out.append((tuple(n.strip() for n in lemmas.split(",") if n.strip()), definition))
     return tuple(out)
 

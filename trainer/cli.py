@@ -7,11 +7,12 @@ Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config 
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from .errors import MissingExtra
 
 app = typer.Typer(
     help=(
@@ -33,46 +34,121 @@ def _fail(message: str) -> None:
 
 def _make_train_command(dataset_name: str):
     def command(
-        data: Path = typer.Option(..., "--data", help="The dataset folder (its layout is checked and explained on error)."),
-        out: Optional[Path] = typer.Option(None, help="Run folder: config, curves, best/ and last/ bundles, resumable state. Default: runs/<dataset>-<method>-seed<seed>."),
-        cache: Optional[Path] = typer.Option(None, help="Token cache folder. Default: the user cache dir, per dataset and backbone."),
-        config: Optional[Path] = typer.Option(None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."),
-        method: str = typer.Option("epsilon", help="epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), conse (training-free)."),
-        all_seen: bool = typer.Option(False, "--all-seen", help="Corel-5K only: train on all 374 words (no unseen words)."),
-        embeddings: Optional[str] = typer.Option(None, help="Word vectors: glove-6b-50d (offline), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label vectors."),
-        variant: Optional[str] = typer.Option(None, help="full | gpa | gfp | backbone (Table 3 ablations)."),
-        groups: Optional[int] = typer.Option(None, "--groups", "-M", help="M: group prompts, GFP branches, rows of S (paper: 8)."),
-        d_model: Optional[int] = typer.Option(None, help="Width of the heads (default 256; a linear projection maps the tokens to it)."),
-        depth: Optional[int] = typer.Option(None, help="Transformer encoder layers in GPA (default 2)."),
-        heads: Optional[int] = typer.Option(None, help="Attention heads."),
-        dropout: Optional[float] = typer.Option(None, help="Dropout in the heads."),
-        normalize_rows: Optional[bool] = typer.Option(None, "--normalize-rows/--no-normalize-rows", help="L2-normalise the M rows of S before scoring."),
-        lr: Optional[float] = typer.Option(None, help="Adam learning rate (paper: 1e-5)."),
-        weight_decay: Optional[float] = typer.Option(None, help="Adam weight decay (paper: 4e-3)."),
-        batch_size: Optional[int] = typer.Option(None, help="Global batch size, split across torchrun ranks (paper: 96)."),
-        epochs: Optional[int] = typer.Option(None, help="Epochs (paper: 7)."),
-        lr_halve_epoch: Optional[int] = typer.Option(None, help="The lr halves at the start of this epoch (paper: 4; 0 never)."),
-        lam: Optional[float] = typer.Option(None, "--lambda", help="Weight of the variance regulariser (paper: 0.3)."),
-        seed: Optional[int] = typer.Option(None, help="Seed for initialisation, the held-out fold and batch order."),
-        val_fraction: Optional[float] = typer.Option(None, help="Part of the training split held out to choose the best epoch (default 0.1)."),
-        patience: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better held-out figure (0: never)."),
-        imagenet_labels: Optional[int] = typer.Option(None, help="Knowledge transfer: add each image's top-k confident ImageNet class names as labels (0: off)."),
-        imagenet_min_prob: Optional[float] = typer.Option(None, help="Knowledge transfer: an ImageNet class is a positive label from this probability on."),
-        imagenet_max_negative: Optional[float] = typer.Option(None, help="Knowledge transfer: an ImageNet class is a negative label below this probability."),
-        distill: Optional[float] = typer.Option(None, help="Knowledge transfer: weight of pulling a row of S towards the image's ConSE embedding (0: off)."),
-        distill_top: Optional[int] = typer.Option(None, help="Knowledge transfer: how many ImageNet classes make the distillation target (default 10)."),
-        prior: Optional[str] = typer.Option(None, help="ImageNet prior: none (the paper's model), row (the photo's ConSE embedding is one more row of S) or residual (every row starts from it)."),
-        prior_top: Optional[int] = typer.Option(None, help="ImageNet prior: how many ImageNet classes it weighs (default 50)."),
-        prior_scale: Optional[float] = typer.Option(None, help="ImageNet prior row: its length, i.e. its cosines are multiplied by this (default 1)."),
-        prior_temperature: Optional[float] = typer.Option(None, help="ImageNet prior: temperature of the head's softmax (default 1; above 1 weighs more classes)."),
-        distill_temperature: Optional[float] = typer.Option(None, help="Knowledge transfer: temperature of the softmax the distillation target weighs classes by (default 1)."),
-        class_naming: Optional[str] = typer.Option(None, help="How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first (name) or lemmas (all names)."),
-        class_definition: Optional[float] = typer.Option(None, help="Weight of the words of an ImageNet class's definition beside its names (default 0)."),
-        backbone: Optional[str] = typer.Option(None, help="Any timm model name (default efficientnet_lite0, offline)."),
-        backbone_weights: Optional[str] = typer.Option(None, help="Weights file for the backbone (needed for ViT-B/16: vit_base_patch16_224)."),
-        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda."),
-        workers: Optional[int] = typer.Option(None, help="Image decoding processes for token extraction."),
-        amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
+        data: Path = typer.Option(
+            ..., "--data", help="The dataset folder (its layout is checked and explained on error)."
+        ),
+        out: Path | None = typer.Option(
+            None,
+            help=(
+                "Run folder: config, curves, best/ and last/ bundles, resumable state. Default: "
+                "runs/<dataset>-<method>-seed<seed>."
+            ),
+        ),
+        cache: Path | None = typer.Option(
+            None, help="Token cache folder. Default: the user cache dir, per dataset and backbone."
+        ),
+        config: Path | None = typer.Option(
+            None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."
+        ),
+        method: str = typer.Option(
+            "epsilon",
+            help=(
+                "epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), conse "
+                "(training-free)."
+            ),
+        ),
+        all_seen: bool = typer.Option(
+            False, "--all-seen", help="Corel-5K only: train on all 374 words (no unseen words)."
+        ),
+        embeddings: str | None = typer.Option(
+            None,
+            help=(
+                "Word vectors: glove-6b-50d (offline), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label "
+                "vectors."
+            ),
+        ),
+        variant: str | None = typer.Option(None, help="full | gpa | gfp | backbone (Table 3 ablations)."),
+        groups: int | None = typer.Option(
+            None, "--groups", "-M", help="M: group prompts, GFP branches, rows of S (paper: 8)."
+        ),
+        d_model: int | None = typer.Option(
+            None, help="Width of the heads (default 256; a linear projection maps the tokens to it)."
+        ),
+        depth: int | None = typer.Option(None, help="Transformer encoder layers in GPA (default 2)."),
+        heads: int | None = typer.Option(None, help="Attention heads."),
+        dropout: float | None = typer.Option(None, help="Dropout in the heads."),
+        normalize_rows: bool | None = typer.Option(
+            None, "--normalize-rows/--no-normalize-rows", help="L2-normalise the M rows of S before scoring."
+        ),
+        lr: float | None = typer.Option(None, help="Adam learning rate (paper: 1e-5)."),
+        weight_decay: float | None = typer.Option(None, help="Adam weight decay (paper: 4e-3)."),
+        batch_size: int | None = typer.Option(None, help="Global batch size, split across torchrun ranks (paper: 96)."),
+        epochs: int | None = typer.Option(None, help="Epochs (paper: 7)."),
+        lr_halve_epoch: int | None = typer.Option(
+            None, help="The lr halves at the start of this epoch (paper: 4; 0 never)."
+        ),
+        lam: float | None = typer.Option(None, "--lambda", help="Weight of the variance regulariser (paper: 0.3)."),
+        seed: int | None = typer.Option(None, help="Seed for initialisation, the held-out fold and batch order."),
+        val_fraction: float | None = typer.Option(
+            None, help="Part of the training split held out to choose the best epoch (default 0.1)."
+        ),
+        patience: int | None = typer.Option(
+            None, help="Stop after this many epochs without a better held-out figure (0: never)."
+        ),
+        imagenet_labels: int | None = typer.Option(
+            None, help="Knowledge transfer: add each image's top-k confident ImageNet class names as labels (0: off)."
+        ),
+        imagenet_min_prob: float | None = typer.Option(
+            None, help="Knowledge transfer: an ImageNet class is a positive label from this probability on."
+        ),
+        imagenet_max_negative: float | None = typer.Option(
+            None, help="Knowledge transfer: an ImageNet class is a negative label below this probability."
+        ),
+        distill: float | None = typer.Option(
+            None, help="Knowledge transfer: weight of pulling a row of S towards the image's ConSE embedding (0: off)."
+        ),
+        distill_top: int | None = typer.Option(
+            None, help="Knowledge transfer: how many ImageNet classes make the distillation target (default 10)."
+        ),
+        prior: str | None = typer.Option(
+            None,
+            help=(
+                "ImageNet prior: none (the paper's model), row (the photo's ConSE embedding is one more row of S) or"
+                " residual (every row starts from it)."
+            ),
+        ),
+        prior_top: int | None = typer.Option(
+            None, help="ImageNet prior: how many ImageNet classes it weighs (default 50)."
+        ),
+        prior_scale: float | None = typer.Option(
+            None, help="ImageNet prior row: its length, i.e. its cosines are multiplied by this (default 1)."
+        ),
+        prior_temperature: float | None = typer.Option(
+            None, help="ImageNet prior: temperature of the head's softmax (default 1; above 1 weighs more classes)."
+        ),
+        distill_temperature: float | None = typer.Option(
+            None,
+            help=(
+                "Knowledge transfer: temperature of the softmax the distillation target weighs classes by (default 1)."
+            ),
+        ),
+        class_naming: str | None = typer.Option(
+            None,
+            help=(
+                "How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first "
+                "(name) or lemmas (all names)."
+            ),
+        ),
+        class_definition: float | None = typer.Option(
+            None, help="Weight of the words of an ImageNet class's definition beside its names (default 0)."
+        ),
+        backbone: str | None = typer.Option(None, help="Any timm model name (default efficientnet_lite0, offline)."),
+        backbone_weights: str | None = typer.Option(
+            None, help="Weights file for the backbone (needed for ViT-B/16: vit_base_patch16_224)."
+        ),
+        device: str | None = typer.Option(None, help="auto | cpu | cuda."),
+        workers: int | None = typer.Option(None, help="Image decoding processes for token extraction."),
+        amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
         conse_top: int = typer.Option(10, help="ConSE: how many ImageNet classes vote."),
         conse_temperature: float = typer.Option(1.0, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
         quiet: bool = typer.Option(False, help="No progress bars."),
@@ -88,7 +164,7 @@ def _make_train_command(dataset_name: str):
             options["embeddings"] = embeddings
         try:
             dataset = load_dataset(dataset_name, data, **options)
-        except (DataError, FileNotFoundError) as exc:
+        except (DataError, FileNotFoundError, MissingExtra) as exc:
             _fail(str(exc))
         tag = f"{dataset.name}-{method if method != 'epsilon' else cfg.model.variant}-seed{cfg.seed}"
         out_dir = out or Path("runs") / tag
@@ -102,9 +178,12 @@ def _make_train_command(dataset_name: str):
                 _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, conse_temperature, not quiet)
                 return
             result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
-        except (ValueError, BackboneError, CacheError) as exc:
+        except (ValueError, BackboneError, CacheError, MissingExtra) as exc:
             _fail(str(exc))
-        typer.echo(f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, curves in {out_dir / 'curves.png'}")
+        typer.echo(
+            f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, "
+            f"curves in {out_dir / 'curves.png'}"
+        )
 
     command.__name__ = dataset_name.replace("-", "_")
     return command
@@ -118,7 +197,7 @@ for _name, _help in (
     app.command(_name, help=_help)(_make_train_command(_name))
 
 
-def _train_config(path: Optional[Path], values: dict, method: str):
+def _train_config(path: Path | None, values: dict, method: str):
     from .baselines import FAST0TAG
     from .model import EpsilonConfig
     from .train import TrainConfig
@@ -137,10 +216,19 @@ def _train_config(path: Optional[Path], values: dict, method: str):
                 data = json.loads(text)
         except (OSError, ValueError) as exc:
             _fail(f"cannot read config {path}: {exc}")
-    model_keys = {"variant": "variant", "groups": "num_groups", "d_model": "d_model", "depth": "depth",
-                  "heads": "heads", "dropout": "dropout", "normalize_rows": "normalize_rows", "prior": "prior",
-                  "prior_top": "prior_top", "prior_scale": "prior_scale",
-                  "prior_temperature": "prior_temperature"}
+    model_keys = {
+        "variant": "variant",
+        "groups": "num_groups",
+        "d_model": "d_model",
+        "depth": "depth",
+        "heads": "heads",
+        "dropout": "dropout",
+        "normalize_rows": "normalize_rows",
+        "prior": "prior",
+        "prior_top": "prior_top",
+        "prior_scale": "prior_scale",
+        "prior_temperature": "prior_temperature",
+    }
     model = dict(TrainConfig().model.to_dict(), **data.pop("model", {}))
     if method == "fast0tag":
         model.update(FAST0TAG)
@@ -153,7 +241,7 @@ def _train_config(path: Optional[Path], values: dict, method: str):
         _fail(str(exc))
 
 
-def _default_cache(dataset: str, backbone: str, weights: Optional[str]) -> Path:
+def _default_cache(dataset: str, backbone: str, weights: str | None) -> Path:
     from platformdirs import user_cache_dir
 
     tag = backbone if not weights else f"{backbone}-{Path(weights).stem}"
@@ -162,9 +250,8 @@ def _default_cache(dataset: str, backbone: str, weights: Optional[str]) -> Path:
 
 def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, temperature: float, progress: bool) -> None:
     from .baselines import run_conse
-    from .evaluate import format_table, to_json
-
     from .class_text import ClassText
+    from .evaluate import format_table, to_json
 
     text = ClassText(cfg.class_naming, cfg.class_definition)
     results = run_conse(dataset, cfg, cache_dir, top, progress, text, temperature)
@@ -175,33 +262,72 @@ def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, temperatu
     (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
 
 
-class EvalMethod(str, Enum):
+class EvalMethod(StrEnum):
     epsilon = "epsilon"
     conse = "conse"
 
 
-class Naming(str, Enum):
+class Naming(StrEnum):
     first = "first"
     lemmas = "lemmas"
 
 
 @app.command()
 def evaluate(
-    checkpoint: Optional[Path] = typer.Argument(None, help="A model bundle folder written by epsilon-train (Epsilon, an ablation or a Fast0Tag-style bundle); not needed with --method conse."),
-    dataset: str = typer.Option(..., "--dataset", help="nus-wide | open-images | corel5k | coco (any folder with annotations/instances_*.json and its images)."),
+    checkpoint: Path | None = typer.Argument(
+        None,
+        help=(
+            "A model bundle folder written by epsilon-train (Epsilon, an ablation or a Fast0Tag-style bundle); not "
+            "needed with --method conse."
+        ),
+    ),
+    dataset: str = typer.Option(
+        ...,
+        "--dataset",
+        help="nus-wide | open-images | corel5k | coco (any folder with annotations/instances_*.json and its images).",
+    ),
     data: Path = typer.Option(..., "--data", help="The dataset folder."),
-    method: EvalMethod = typer.Option(EvalMethod.epsilon, "--method", help="epsilon: score with the bundle; conse: training-free ConSE from the backbone's ImageNet head."),
-    split: str = typer.Option("all", "--split", help="coco: which instances file's photos to evaluate (all, or a split name such as val)."),
-    unseen: Optional[Path] = typer.Option(None, "--unseen", help="coco: a file naming zero-shot categories, one per line: ZSL over them, GZSL over all (without it every category is ranked together, the GZSL row)."),
+    method: EvalMethod = typer.Option(
+        EvalMethod.epsilon,
+        "--method",
+        help="epsilon: score with the bundle; conse: training-free ConSE from the backbone's ImageNet head.",
+    ),
+    split: str = typer.Option(
+        "all", "--split", help="coco: which instances file's photos to evaluate (all, or a split name such as val)."
+    ),
+    unseen: Path | None = typer.Option(
+        None,
+        "--unseen",
+        help=(
+            "coco: a file naming zero-shot categories, one per line: ZSL over them, GZSL over all (without it every "
+            "category is ranked together, the GZSL row)."
+        ),
+    ),
     conse_top: int = typer.Option(10, "--conse-top", min=1, help="ConSE: how many ImageNet classes vote."),
-    conse_temperature: float = typer.Option(1.0, "--conse-temperature", min=0.01, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
-    class_naming: Naming = typer.Option(Naming.first, "--class-naming", help="ConSE: name an ImageNet class by its first name or by all its lemmas."),
-    class_definition: float = typer.Option(0.0, "--class-definition", min=0.0, help="ConSE: weight of the words of the class's definition (0: names only)."),
-    embeddings: Optional[str] = typer.Option(None, "--embeddings", help="ConSE: word vectors (default glove-6b-50d); with a bundle, its own."),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="ConSE: a timm CNN with an ImageNet head (default efficientnet_lite0); with a bundle, its own."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."),
-    cache: Optional[Path] = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
-    backbone_weights: Optional[str] = typer.Option(None, help="The backbone's weights file, when the bundle's backbone is not offline."),
+    conse_temperature: float = typer.Option(
+        1.0, "--conse-temperature", min=0.01, help="ConSE: temperature of the ImageNet softmax (1: classic)."
+    ),
+    class_naming: Naming = typer.Option(
+        Naming.first, "--class-naming", help="ConSE: name an ImageNet class by its first name or by all its lemmas."
+    ),
+    class_definition: float = typer.Option(
+        0.0, "--class-definition", min=0.0, help="ConSE: weight of the words of the class's definition (0: names only)."
+    ),
+    embeddings: str | None = typer.Option(
+        None, "--embeddings", help="ConSE: word vectors (default glove-6b-50d); with a bundle, its own."
+    ),
+    backbone: str | None = typer.Option(
+        None,
+        "--backbone",
+        help="ConSE: a timm CNN with an ImageNet head (default efficientnet_lite0); with a bundle, its own.",
+    ),
+    json_file: Path | None = typer.Option(
+        None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."
+    ),
+    cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
+    backbone_weights: str | None = typer.Option(
+        None, help="The backbone's weights file, when the bundle's backbone is not offline."
+    ),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(2, help="Image decoding processes."),
     quiet: bool = typer.Option(False, help="No progress bars."),
@@ -238,7 +364,7 @@ def evaluate(
         _fail("--split and --unseen apply to --dataset coco only")
     try:
         data_set = load_dataset(dataset, data, **options)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, FileNotFoundError, MissingExtra) as exc:
         _fail(str(exc))
     name = bundle.backbone.get("name", DEFAULT_BACKBONE) if bundle else backbone or DEFAULT_BACKBONE
     dev = setup(device)
@@ -252,7 +378,9 @@ def evaluate(
     cache_name = dataset if dataset != "coco" else f"coco-{list_digest(data_set.test.images)[:12]}"
     cache_dir = (cache or _default_cache(cache_name, name, backbone_weights)) / "test"
     try:
-        features = extract_features(data_set.test.images, net, cache_dir, workers=workers, device=dev, progress=not quiet)
+        features = extract_features(
+            data_set.test.images, net, cache_dir, workers=workers, device=dev, progress=not quiet
+        )
     except CacheError as exc:
         _fail(str(exc))
     rows = np.flatnonzero(features.ok)
@@ -267,7 +395,10 @@ def evaluate(
             _fail(str(exc))
         logits = torch.from_numpy(np.asarray(features.logits[rows], dtype=np.float32))
         figures = conse_tasks(logits, data_set, data_set.test, rows, vectors, conse_top, conse_temperature)
-        title = f"ConSE (top {conse_top}, T {conse_temperature:g}, classes named by {text}) on {data_set.name} test split ({len(rows)} images):"
+        title = (
+            f"ConSE (top {conse_top}, T {conse_temperature:g}, classes named by {text}) on {data_set.name} "
+            f"test split ({len(rows)} images):"
+        )
     typer.echo(format_table(figures, title))
     if json_file:
         json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
@@ -276,11 +407,15 @@ def evaluate(
 @app.command()
 def calibrate(
     bundle: Path = typer.Argument(..., help="A model bundle folder; its config.json gets the chosen rule (--write)."),
-    corel5k: Optional[Path] = typer.Option(None, "--corel5k", help="Corel-5K folder: the fold of its training split this bundle's training held out."),
-    coco: Optional[Path] = typer.Option(None, "--coco", help="A COCO-format folder of labelled photos (validation only, e.g. open_images_5)."),
+    corel5k: Path | None = typer.Option(
+        None, "--corel5k", help="Corel-5K folder: the fold of its training split this bundle's training held out."
+    ),
+    coco: Path | None = typer.Option(
+        None, "--coco", help="A COCO-format folder of labelled photos (validation only, e.g. open_images_5)."
+    ),
     max_tags: int = typer.Option(10, "--max-tags", min=1, help="How many best words a photo keeps at most."),
     write: bool = typer.Option(False, "--write", help="Write the chosen rule into the bundle (its tagging section)."),
-    cache: Optional[Path] = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
+    cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(2, help="Image decoding processes."),
     quiet: bool = typer.Option(False, help="No progress bars."),
@@ -298,19 +433,31 @@ def calibrate(
         _fail("give at least one validation set: --corel5k DIR and/or --coco DIR")
     try:
         loaded = Bundle.load(bundle)
-        sets = validation_sets(loaded, corel=corel5k, coco=coco, workers=workers, device=setup(device),
-                               cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
-                               progress=not quiet)
+        sets = validation_sets(
+            loaded,
+            corel=corel5k,
+            coco=coco,
+            workers=workers,
+            device=setup(device),
+            cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
+            progress=not quiet,
+        )
     except (BundleError, BackboneError, DataError, CacheError, FileNotFoundError) as exc:
         _fail(str(exc))
     rule, per_strength = choose_rule(sets, max_tags)
     for row in per_strength:
-        cells = "  ".join(f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}" for name, f in row["sets"].items())
-        typer.echo(f"strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, mean F1 {row['f1']:.3f}  ({cells})")
+        cells = "  ".join(
+            f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}" for name, f in row["sets"].items()
+        )
+        typer.echo(
+            f"strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
+            f"mean F1 {row['f1']:.3f}  ({cells})"
+        )
     typer.echo(f"chosen: strength {rule.strength:.2f}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
     if write:
-        Bundle.update_config(bundle, tagging={**rule.to_dict(), "chosen_on": [s.name for s in sets],
-                                              "validation": per_strength})
+        Bundle.update_config(
+            bundle, tagging={**rule.to_dict(), "chosen_on": [s.name for s in sets], "validation": per_strength}
+        )
         typer.echo(f"written to {Path(bundle) / 'config.json'} (tagging)")
 
 
@@ -319,7 +466,7 @@ def export(
     bundle: Path = typer.Argument(..., help="A model bundle folder (e.g. runs/<run>/best)."),
     dest: Path = typer.Argument(..., help="Where to write the exported bundle folder."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size; loads as fp32)."),
-    note: Optional[str] = typer.Option(None, help="How the model was made, recorded in the bundle's training section."),
+    note: str | None = typer.Option(None, help="How the model was made, recorded in the bundle's training section."),
 ) -> None:
     """Copy a bundle for shipping: fp16 weights, with a note on how it was made."""
     from .checkpoint import Bundle, BundleError

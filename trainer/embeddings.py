@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import re
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ _PUNCTUATION = "\"'“”‘’()[]{}.!?;:"
 
 
 def fold_accents(word: str) -> str:
-    """"crème" -> "creme": the letters without their diacritics."""
+    """ "crème" -> "creme": the letters without their diacritics."""
     import unicodedata
 
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
@@ -231,8 +231,12 @@ def _nus_wide_labels() -> WordVectors:
 
     tags = asset_path("nus_wide", "TagList1k.txt").read_text().split()
     concepts = asset_path("nus_wide", "Concepts81.txt").read_text().split()
-    vectors = np.concatenate([np.load(asset_path("nus_wide", "glove300_taglist1k.npy")),
-                              np.load(asset_path("nus_wide", "glove300_concepts81.npy"))])
+    vectors = np.concatenate(
+        [
+            np.load(asset_path("nus_wide", "glove300_taglist1k.npy")),
+            np.load(asset_path("nus_wide", "glove300_concepts81.npy")),
+        ]
+    )
     return label_table(NUS_VECTORS, tags + concepts, vectors)
 
 

@@ -22,7 +22,7 @@ def semantic_vectors(model: Epsilon, tokens: np.ndarray, rows: np.ndarray, devic
     model.eval()
     out = []
     for start in range(0, len(rows), _BATCH):
-        batch = torch.from_numpy(np.asarray(tokens[rows[start:start + _BATCH]], dtype=np.float32)).to(device)
+        batch = torch.from_numpy(np.asarray(tokens[rows[start : start + _BATCH]], dtype=np.float32)).to(device)
         out.append(model(batch).float().cpu())
     if not out:
         return torch.zeros(0, model.cfg.rows, model.cfg.d_w)
@@ -44,7 +44,9 @@ def tasks(scores_seen, scores_unseen, split: Split, rows: np.ndarray, protocol: 
     return result
 
 
-def evaluate_model(model: Epsilon, tokens: np.ndarray, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu") -> dict:
+def evaluate_model(
+    model: Epsilon, tokens: np.ndarray, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu"
+) -> dict:
     """ZSL / GZSL figures of an Epsilon model on the given rows of a split."""
     semantic = semantic_vectors(model, tokens, rows, device)
     seen = score(semantic, torch.from_numpy(dataset.seen_vectors)).numpy()
@@ -63,7 +65,8 @@ def format_table(figures: dict, title: str = "") -> str:
             continue
         f = figures[task]
         cells = " ".join(
-            " ".join(f"{100 * f['k'][k][m]:6.1f}" for m in ("precision", "recall", "f1")) if k in f["k"]
+            " ".join(f"{100 * f['k'][k][m]:6.1f}" for m in ("precision", "recall", "f1"))
+            if k in f["k"]
             else f"{'-':>6} {'-':>6} {'-':>6}"
             for k in ks
         )
@@ -74,7 +77,4 @@ def format_table(figures: dict, title: str = "") -> str:
 
 def to_json(figures: dict) -> dict:
     """JSON-ready figures: keys 'zsl' / 'gzsl', each {'map', 'k': {'3': {...}}}, fractions."""
-    return {
-        task: {"map": f["map"], "k": {str(k): dict(v) for k, v in f["k"].items()}}
-        for task, f in figures.items()
-    }
+    return {task: {"map": f["map"], "k": {str(k): dict(v) for k, v in f["k"].items()}} for task, f in figures.items()}

@@ -15,9 +15,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class FeatureCache:
         return self.status == DONE
 
     @classmethod
-    def open(cls, folder: str | Path) -> "FeatureCache":
+    def open(cls, folder: str | Path) -> FeatureCache:
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
         n, t, d, k = meta["images"], meta["tokens"], meta["token_dim"], meta["classes"]
@@ -103,8 +103,14 @@ def extract_features(
     # Logits come from the tokens through the backbone's own head; ViTs' heads read the
     # class token, which the cache drops, so they cache no logits.
     k = int(backbone.model.forward_head(_as_features(probe, backbone)).shape[1]) if backbone.is_cnn else 0
-    meta = {"images": n, "tokens": int(t), "token_dim": int(d), "classes": k,
-            "backbone": backbone.spec(), "paths_sha1": list_digest(paths)}
+    meta = {
+        "images": n,
+        "tokens": int(t),
+        "token_dim": int(d),
+        "classes": k,
+        "backbone": backbone.spec(),
+        "paths_sha1": list_digest(paths),
+    }
     if rank == 0:
         _prepare(folder, meta)
     barrier()
@@ -112,23 +118,26 @@ def extract_features(
 
     # Batches are fixed slices of the image list; rank r takes every size-th one.
     starts = range(rank * batch_size, n, batch_size * size)
-    pending = np.concatenate(
-        [np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)]
-    )
+    pending = np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)])
     # Failed images are tried again: a file fixed since the last run gets its tokens.
     pending = pending[status[pending] != DONE]
     transform = backbone.preprocessing.transform()
     min_side = backbone.preprocessing.decode_side
     loader = DataLoader(
-        _Images(paths, pending, transform, min_side, side), batch_size=batch_size, num_workers=workers,
-        persistent_workers=False, pin_memory=torch.device(device).type == "cuda",
+        _Images(paths, pending, transform, min_side, side),
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=False,
+        pin_memory=torch.device(device).type == "cuda",
     )
     bar = _progress(len(pending), int((status == DONE).sum()), progress and rank == 0, "extracting tokens")
     started, done = time.perf_counter(), 0
     use_amp = torch.device(device).type == "cuda"
-    with _RowWriter(folder / "tokens.f16", t * d * 2) as token_file, \
-            _RowWriter(folder / "logits.f16", k * 2) as logit_file, \
-            _RowWriter(folder / "status.u8", 1) as status_file:
+    with (
+        _RowWriter(folder / "tokens.f16", t * d * 2) as token_file,
+        _RowWriter(folder / "logits.f16", k * 2) as logit_file,
+        _RowWriter(folder / "status.u8", 1) as status_file,
+    ):
         for index, pixels, ok in loader:
             index = index.numpy()
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -160,7 +169,7 @@ class _RowWriter:
     def __init__(self, path: Path, row_bytes: int):
         self.path, self.row_bytes = path, row_bytes
 
-    def __enter__(self) -> "_RowWriter":
+    def __enter__(self) -> _RowWriter:
         self.fd = os.open(self.path, os.O_WRONLY)
         return self
 
@@ -181,7 +190,7 @@ class _RowWriter:
 def _as_features(tokens: torch.Tensor, backbone: Backbone) -> torch.Tensor:
     """CNN tokens back into the B x D x H x W map the backbone's own head pools."""
     b, n, d = tokens.shape
-    side = int(round(n ** 0.5))
+    side = int(round(n**0.5))
     return tokens.transpose(1, 2).reshape(b, d, side, n // side)
 
 

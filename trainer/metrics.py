@@ -36,8 +36,8 @@ def average_precision(scores, labels) -> np.ndarray:
     result = np.zeros(scores.shape[1], dtype=np.float64)
     for start in range(0, scores.shape[1], _CLASS_BLOCK):
         # One row per class (contiguous), so the sort runs along memory, not across it.
-        s = torch.as_tensor(np.ascontiguousarray(scores[:, start:start + _CLASS_BLOCK].T)).to(dtype)
-        y = torch.as_tensor(np.ascontiguousarray(labels[:, start:start + _CLASS_BLOCK].T))
+        s = torch.as_tensor(np.ascontiguousarray(scores[:, start : start + _CLASS_BLOCK].T)).to(dtype)
+        y = torch.as_tensor(np.ascontiguousarray(labels[:, start : start + _CLASS_BLOCK].T))
         valid = y != 0
         # Unannotated cells sink below every real score so they never split a tie group.
         s = s.masked_fill(~valid, float("-inf"))
@@ -57,7 +57,7 @@ def average_precision(scores, labels) -> np.ndarray:
         gained = torch.where(ends, tp - before, 0.0)
         npos = tp[:, -1]
         ap = (gained * precision).sum(dim=1) / npos.clamp(min=1)
-        result[start:start + s.shape[0]] = ap.numpy()
+        result[start : start + s.shape[0]] = ap.numpy()
     return result
 
 
@@ -112,9 +112,7 @@ def evaluate_scores(scores, labels, protocol: Protocol) -> dict:
         keep = (labels > 0).any(axis=1)
         scores, labels = scores[keep], labels[keep]
     result = {
-        "map": mean_average_precision(
-            scores, labels, drop_unannotated_classes=protocol.drop_unannotated_classes
-        ),
+        "map": mean_average_precision(scores, labels, drop_unannotated_classes=protocol.drop_unannotated_classes),
         "k": {},
     }
     # A K beyond the number of labels ranks everything: there is no top-K to speak of.

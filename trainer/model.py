@@ -69,8 +69,9 @@ class EpsilonConfig:
         if self.prior != "none" and not self.prior_temperature > 0:
             raise ValueError(f"prior_temperature must be > 0, got {self.prior_temperature}")
         if self.prior != "none" and not 1 <= self.prior_top <= (self.prior_classes or self.prior_top):
-            raise ValueError(f"prior_top must be between 1 and the head's {self.prior_classes} classes, "
-                             f"got {self.prior_top}")
+            raise ValueError(
+                f"prior_top must be between 1 and the head's {self.prior_classes} classes, got {self.prior_top}"
+            )
         if self.num_groups < 1:
             raise ValueError(f"num_groups (M) must be at least 1, got {self.num_groups}")
         if self.variant in ("full", "gpa") and self.d_model % self.heads:
@@ -85,7 +86,7 @@ class EpsilonConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EpsilonConfig":
+    def from_dict(cls, data: dict) -> EpsilonConfig:
         reject_unknown_keys(cls, data, "model config")
         return cls(**data)
 
@@ -105,14 +106,17 @@ class GroupPromptsAggregation(nn.Module):
         d = cfg.d_model
         self.prompts = nn.Parameter(torch.randn(cfg.num_groups, d) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d, cfg.heads, dim_feedforward=int(d * cfg.mlp_ratio), dropout=cfg.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
+            d,
+            cfg.heads,
+            dim_feedforward=int(d * cfg.mlp_ratio),
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         # Pre-norm layers leave their output un-normalised, hence the final LayerNorm;
         # nested tensors only apply to post-norm layers with padding masks, so they are off.
-        self.encoder = nn.TransformerEncoder(
-            layer, cfg.depth, norm=nn.LayerNorm(d), enable_nested_tensor=False
-        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.depth, norm=nn.LayerNorm(d), enable_nested_tensor=False)
         self.cross = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -165,8 +169,10 @@ class Epsilon(nn.Module):
         self.cfg = cfg
         if cfg.prior != "none":
             if cfg.prior_classes < cfg.prior_top:
-                raise ValueError(f"an ImageNet prior needs the backbone head's class count (prior_classes), "
-                                 f"at least prior_top = {cfg.prior_top}; got {cfg.prior_classes}")
+                raise ValueError(
+                    f"an ImageNet prior needs the backbone head's class count (prior_classes), "
+                    f"at least prior_top = {cfg.prior_top}; got {cfg.prior_classes}"
+                )
             # Filled by attach_prior (training) or the bundle (loading); fixed, never trained.
             self.register_buffer("prior_weight", torch.zeros(cfg.prior_classes, cfg.token_dim))
             self.register_buffer("prior_bias", torch.zeros(cfg.prior_classes))
@@ -194,7 +200,9 @@ class Epsilon(nn.Module):
         """B x d_w, unit length: the photo's ConSE embedding from its backbone tokens."""
         logits = F.linear(tokens.mean(dim=1).float(), self.prior_weight.float(), self.prior_bias.float())
         cfg = self.cfg
-        return F.normalize(conse_embedding(logits, self.prior_vectors.float(), cfg.prior_top, cfg.prior_temperature), dim=-1)
+        return F.normalize(
+            conse_embedding(logits, self.prior_vectors.float(), cfg.prior_top, cfg.prior_temperature), dim=-1
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -218,8 +226,9 @@ class Epsilon(nn.Module):
         return semantic
 
 
-def conse_embedding(logits: torch.Tensor, class_vectors: torch.Tensor, top: int = 10,
-                    temperature: float = 1.0) -> torch.Tensor:
+def conse_embedding(
+    logits: torch.Tensor, class_vectors: torch.Tensor, top: int = 10, temperature: float = 1.0
+) -> torch.Tensor:
     """ConSE (Norouzi et al. 2014), N x d_w: the sum over each image's top-T classes of
     p_t * v_t, divided by the sum of p_t (p: the softmax of the classifier's logits, divided
     by ``temperature``; 1 is the classic method)."""

@@ -31,11 +31,13 @@ class TagRule:
     max_tags: int = 10
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "TagRule":
+    def from_dict(cls, data: dict | None) -> TagRule:
         data = data or {}
-        return cls(float(data.get("strength", 0.0)),
-                   None if data.get("min_score") is None else float(data["min_score"]),
-                   int(data.get("max_tags", 10)))
+        return cls(
+            float(data.get("strength", 0.0)),
+            None if data.get("min_score") is None else float(data["min_score"]),
+            int(data.get("max_tags", 10)),
+        )
 
     def to_dict(self) -> dict:
         return {"strength": self.strength, "min_score": self.min_score, "max_tags": self.max_tags}

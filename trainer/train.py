@@ -78,7 +78,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         reject_unknown_keys(cls, data, "training config")
         data = dict(data)
         model = data.pop("model", None)
@@ -88,7 +88,9 @@ class TrainConfig:
         return cfg
 
 
-def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str | Path, *, progress: bool = True) -> dict:
+def train(
+    dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str | Path, *, progress: bool = True
+) -> dict:
     """Train (or resume) into ``out``; returns the history. Bundles: out/best, out/last."""
     out = Path(out)
     device = setup(cfg.device)
@@ -104,10 +106,24 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
         cfg.model.prior_classes = int(head[0].shape[0])
     _check_or_write_config(out, cfg, dataset)
     cache_root = Path(cache_root)
-    train_cache = extract_features(dataset.train.images, backbone, cache_root / "train", batch_size=cfg.extract_batch,
-                                   workers=cfg.workers, device=device, progress=progress)
-    test_cache = extract_features(dataset.test.images, backbone, cache_root / "test", batch_size=cfg.extract_batch,
-                                  workers=cfg.workers, device=device, progress=progress)
+    train_cache = extract_features(
+        dataset.train.images,
+        backbone,
+        cache_root / "train",
+        batch_size=cfg.extract_batch,
+        workers=cfg.workers,
+        device=device,
+        progress=progress,
+    )
+    test_cache = extract_features(
+        dataset.test.images,
+        backbone,
+        cache_root / "test",
+        batch_size=cfg.extract_batch,
+        workers=cfg.workers,
+        device=device,
+        progress=progress,
+    )
     del backbone  # everything from here reads the cache
 
     fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
@@ -129,7 +145,9 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
     start_epoch, start_step, history = _resume(out / "state", model, optimiser)
     ddp = model
     if size > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     word_vectors = torch.from_numpy(vectors).to(device)
     use_amp = cfg.amp and device.type == "cuda"
     steps_per_epoch = math.ceil(len(fit_rows) / cfg.batch_size)
@@ -146,9 +164,9 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
         losses = list(history[-1].get("partial_losses", [])) if history and history[-1].get("epoch") == epoch else []
         history = [h for h in history if h.get("epoch") != epoch]
         for step in range(start_step, steps_per_epoch):
-            global_batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            global_batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             share = math.ceil(len(global_batch) / size)
-            rows = np.sort(global_batch[rank * share:(rank + 1) * share])
+            rows = np.sort(global_batch[rank * share : (rank + 1) * share])
             tokens = torch.from_numpy(np.asarray(train_cache.tokens[rows], dtype=np.float32)).to(device)
             labels = label_rows(dataset.train.seen, rows)
             if extra is not None:
@@ -161,7 +179,7 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
             if teacher is not None:
                 target = torch.from_numpy(teacher[rows]).to(device)[parts.used]
                 # Only the trained rows: a prior row is the teacher already.
-                trained = semantic.float()[parts.used][:, :cfg.model.num_groups]
+                trained = semantic.float()[parts.used][:, : cfg.model.num_groups]
                 closest = torch.nn.functional.cosine_similarity(trained, target[:, None], dim=-1)
                 per_image = per_image + cfg.distill * (1.0 - closest.amax(dim=1))
             # The mean over the global batch's used images, whatever each rank holds: DDP
@@ -176,14 +194,28 @@ def train(dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str |
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
-                _save_state(out / "state", model, optimiser, epoch, step + 1,
-                            history + [{"epoch": epoch, "partial_losses": losses}])
+                _save_state(
+                    out / "state",
+                    model,
+                    optimiser,
+                    epoch,
+                    step + 1,
+                    history + [{"epoch": epoch, "partial_losses": losses}],
+                )
         bar.close()
         start_step = 0
-        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                  "lr": optimiser.param_groups[0]["lr"], "step_losses": losses}
+        record = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "lr": optimiser.param_groups[0]["lr"],
+            "step_losses": losses,
+        }
         if is_main():
-            record["val"] = evaluate_model(model, train_cache.tokens, dataset.train, val_rows, dataset, device) if len(val_rows) else {}
+            record["val"] = (
+                evaluate_model(model, train_cache.tokens, dataset.train, val_rows, dataset, device)
+                if len(val_rows)
+                else {}
+            )
             record["test"] = evaluate_model(model, test_cache.tokens, dataset.test, test_rows, dataset, device)
             record["select"] = _selection_figure(record)
             history.append(record)
@@ -256,8 +288,12 @@ def _bundle(model, dataset, cfg, history, record, cache) -> Bundle:
         unseen_labels=dataset.unseen_labels,
         seen_vectors=dataset.seen_vectors,
         unseen_vectors=dataset.unseen_vectors,
-        training={"dataset": dataset.name, "config": cfg.to_dict(), "epoch": record["epoch"] + 1,
-                  "history": [{k: h[k] for k in ("epoch", "loss", "select") if k in h} for h in history]},
+        training={
+            "dataset": dataset.name,
+            "config": cfg.to_dict(),
+            "epoch": record["epoch"] + 1,
+            "history": [{k: h[k] for k in ("epoch", "loss", "select") if k in h} for h in history],
+        },
         metrics={"val": record.get("val", {}), "test": record.get("test", {})},
     )
 
@@ -271,10 +307,10 @@ def _report(record: dict, dataset: Dataset, improved: bool) -> None:
 
 
 def _plot(history: list[dict], path: Path) -> None:
-    import matplotlib
+    from .errors import optional
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    optional("matplotlib", "Drawing the training curves").use("Agg")
+    plt = optional("matplotlib.pyplot", "Drawing the training curves")
 
     epochs = [h["epoch"] + 1 for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -284,8 +320,14 @@ def _plot(history: list[dict], path: Path) -> None:
         for task, colour in (("zsl", "C0"), ("gzsl", "C1")):
             values = [h.get(part, {}).get(task, {}).get("map") for h in history]
             if any(v is not None for v in values):
-                right.plot(epochs, [np.nan if v is None else v for v in values], style, color=colour, marker="o",
-                           label=f"{task.upper()} mAP ({'held-out' if part == 'val' else 'test'})")
+                right.plot(
+                    epochs,
+                    [np.nan if v is None else v for v in values],
+                    style,
+                    color=colour,
+                    marker="o",
+                    label=f"{task.upper()} mAP ({'held-out' if part == 'val' else 'test'})",
+                )
     right.set(title="mAP", xlabel="epoch")
     right.legend()
     fig.tight_layout()
@@ -306,7 +348,9 @@ def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> Non
     if path.exists():
         saved = json.loads(path.read_text())
         if saved != json.loads(json.dumps(effective)):
-            raise ValueError(f"{out} holds a run with another config ({path}); resume with the same options or use another --out")
+            raise ValueError(
+                f"{out} holds a run with another config ({path}); resume with the same options or use another --out"
+            )
     barrier()
     if is_main():
         out.mkdir(parents=True, exist_ok=True)

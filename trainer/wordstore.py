@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -96,8 +96,9 @@ class SqliteIndex:
         return [r[0] for r in rows]
 
 
-def open_store(name: str, identity: str, build: Callable[[], tuple[Iterable[str], np.ndarray]],
-               folder: Path | None = None) -> tuple[SqliteIndex | ListIndex, np.ndarray]:
+def open_store(
+    name: str, identity: str, build: Callable[[], tuple[Iterable[str], np.ndarray]], folder: Path | None = None
+) -> tuple[SqliteIndex | ListIndex, np.ndarray]:
     """The (index, unit vectors) of a source, from its store, built first when missing or
     stale. ``build`` returns the words and raw vectors (the slow way, once). Where the
     cache folder cannot be written, the source is served from memory as it was built."""
@@ -139,7 +140,10 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
 def _write(index_path: Path, vectors_path: Path, identity: str, words: list[str], unit: np.ndarray) -> None:
     index_path.parent.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    index_tmp, vectors_tmp = index_path.with_name(f".{index_path.name}.{pid}"), vectors_path.with_name(f".{pid}.{vectors_path.name}")
+    index_tmp, vectors_tmp = (
+        index_path.with_name(f".{index_path.name}.{pid}"),
+        vectors_path.with_name(f".{pid}.{vectors_path.name}"),
+    )
     try:
         np.save(vectors_tmp, unit)
         index_tmp.unlink(missing_ok=True)

@@ -13,8 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rich.text import Text
 from textual import work
@@ -42,8 +42,9 @@ def open_in_viewer(path: str) -> None:
         return
     else:
         command = ["xdg-open", path]
-    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True)
+    subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 class EpsilonTagApp(App):
@@ -60,8 +61,9 @@ class EpsilonTagApp(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, db: str | Path, *, opener: Callable[[str], None] = open_in_viewer,
-                 refresh_seconds: float = 3.0) -> None:
+    def __init__(
+        self, db: str | Path, *, opener: Callable[[str], None] = open_in_viewer, refresh_seconds: float = 3.0
+    ) -> None:
         super().__init__()
         self.db_path = Path(db).expanduser()
         self.opener = opener
@@ -132,7 +134,7 @@ class EpsilonTagApp(App):
         """Once the screen is up: load the word vectors and read every photo's S into
         memory, so that the first search or added word does not wait for them."""
         try:
-            self.source.vectors
+            _ = self.source.vectors  # loaded now, not at the first search
         except VocabularyError:  # no word vectors for this model: its own words still work
             pass
         with self.lock:
@@ -162,8 +164,11 @@ class EpsilonTagApp(App):
             return
         query = event.value.strip()
         if query:
-            self.load_photos(self.query_one("#photos", PhotoPanel), f"search: {query}",
-                             lambda: rank(self.library, query, source=self.source))
+            self.load_photos(
+                self.query_one("#photos", PhotoPanel),
+                f"search: {query}",
+                lambda: rank(self.library, query, source=self.source),
+            )
             self.query_one("#photo-table").focus()
 
     @work(thread=True, exclusive=True, group="photos")

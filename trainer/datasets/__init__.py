@@ -8,14 +8,13 @@ scipy CSR matrices whose implicit zeros mean "not annotated"; ``label_rows`` rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..metrics import Protocol
-
 
 
 class DataError(RuntimeError):
@@ -33,7 +32,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, rows: Sequence[int] | np.ndarray) -> "Split":
+    def subset(self, rows: Sequence[int] | np.ndarray) -> Split:
         rows = np.asarray(rows, dtype=np.int64)
         return Split(
             [self.images[i] for i in rows],

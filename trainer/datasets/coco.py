@@ -53,11 +53,14 @@ def load(
             rows.append(set())
         for annotation in _records(data, "annotations", path, ("image_id", "category_id")):
             if annotation["category_id"] not in categories:
-                raise DataError(f"{path}: an annotation names category {annotation['category_id']}, "
-                                f"which no \"categories\" entry defines")
+                raise DataError(
+                    f"{path}: an annotation names category {annotation['category_id']}, "
+                    f'which no "categories" entry defines'
+                )
             if annotation["image_id"] not in found:
-                raise DataError(f"{path}: an annotation names image {annotation['image_id']}, "
-                                f"which no \"images\" entry defines")
+                raise DataError(
+                    f'{path}: an annotation names image {annotation["image_id"]}, which no "images" entry defines'
+                )
             rows[found[annotation["image_id"]]].add(annotation["category_id"])
     if not categories:
         raise DataError(f"No categories in {', '.join(str(f) for f in files)}\nExpected layout under {root}:\n{LAYOUT}")
@@ -82,8 +85,10 @@ def load(
     try:
         label_vectors = vectors.matrix(names)
     except UnknownWordError as exc:
-        raise DataError(f"A category of {root} has no word vector: {exc} Rename the category in the "
-                        f"instances files, or pass --embeddings with vectors that know it.") from exc
+        raise DataError(
+            f"A category of {root} has no word vector: {exc} Rename the category in the "
+            f"instances files, or pass --embeddings with vectors that know it."
+        ) from exc
     empty = Split([], np.zeros((0, len(seen_cols)), np.int8), np.zeros((0, len(unseen_cols)), np.int8))
     return Dataset(
         name=f"coco-{root.name}" + ("" if split == "all" else f"-{split}"),
@@ -122,25 +127,30 @@ def _read_json(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(data, dict):
-        raise DataError(f"{path} is not a COCO instances file: it must hold an object with images, "
-                        f"annotations and categories")
+        raise DataError(
+            f"{path} is not a COCO instances file: it must hold an object with images, annotations and categories"
+        )
     return data
 
 
 def _records(data: dict, key: str, path: Path, fields: tuple[str, ...]) -> list[dict]:
     records = data.get(key, [] if key == "annotations" else None)
     if not isinstance(records, list):
-        raise DataError(f"{path} has no \"{key}\" list: is it a COCO instances file?")
+        raise DataError(f'{path} has no "{key}" list: is it a COCO instances file?')
     for number, record in enumerate(records):
         if not isinstance(record, dict) or any(f not in record for f in fields):
-            raise DataError(f"{path}: \"{key}\" entry {number} lacks one of {', '.join(fields)}")
+            raise DataError(f'{path}: "{key}" entry {number} lacks one of {", ".join(fields)}')
     return records
 
 
 def _image_path(root: Path, split: str, file_name: str) -> Path:
     """Where an image lies: the first of the usual export layouts that holds it."""
-    candidates = [root / "images" / split / file_name, root / "images" / file_name,
-                  root / split / file_name, root / file_name]
+    candidates = [
+        root / "images" / split / file_name,
+        root / "images" / file_name,
+        root / split / file_name,
+        root / file_name,
+    ]
     return next((c for c in candidates if c.is_file()), candidates[1])
 
 
@@ -154,6 +164,8 @@ def _unseen(path: str | Path | None, names: list[str]) -> set[str]:
         raise DataError(f"Cannot read the unseen-category file {path}: {exc.strerror or exc}") from exc
     unknown = [n for n in listed if n not in names]
     if unknown:
-        raise DataError(f"{path} names categories the instances files do not define: {', '.join(unknown[:5])} "
-                        f"(they define: {', '.join(names[:20])})")
+        raise DataError(
+            f"{path} names categories the instances files do not define: {', '.join(unknown[:5])} "
+            f"(they define: {', '.join(names[:20])})"
+        )
     return set(listed)

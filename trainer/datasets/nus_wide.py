@@ -18,7 +18,6 @@ from ..embeddings import NUS_VECTORS, load_embeddings
 from ..metrics import NUS_WIDE
 from . import DataError, Dataset, Split, require_files
 
-
 LAYOUT = """\
   ImageList/Imagelist.txt            all 269,648 images, one path per line (C:\\ImageData\\Flickr\\<folder>\\<file>.jpg)
   ImageList/TrainImagelist.txt       the 161,789 training images (same format)
@@ -32,8 +31,13 @@ LAYOUT = """\
 def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
     require_files(
         root,
-        ["ImageList/Imagelist.txt", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt",
-         "NUS_WID_Tags/AllTags1k.txt", "Groundtruth/AllLabels"],
+        [
+            "ImageList/Imagelist.txt",
+            "ImageList/TrainImagelist.txt",
+            "ImageList/TestImagelist.txt",
+            "NUS_WID_Tags/AllTags1k.txt",
+            "Groundtruth/AllLabels",
+        ],
         LAYOUT,
     )
     tags = _label_list(root / "NUS_WID_Tags" / "TagList1k.txt", "TagList1k.txt")
@@ -53,7 +57,7 @@ def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
     concept_set = set(concepts)
     seen_cols = [i for i, t in enumerate(tags) if t not in concept_set]
     # 1 -> +1, 0 -> -1: NUS-WIDE annotates every cell.
-    seen = (tag_flags[:, seen_cols].astype(np.int8) * 2 - 1)
+    seen = tag_flags[:, seen_cols].astype(np.int8) * 2 - 1
     unseen = concept_flags.astype(np.int8) * 2 - 1
 
     row_of = {path: i for i, path in enumerate(images)}
@@ -70,8 +74,11 @@ def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
         if not present.any():
             raise DataError(f"None of the {len(rows)} images of {list_file} are under {root / 'Flickr'}\n{LAYOUT}")
         if not present.all():
-            print(f"NUS-WIDE {list_file}: {int((~present).sum())} of {len(rows)} images are missing "
-                  f"under {root / 'Flickr'} and are left out", file=sys.stderr)
+            print(
+                f"NUS-WIDE {list_file}: {int((~present).sum())} of {len(rows)} images are missing "
+                f"under {root / 'Flickr'} and are left out",
+                file=sys.stderr,
+            )
         rows = rows[present]
         return Split([root / "Flickr" / images[r] for r in rows], seen[rows], unseen[rows])
 

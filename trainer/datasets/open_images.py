@@ -52,14 +52,19 @@ def load(root: Path, embeddings: str = DEFAULT_EMBEDDINGS) -> Dataset:
     unseen_names = [names[c] for c in unseen_ids]
 
     def split(name: str) -> Split:
-        images, (seen, unseen) = _read_labels(root / f"{name}-annotations-human-imagelabels.csv", [seen_ids, unseen_ids])
+        images, (seen, unseen) = _read_labels(
+            root / f"{name}-annotations-human-imagelabels.csv", [seen_ids, unseen_ids]
+        )
         on_disk = {entry.name for entry in os.scandir(root / name) if entry.is_file()}
         present = np.array([f"{image}.jpg" in on_disk for image in images], dtype=bool)
         if not present.any():
             raise DataError(f"None of the {len(images)} labelled {name} images are in {root / name}\n{LAYOUT}")
         if not present.all():
-            print(f"Open Images {name}: {int((~present).sum())} of {len(images)} labelled images are not in "
-                  f"{root / name} and are left out", file=sys.stderr)
+            print(
+                f"Open Images {name}: {int((~present).sum())} of {len(images)} labelled images are not in "
+                f"{root / name} and are left out",
+                file=sys.stderr,
+            )
         rows = np.flatnonzero(present)
         return Split([root / name / f"{images[r]}.jpg" for r in rows], seen[rows], unseen[rows])
 
@@ -85,7 +90,10 @@ def _read_labels(path: Path, class_lists: list[list[str]]):
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
-    from scipy.sparse import csr_matrix
+
+    from ..errors import optional
+
+    csr_matrix = optional("scipy.sparse", "Reading Open Images' labels").csr_matrix
 
     try:
         table = pacsv.read_csv(
@@ -121,6 +129,9 @@ def _name_vectors(vectors, names: list[str]) -> np.ndarray:
         except UnknownWordError:
             unknown.append(name)
     if unknown:
-        print(f"Open Images: {len(unknown)} of {len(names)} label names have no word in "
-              f"{vectors.source_id} (e.g. {', '.join(unknown[:3])}); they score 0", file=sys.stderr)
+        print(
+            f"Open Images: {len(unknown)} of {len(names)} label names have no word in "
+            f"{vectors.source_id} (e.g. {', '.join(unknown[:3])}); they score 0",
+            file=sys.stderr,
+        )
     return out
