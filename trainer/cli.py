@@ -524,6 +524,78 @@ def info(
             typer.echo(f"test {task:6} mAP {test[task]['map']:.4f}")
 
 
+@app.command()
+def estimate(
+    dataset: str = typer.Argument(..., help="nus-wide, open-images or corel5k."),
+    backbone: str = typer.Option(
+        "efficientnet_lite0", "--backbone", help="Any timm name (random weights are built: only the shape counts)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="The dataset folder: count its images instead of using the official counts."
+    ),
+    gpus: int = typer.Option(0, "--gpus", min=0, help="Also estimate for this many devices (0: those visible)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Decode processes per device (0: one per core)."),
+    epochs: int = typer.Option(7, "--epochs", min=1, help="Epochs of the run (the paper: 7)."),
+    device: str = typer.Option("auto", "--device", help="Where to measure: auto | cpu | cuda."),
+    decode_rate: float | None = typer.Option(
+        None, "--decode-rate", help="Images/s one decode worker gives (skip measuring it)."
+    ),
+    backbone_rate: float | None = typer.Option(
+        None, "--backbone-rate", help="Images/s of the backbone's forward on one device."
+    ),
+    head_rate: float | None = typer.Option(None, "--head-rate", help="Images/s of the head's training step."),
+    disk_rate: float | None = typer.Option(None, "--disk-rate", help="Bytes/s the cache is read at."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+) -> None:
+    """Before training: images, the token cache's size, and the time per epoch cached and
+    streaming, for 1 and N devices, from throughputs measured on this machine (or given)."""
+    import os
+
+    from .backbones import BackboneError
+    from .datasets import DataError
+    from .distributed import setup
+    from .estimate import OFFICIAL_IMAGES, Throughputs, format_estimate, measure, token_shape
+    from .estimate import estimate as run_estimate
+
+    if dataset not in OFFICIAL_IMAGES:
+        _fail(f"dataset is one of {', '.join(OFFICIAL_IMAGES)}, not {dataset!r}")
+    try:
+        dev = str(setup(device))
+    except RuntimeError as exc:
+        _fail(f"--device {device}: {exc}")
+    try:
+        if data is not None:
+            from .datasets import load_dataset
+
+            loaded = load_dataset(dataset, data)
+            images = {"train": len(loaded.train), "test": len(loaded.test)}
+        else:
+            images = dict(OFFICIAL_IMAGES[dataset])
+        tokens = token_shape(backbone, dev)
+        given = (decode_rate, backbone_rate, head_rate, disk_rate)
+        rates = (
+            Throughputs(*given)  # type: ignore[arg-type]
+            if None not in given
+            else _fill(measure(backbone, tokens, device=dev), given)
+        )
+    except (DataError, FileNotFoundError, BackboneError, MissingExtra) as exc:
+        _fail(str(exc))
+    import torch
+
+    n = gpus or max(torch.cuda.device_count(), 1)
+    result = run_estimate(
+        dataset, backbone, images, tokens, rates, workers=workers or os.cpu_count() or 1, gpus=n, epochs=epochs
+    )
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_estimate(result))
+
+
+def _fill(measured, given):
+    from .estimate import Throughputs
+
+    names = ("decode", "backbone", "head", "disk")
+    return Throughputs(*(g if g is not None else getattr(measured, k) for k, g in zip(names, given)))
+
+
 def main() -> None:
     app()
 

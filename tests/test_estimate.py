@@ -1,0 +1,51 @@
+"""epsilon-train estimate: the token cache's size from the model's real token shape, and
+times that follow from the throughputs by the pipeline's arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_train_cli import run_cli
+from tests.tiny_datasets import make_corel
+from trainer.estimate import Throughputs, estimate
+
+GIVEN = ["--decode-rate", "100", "--backbone-rate", "400", "--head-rate", "2000", "--disk-rate", "1e9"]
+
+
+@pytest.mark.parametrize("dataset, images, gigabytes", [("nus-wide", 269_648, 81), ("open-images", 1_868_478, 560)])
+def test_the_paper_scale_cache_of_vit_b16(dataset, images, gigabytes):
+    shown = run_cli("estimate", dataset, "--backbone", "vit_base_patch16_224", "--json", "--gpus", "8", *GIVEN)
+    result = json.loads(shown.stdout)
+    assert sum(result["images"].values()) == images and result["tokens"] == [196, 768]
+    assert result["cache_bytes"] == images * 196 * 768 * 2
+    assert result["cache_bytes"] / 1e9 == pytest.approx(gigabytes, rel=0.05)
+    one, eight = result["per_gpus"]["1"], result["per_gpus"]["8"]
+    assert eight["streaming_epoch_s"] < one["streaming_epoch_s"] and set(result["per_gpus"]) == {"1", "8"}
+
+
+def test_times_follow_from_the_throughputs():
+    rates = Throughputs(decode=10, backbone=100, head=400, disk=1e12)
+    result = estimate("x", "b", {"train": 1000, "test": 200}, (49, 1280), rates, workers=4, gpus=2, epochs=3)
+    one = result.per_gpus["1"]
+    # Extraction: 1,200 images at min(4 workers x 10, 100) = 40 images/s.
+    assert one["extract_s"] == pytest.approx(30.0)
+    # Streaming: the backbone and the head share the device (1 / (1/100 + 1/400) = 80/s),
+    # decoding gives 40/s; the test split runs the backbone only.
+    assert one["streaming_epoch_s"] == pytest.approx(1000 / 40 + 200 / 40)
+    assert one["cached_epoch_s"] == pytest.approx(1000 / 400 + 200 / 1600)
+    assert one["cached_total_s"] == pytest.approx(30 + 3 * one["cached_epoch_s"])
+    two = result.per_gpus["2"]
+    assert two["extract_s"] == pytest.approx(1200 / 80)  # each device its own workers
+    assert result.cache_bytes == 1200 * 49 * 1280 * 2
+
+
+def test_counts_a_data_folder_and_measures_this_machine(tmp_path):
+    data = make_corel(tmp_path / "data")
+    shown = run_cli("estimate", "corel5k", "--data", data, "--device", "cpu", "--json")
+    result = json.loads(shown.stdout)
+    assert result["images"] == {"train": 20, "test": 10} and result["tokens"] == [49, 1280]  # make_corel's tree
+    assert all(v > 0 for v in result["throughputs"].values())
+    wrong = run_cli("estimate", "imagenet", check=False)
+    assert wrong.returncode == 2 and "nus-wide, open-images, corel5k" in wrong.stderr
