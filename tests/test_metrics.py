@@ -112,3 +112,65 @@ def test_torch_inputs_are_accepted():
     assert mean_average_precision(torch.from_numpy(scores), torch.from_numpy(labels)) == pytest.approx(
         mean_average_precision(scores, labels)
     )
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("protocol_name", ["NUS_WIDE", "OPEN_IMAGES"])
+def test_class_blocks_give_the_figures_of_the_whole_score_matrix(monkeypatch, sparse, protocol_name):
+    """Scoring 7 classes at a time (and 13 images at a time) equals scoring all at once."""
+    import scipy.sparse
+    import torch
+
+    from trainer import evaluate, metrics
+    from trainer.datasets import Split, label_rows
+    from trainer.model import score
+
+    monkeypatch.setattr(evaluate, "_CLASSES", 7)
+    monkeypatch.setattr(evaluate, "_IMAGES", 13)
+    rng = np.random.default_rng(4)
+    n, seen_c, unseen_c = 60, 23, 11
+    semantic = torch.from_numpy(rng.standard_normal((n, 3, 16)).astype(np.float32))
+    seen_v, unseen_v = rng.standard_normal((seen_c, 16)), rng.standard_normal((unseen_c, 16))
+    seen_l = rng.choice([-1, 0, 1], size=(n, seen_c), p=[0.3, 0.6, 0.1]).astype(np.int8)
+    unseen_l = rng.choice([-1, 0, 1], size=(n, unseen_c), p=[0.2, 0.7, 0.1]).astype(np.int8)
+    seen_l[:5] = np.minimum(seen_l[:5], 0)  # some images with no positive
+    unseen_l[:5] = np.minimum(unseen_l[:5], 0)
+    unseen_l[:, 3] = 0  # a class never annotated
+    protocol = getattr(metrics, protocol_name)
+    store = (lambda m: scipy.sparse.csr_matrix(m)) if sparse else (lambda m: m)
+    split = Split(images=[f"{i}.jpg" for i in range(n)], seen=store(seen_l), unseen=store(unseen_l))
+    rows = np.arange(n)
+
+    class Data:
+        seen_vectors, unseen_vectors, has_unseen = seen_v.astype(np.float32), unseen_v.astype(np.float32), True
+
+    Data.protocol = protocol
+    blocked = evaluate.semantic_tasks(semantic, split, rows, Data)
+    # The reference: the whole N x C score matrices, through evaluate_scores.
+    seen_scores = score(semantic, torch.from_numpy(Data.seen_vectors)).numpy()
+    unseen_scores = score(semantic, torch.from_numpy(Data.unseen_vectors)).numpy()
+    whole = {
+        "zsl": evaluate_scores(unseen_scores, label_rows(split.unseen, rows), protocol),
+        "gzsl": evaluate_scores(
+            np.concatenate([seen_scores, unseen_scores], axis=1),
+            np.concatenate([label_rows(split.seen, rows), label_rows(split.unseen, rows)], axis=1),
+            protocol,
+        ),
+    }
+    assert blocked.keys() == whole.keys() == {"zsl", "gzsl"}
+    for task in whole:
+        assert blocked[task]["map"] == pytest.approx(whole[task]["map"], abs=1e-9)
+        assert blocked[task]["k"].keys() == whole[task]["k"].keys()
+        for k, figures in whole[task]["k"].items():
+            assert blocked[task]["k"][k] == pytest.approx(figures, abs=1e-12), (task, k)
+
+
+def test_a_large_s_is_held_in_half_precision():
+    import torch
+
+    from trainer import evaluate
+
+    small = torch.ones(4, 2, 3)
+    assert evaluate.held(small) is small
+    big = torch.ones(1 << 20, 8, 9)  # 288 MiB in fp32: over the limit
+    assert evaluate.held(big).dtype == torch.float16

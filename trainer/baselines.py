@@ -63,16 +63,12 @@ def conse_tasks(
     top: int,
     temperature: float = 1.0,
 ) -> dict:
-    """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits."""
-    from .evaluate import tasks
+    """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits: its
+    unit embedding is a one-row S, so that ``score`` gives ``conse_scores``' cosines."""
+    from .evaluate import semantic_tasks
 
-    seen = conse_scores(logits, class_vectors, torch.from_numpy(dataset.seen_vectors), top, temperature).numpy()
-    unseen = (
-        conse_scores(logits, class_vectors, torch.from_numpy(dataset.unseen_vectors), top, temperature).numpy()
-        if dataset.has_unseen
-        else None
-    )
-    return tasks(seen, unseen, split, rows, dataset.protocol)
+    embedding = F.normalize(conse_embedding(logits, class_vectors, top, temperature), dim=-1)
+    return semantic_tasks(embedding[:, None, :], split, rows, dataset)
 
 
 def run_conse(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .datasets import Dataset, Split, label_rows
-from .metrics import Protocol, evaluate_scores
+from .datasets import Dataset, Split
+from .metrics import Protocol
 from .model import Epsilon, score
 
 _BATCH = 512
@@ -26,32 +26,123 @@ def semantic_vectors(model: Epsilon, tokens: np.ndarray, rows: np.ndarray, devic
         out.append(model(batch).float().cpu())
     if not out:
         return torch.zeros(0, model.cfg.rows, model.cfg.d_w)
-    return torch.cat(out)
+    return held(torch.cat(out))
 
 
-def tasks(scores_seen, scores_unseen, split: Split, rows: np.ndarray, protocol: Protocol) -> dict:
-    """{"zsl": figures, "gzsl": figures} for one split (ZSL only where there are unseen labels)."""
-    seen = label_rows(split.seen, rows)
-    result = {}
-    if split.unseen is not None and scores_unseen is not None and scores_unseen.shape[1]:
-        unseen = label_rows(split.unseen, rows)
-        result["zsl"] = evaluate_scores(scores_unseen, unseen, protocol)
-        result["gzsl"] = evaluate_scores(
-            np.concatenate([scores_seen, scores_unseen], axis=1), np.concatenate([seen, unseen], axis=1), protocol
-        )
-    else:
-        result["gzsl"] = evaluate_scores(scores_seen, seen, protocol)
-    return result
+_FP32_LIMIT = 1 << 28  # bytes of S kept in fp32; beyond, fp16 (as the tagger stores S)
+
+
+def held(semantic: torch.Tensor) -> torch.Tensor:
+    """S as evaluation keeps it: Open Images' 125,436 test images x 8 x 300 would be 1.2 GB
+    in fp32, so a large S is held in fp16 and scored in fp32 a chunk at a time."""
+    if semantic.numel() * 4 > _FP32_LIMIT:
+        return semantic.half()
+    return semantic
 
 
 def evaluate_model(
     model: Epsilon, tokens: np.ndarray, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu"
 ) -> dict:
     """ZSL / GZSL figures of an Epsilon model on the given rows of a split."""
-    semantic = semantic_vectors(model, tokens, rows, device)
-    seen = score(semantic, torch.from_numpy(dataset.seen_vectors)).numpy()
-    unseen = score(semantic, torch.from_numpy(dataset.unseen_vectors)).numpy() if dataset.has_unseen else None
-    return tasks(seen, unseen, split, rows, dataset.protocol)
+    return semantic_tasks(semantic_vectors(model, tokens, rows, device), split, rows, dataset)
+
+
+def semantic_tasks(semantic: torch.Tensor, split: Split, rows: np.ndarray, dataset: Dataset) -> dict:
+    """ZSL / GZSL figures from S (N x M x d_w), scoring a block of classes at a time: Open
+    Images' 125,436 test images x 7,586 classes would be 3.8 GB of scores held at once."""
+    seen = (dataset.seen_vectors, _rows_of(split.seen, rows))
+    result = {}
+    if dataset.has_unseen and split.unseen is not None and len(dataset.unseen_vectors):
+        unseen = (dataset.unseen_vectors, _rows_of(split.unseen, rows))
+        result["zsl"] = blocked_scores(semantic, [unseen], dataset.protocol)
+        result["gzsl"] = blocked_scores(semantic, [seen, unseen], dataset.protocol)
+    else:
+        result["gzsl"] = blocked_scores(semantic, [seen], dataset.protocol)
+    return result
+
+
+def _rows_of(matrix, rows: np.ndarray):
+    """Some rows of a label matrix, kept sparse (as columns) when it is sparse."""
+    block = matrix[rows]
+    return block.tocsc() if hasattr(block, "tocsc") else np.asarray(block, dtype=np.int8)
+
+
+def _dense(labels, start: int, stop: int) -> np.ndarray:
+    block = labels[:, start:stop]
+    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.int8)
+
+
+_CLASSES = 256  # classes scored at a time
+_IMAGES = 8192  # images scored at a time within a block (their M x B products)
+
+
+def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -> dict:
+    """``evaluate_scores`` of ``score(semantic, vectors)`` against labels, for the classes
+    of several (vectors, labels) segments side by side (GZSL: seen then unseen), without
+    holding the N x C scores: per block of classes, its APs, and a running top-K per image."""
+    from .metrics import average_precision
+
+    n = len(semantic)
+    images = np.arange(n)
+    if protocol.positive_images_only:
+        keep = np.zeros(n, dtype=bool)
+        for _, labels in segments:
+            positive = labels > 0
+            keep |= np.asarray(positive.sum(axis=1)).reshape(-1) > 0
+        images = np.flatnonzero(keep)  # S is read through these rows, never copied whole
+        segments = [(v, labels[images]) for v, labels in segments]
+    total = sum(len(v) for v, _ in segments)
+    ks = [k for k in protocol.ks if k <= total]
+    kmax = max(ks, default=0)
+    best = torch.full((len(images), kmax), -torch.inf)
+    best_class = torch.full((len(images), kmax), -1, dtype=torch.long)
+    aps, offset, positives = [], 0, 0
+    for vectors, labels in segments:
+        words = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors, dtype=np.float32)), dim=-1)
+        for start in range(0, len(words), _CLASSES):
+            stop = min(start + _CLASSES, len(words))
+            scores = torch.cat(
+                [
+                    score(semantic[torch.from_numpy(images[i : i + _IMAGES])].float(), words[start:stop])
+                    for i in range(0, len(images), _IMAGES)
+                ]
+                or [torch.zeros(0, stop - start)]
+            )
+            dense = _dense(labels, start, stop)
+            ap = average_precision(scores.numpy(), dense)
+            if protocol.drop_unannotated_classes:
+                ap = ap[(dense != 0).any(axis=0)]
+            aps.append(ap)
+            positives += int((dense > 0).sum())
+            if kmax:
+                ids = torch.arange(offset + start, offset + stop).expand(len(scores), -1)
+                merged, at = torch.cat([best, scores], dim=1).topk(kmax, dim=1)
+                best, best_class = merged, torch.cat([best_class, ids], dim=1).gather(1, at)
+        offset += len(words)
+    all_aps = np.concatenate(aps) if aps else np.zeros(0)
+    result = {"map": float(all_aps.mean()) if all_aps.size else 0.0, "k": {}}
+    for k in ks:
+        hits = _label_at(segments, best_class[:, :k].numpy()) > 0
+        tp = int(hits.sum())
+        precision = tp / (len(images) * k) if len(images) else 0.0
+        recall = tp / positives if positives else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        result["k"][k] = {"precision": precision, "recall": recall, "f1": f1}
+    return result
+
+
+def _label_at(segments: list, classes: np.ndarray) -> np.ndarray:
+    """Labels of each image (row) at the given global class ids (N x K)."""
+    out = np.zeros(classes.shape, dtype=np.int8)
+    images = np.repeat(np.arange(classes.shape[0]), classes.shape[1]).reshape(classes.shape)
+    offset = 0
+    for vectors, labels in segments:
+        inside = (classes >= offset) & (classes < offset + len(vectors))
+        if inside.any():
+            picked = labels[images[inside], classes[inside] - offset]
+            out[inside] = np.asarray(picked).reshape(-1)
+        offset += len(vectors)
+    return out
 
 
 def format_table(figures: dict, title: str = "") -> str:

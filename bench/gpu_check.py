@@ -1,0 +1,171 @@
+"""The checks bench/gpu_check.sh runs (see there); each prints PASS or FAIL with what it saw."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+SMALL = ["--d-model", "32", "--depth", "1", "--heads", "4", "--batch-size", "8", "--lr", "1e-3", "--quiet"]
+
+
+def run(command: list, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=ROOT, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command[:3]))} ... exit {done.returncode}: {done.stderr[-1500:]}")
+    return done
+
+
+def extraction_and_cached_training(work: Path, device: str) -> str:
+    from tests.tiny_datasets import make_corel
+
+    data = make_corel(work / "corel")
+    out = work / "cached"
+    start = time.perf_counter()
+    run(
+        [
+            BIN / "epsilon-train",
+            "corel5k",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--cache",
+            work / "cache",
+            "--epochs",
+            "2",
+            "--device",
+            device,
+            *SMALL,
+        ]
+    )
+    history = json.loads((out / "history.json").read_text())
+    losses = [loss for h in history for loss in h["step_losses"]]
+    if not losses or not all(map(lambda v: v == v and abs(v) < 1e6, losses)):
+        raise RuntimeError(f"step losses are not finite: {losses}")
+    amp = "fp16 autocast extraction, bf16 autocast training" if device == "cuda" else "CPU, fp32"
+    return f"{len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f} ({amp}), {time.perf_counter() - start:.1f} s"
+
+
+def torchrun(work: Path, device: str, nproc: int) -> str:
+    from tests.tiny_datasets import make_corel
+
+    data = make_corel(work / "corel-ddp", n_train=26)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run(
+        [
+            BIN / "torchrun",
+            "--standalone",
+            "--nproc-per-node",
+            nproc,
+            "-m",
+            "trainer.cli",
+            "corel5k",
+            "--data",
+            data,
+            "--out",
+            work / "ddp",
+            "--cache",
+            work / "cache-ddp",
+            "--epochs",
+            "1",
+            "--device",
+            device,
+            *SMALL,
+        ],
+        env=env,
+    )
+    history = json.loads((work / "ddp" / "history.json").read_text())
+    backend = "nccl" if device == "cuda" else "gloo"
+    return f"{nproc} processes over {backend}, {len(history[0]['step_losses'])} steps, loss {history[0]['loss']:.4f}"
+
+
+def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
+    """The same photos scanned on the CPU and on ``device``: the same photos, and scores
+    within fp16's reach. With ``sample`` the project's camera files, else 12 made here."""
+    photos = ROOT.parent / "shared" / "data" / "photos"
+    if not (sample and photos.is_dir()):
+        from tests.photo_factory import make_library
+
+        photos = work / "photos"
+        make_library(photos, 12)
+    found = []
+    for name, where in (("reference", "cpu"), ("device", device)):
+        db = work / f"scan-{name}.db"
+        run([BIN / "epsilon-tag", "scan", photos, "--db", db, "--device", where, "-q"])
+        hits = json.loads(run([BIN / "epsilon-tag", "search", "tree", "--db", db, "--json", "-n", "100000"]).stdout)
+        found.append({hit["path"]: hit["score"] for hit in hits})
+    cpu, other = found
+    worst = max((abs(cpu[p] - other.get(p, float("inf"))) for p in cpu), default=0.0)
+    if set(cpu) != set(other) or worst > 0.02:
+        raise RuntimeError(f"{device} scores differ from the CPU's: largest difference {worst:.4f}, {len(cpu)} photos")
+    precision = "fp16 autocast" if device == "cuda" else "CPU twice"
+    return f"{len(cpu)} photos, largest score difference from the CPU {worst:.4f} ({precision})"
+
+
+def forward_speed(device: str, batch: int) -> str:
+    import torch
+
+    from trainer.backbones import build_backbone
+
+    figures = []
+    for name in ("vit_base_patch16_224", "efficientnet_lite0"):
+        model = build_backbone(name, random_init=name != "efficientnet_lite0", device=device)
+        size = model.preprocessing.input_size
+        images = torch.randn(batch, 3, size, size, device=device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device == "cuda"):
+            model(images)  # warm-up
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(3):
+                model(images)
+            if device == "cuda":
+                torch.cuda.synchronize()
+        figures.append(f"{name} {3 * batch / (time.perf_counter() - start):,.0f} photos/s")
+    return f"batch {batch}: " + ", ".join(figures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("FAIL setup: torch sees no CUDA device", flush=True)
+            raise SystemExit(1)
+        print(f"PASS setup: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        checks = [
+            ("extraction and cached training", lambda: extraction_and_cached_training(work, args.device)),
+            ("torchrun", lambda: torchrun(work, args.device, args.nproc)),
+            ("scan", lambda: scan_matches_cpu(work, args.device, sample=args.device == "cuda")),
+            ("forward speed", lambda: forward_speed(args.device, args.batch)),
+        ]
+        for name, check in checks:
+            try:
+                print(f"PASS {name}: {check()}", flush=True)
+            except Exception as exc:  # every failure is reported, then the next check runs
+                failed += 1
+                print(f"FAIL {name}: {exc}", flush=True)
+                traceback.print_exc(file=sys.stderr)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
