@@ -23,7 +23,7 @@ import resource, sys, time
 import numpy as np, scipy.sparse, torch
 sys.path.insert(0, {root!r})
 from trainer.datasets import Split, label_rows
-from trainer.evaluate import held, semantic_tasks
+from trainer.evaluate import semantic_tasks
 from trainer.metrics import OPEN_IMAGES, evaluate_scores
 from trainer.model import score
 
@@ -37,14 +37,18 @@ def labels(c, per_image):
     m.data = np.clip(m.data, -1, 1)
     return m
 split = Split([str(i) for i in range(n)], labels(seen_c, 6), labels(unseen_c, 1))
-semantic = torch.from_numpy(rng.standard_normal((n, 8, 300), dtype=np.float32))
 class Data:
     seen_vectors = rng.standard_normal((seen_c, 300)).astype(np.float32)
     unseen_vectors = rng.standard_normal((unseen_c, 300)).astype(np.float32)
     has_unseen, protocol = True, OPEN_IMAGES
+# S made 4,096 images at a time: in fp32 for the whole-matrix way, and in fp16 for the
+# blocks, as semantic_vectors holds an S this large.
+dtype = torch.float16 if way == "blocks" else torch.float32
+semantic = torch.cat([torch.from_numpy(rng.standard_normal((min(4096, n - i), 8, 300), dtype=np.float32)).to(dtype)
+                      for i in range(0, n, 4096)])
 rows, start = np.arange(n), time.perf_counter()
 if way == "blocks":
-    figures = semantic_tasks(held(semantic), split, rows, Data)  # S as semantic_vectors returns it
+    figures = semantic_tasks(semantic, split, rows, Data)
 else:
     seen = score(semantic, torch.from_numpy(Data.seen_vectors)).numpy()
     unseen = score(semantic, torch.from_numpy(Data.unseen_vectors)).numpy()

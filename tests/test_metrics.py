@@ -163,14 +163,3 @@ def test_class_blocks_give_the_figures_of_the_whole_score_matrix(monkeypatch, sp
         assert blocked[task]["k"].keys() == whole[task]["k"].keys()
         for k, figures in whole[task]["k"].items():
             assert blocked[task]["k"][k] == pytest.approx(figures, abs=1e-12), (task, k)
-
-
-def test_a_large_s_is_held_in_half_precision():
-    import torch
-
-    from trainer import evaluate
-
-    small = torch.ones(4, 2, 3)
-    assert evaluate.held(small) is small
-    big = torch.ones(1 << 20, 8, 9)  # 288 MiB in fp32: over the limit
-    assert evaluate.held(big).dtype == torch.float16

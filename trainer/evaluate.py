@@ -18,26 +18,21 @@ _BATCH = 512
 
 @torch.inference_mode()
 def semantic_vectors(model: Epsilon, tokens: np.ndarray, rows: np.ndarray, device="cpu") -> torch.Tensor:
-    """S (len(rows) x M x d_w, float32 on the CPU) for cached token rows, in batches."""
+    """S (len(rows) x M x d_w, on the CPU) for cached token rows, in batches: fp32, or fp16
+    where fp32 would pass 256 MB (Open Images' 125,436 test images x 8 x 300: 1.2 GB), as
+    the tagger stores S; scoring converts it back a chunk at a time."""
     model.eval()
+    dtype = torch.float16 if len(rows) * model.cfg.rows * model.cfg.d_w * 4 > _FP32_LIMIT else torch.float32
     out = []
     for start in range(0, len(rows), _BATCH):
         batch = torch.from_numpy(np.asarray(tokens[rows[start : start + _BATCH]], dtype=np.float32)).to(device)
-        out.append(model(batch).float().cpu())
+        out.append(model(batch).to(torch.device("cpu"), dtype))
     if not out:
         return torch.zeros(0, model.cfg.rows, model.cfg.d_w)
-    return held(torch.cat(out))
+    return torch.cat(out)
 
 
-_FP32_LIMIT = 1 << 28  # bytes of S kept in fp32; beyond, fp16 (as the tagger stores S)
-
-
-def held(semantic: torch.Tensor) -> torch.Tensor:
-    """S as evaluation keeps it: Open Images' 125,436 test images x 8 x 300 would be 1.2 GB
-    in fp32, so a large S is held in fp16 and scored in fp32 a chunk at a time."""
-    if semantic.numel() * 4 > _FP32_LIMIT:
-        return semantic.half()
-    return semantic
+_FP32_LIMIT = 1 << 28  # bytes of S kept in fp32
 
 
 def evaluate_model(
@@ -114,10 +109,11 @@ def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -
                 ap = ap[(dense != 0).any(axis=0)]
             aps.append(ap)
             positives += int((dense > 0).sum())
-            if kmax:
-                ids = torch.arange(offset + start, offset + stop).expand(len(scores), -1)
-                merged, at = torch.cat([best, scores], dim=1).topk(kmax, dim=1)
-                best, best_class = merged, torch.cat([best_class, ids], dim=1).gather(1, at)
+            if kmax:  # the block's own top-K first: the merge then handles 2K columns, not K + a block
+                values, where = scores.topk(min(kmax, stop - start), dim=1)
+                merged, at = torch.cat([best, values], dim=1).topk(kmax, dim=1)
+                best_class = torch.cat([best_class, where + offset + start], dim=1).gather(1, at)
+                best = merged
         offset += len(words)
     all_aps = np.concatenate(aps) if aps else np.zeros(0)
     result = {"map": float(all_aps.mean()) if all_aps.size else 0.0, "k": {}}
