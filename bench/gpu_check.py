@@ -91,13 +91,13 @@ def torchrun(work: Path, device: str, nproc: int) -> str:
 
 def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
     """The same photos scanned on the CPU and on ``device``: the same photos, and scores
-    within fp16's reach. With ``sample`` the project's camera files, else 12 made here."""
+    within fp16's reach. With ``sample`` the project's camera files, else 4 made here."""
     photos = ROOT.parent / "shared" / "data" / "photos"
     if not (sample and photos.is_dir()):
         from tests.photo_factory import make_library
 
         photos = work / "photos"
-        make_library(photos, 12)
+        make_library(photos, 4)
     found = []
     for name, where in (("reference", "cpu"), ("device", device)):
         db = work / f"scan-{name}.db"

@@ -35,6 +35,7 @@ def test_imagenet_class_names_take_the_first_name():
     assert (np.linalg.norm(vectors, axis=1) > 0).mean() > 0.95  # nearly every class is nameable
 
 
+@pytest.mark.slow
 def test_knowledge_transfer_options_change_training(tmp_path):
     data = make_corel(tmp_path / "data")
     cache = tmp_path / "cache"

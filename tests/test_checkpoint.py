@@ -128,6 +128,7 @@ def test_bundle_has_no_pickle(tmp_path):
     assert (tmp_path / "b" / WEIGHTS_FILE).read_bytes()[8:9] == b"{"  # safetensors header
 
 
+@pytest.mark.slow
 def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
     make_bundle().save(tmp_path / "b")
     cli = entry_point("epsilon-train")

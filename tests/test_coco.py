@@ -87,6 +87,7 @@ def test_open_images_5_reads_as_its_label_table():
     np.testing.assert_array_equal(labels, expected)
 
 
+@pytest.mark.slow
 def test_evaluate_a_bundle_and_conse_on_a_coco_folder(tmp_path):
     root = make_coco(tmp_path / "coco", {"val": 10})
     out = tmp_path / "figures.json"

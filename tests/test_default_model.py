@@ -34,6 +34,7 @@ def test_default_bundle_is_complete_and_small(default):
     np.testing.assert_allclose(default.seen_vectors[:5], glove.matrix(default.seen_labels[:5]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_default_tags_real_photos_far_above_chance(default):
     dataset = load_dataset("corel5k", require(DATA / "corel5k"), mode="all-seen")
     rows = np.arange(0, len(dataset.test), 5)  # 100 test photos the model never trained on

@@ -41,6 +41,7 @@ def test_times_follow_from_the_throughputs():
     assert result.cache_bytes == 1200 * 49 * 1280 * 2
 
 
+@pytest.mark.slow
 def test_counts_a_data_folder_and_measures_this_machine(tmp_path):
     data = make_corel(tmp_path / "data")
     shown = run_cli("estimate", "corel5k", "--data", data, "--device", "cpu", "--json")

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_passes_every_check():
     done = subprocess.run(
         ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--dry-run"],

@@ -92,6 +92,7 @@ def test_gradients_reach_every_head_parameter_and_never_the_backbone(variant):
     assert all(not p.requires_grad and p.grad is None for p in backbone.parameters())
 
 
+@pytest.mark.slow
 def test_short_optimisation_learns_a_tiny_batch():
     torch.manual_seed(0)
     tokens = torch.randn(8, 10, 24)

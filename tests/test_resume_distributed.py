@@ -61,6 +61,7 @@ def child(script: str, args, kill_at: int = 0) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_killed_extraction_resumes_where_it_stopped(tmp_path):
     data = make_corel(tmp_path / "data", n_train=20, n_test=2)
     paths = sorted((data / "images").glob("*.jpeg"))
@@ -84,6 +85,7 @@ def test_killed_extraction_resumes_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(a.logits, b.logits)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_same_model(tmp_path):
     data = make_corel(tmp_path / "data")
     cache = tmp_path / "cache"
@@ -117,6 +119,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert changed.returncode == 2 and "another config" in changed.stderr
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path):
     data = make_corel(tmp_path / "data", n_train=26)
     args = ["corel5k", "--data", data, "--epochs", "2", *SMALL]

@@ -26,6 +26,7 @@ def photo(db, path, *extra):
     return tag_json(db, "show", path, *extra)
 
 
+@pytest.mark.slow
 def test_real_camera_files(tmp_path):
     photos = require(DATA / "photos").resolve()  # the library stores resolved paths
     db = tmp_path / "lib.db"
@@ -114,6 +115,7 @@ def test_unreadable_folder_is_a_failure_not_a_loss(tmp_path):
     assert "cannot" in dict(rows(db, "SELECT path, reason FROM failures"))[str(lib / "locked")]
 
 
+@pytest.mark.slow
 def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     lib = tmp_path / "lib"
     paths = make_library(lib, 8)
@@ -170,6 +172,7 @@ def test_a_missing_root_marks_nothing_missing(tmp_path):
     assert rows(db, "SELECT count(*) FROM photos WHERE status = 'ok'") == [(2,)]
 
 
+@pytest.mark.slow
 def test_the_database_comes_from_the_environment(tmp_path):
     make_library(tmp_path / "lib", 2)
     db = tmp_path / "from env.db"
@@ -201,6 +204,7 @@ cli.main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("die_with, code", [("SIGKILL", -9), ("SIGINT", 130)])
 def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, code):
     lib = tmp_path / "lib"
@@ -247,6 +251,7 @@ def test_a_file_that_vanishes_mid_scan_is_a_failure(tmp_path, monkeypatch):
     assert rows(db, "SELECT count(*) FROM failures") == [(0,)]  # gone files leave no stale failure
 
 
+@pytest.mark.slow
 def test_unusable_model_or_device_is_a_clear_error(tmp_path):
     make_library(tmp_path / "lib", 1)
     broken = tmp_path / "broken"
@@ -265,6 +270,7 @@ def test_unusable_model_or_device_is_a_clear_error(tmp_path):
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["corel5k", "nus-wide"])
 def test_an_epsilon_train_bundle_plugs_into_the_tagger(tmp_path, dataset):
     from tests.test_train_cli import SMALL, run_cli
@@ -307,6 +313,7 @@ def test_a_missing_photo_back_at_its_path_is_present_again(tmp_path):
     assert str(paths[0]) in tag(db, "search", "water").split("\n")
 
 
+@pytest.mark.slow
 def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
     """Real processes: a scan commits batch after batch while `vocab add` and `vocab remove`
     run beside it; afterwards every photo's tags are its top tags under the final vocabulary."""

@@ -44,12 +44,14 @@ def precision_at_10(db, labels, query: str, label: str) -> tuple[int, float]:
     return sum(label in labels[p] for p in paths), chance
 
 
+@pytest.mark.slow
 def test_water_finds_water_photos(corel_library):
     db, labels = corel_library
     hits, chance = precision_at_10(db, labels, "water", "water")
     assert chance < 3 and hits >= 6, (hits, chance)  # measured 9 of 10 against 2.3 by chance
 
 
+@pytest.mark.slow
 def test_a_zero_shot_word_works_without_a_rescan(corel_library):
     db, labels = corel_library
     vocabulary = {row["word"] for row in tag_json(db, "vocab", "list")}

@@ -99,6 +99,7 @@ cli.main()
 """
 
 
+@pytest.mark.slow
 def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, kill_at=2):
     lib, db = tmp_path / "lib", tmp_path / "lib.db"
     make_library(lib, 6)
@@ -134,6 +135,7 @@ cli.main()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kill_in, args",
     [

@@ -53,6 +53,7 @@ def run_cli(*args, check=True, process=False) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name,make,ks", [("nus-wide", make_nus_wide, ("3", "5")), ("open-images", make_open_images, ("10", "20"))]
 )
@@ -98,6 +99,7 @@ def test_train_evaluate_end_to_end(tmp_path, name, make, ks):
     assert figures["gzsl"]["k"][ks[0]]["f1"] == pytest.approx(history[-1]["test"]["gzsl"]["k"][ks[0]]["f1"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_corel_all_seen_and_fast0tag_and_conse(tmp_path):
     data = make_corel(tmp_path / "data")
     cache = tmp_path / "cache"
@@ -130,6 +132,7 @@ def test_corel_all_seen_and_fast0tag_and_conse(tmp_path):
     assert 0.0 <= metrics["test"]["zsl"]["map"] <= 1.0
 
 
+@pytest.mark.slow
 def test_config_file_sets_options_and_flags_override(tmp_path):
     data = make_corel(tmp_path / "data")
     config = tmp_path / "run.toml"
@@ -194,6 +197,7 @@ def test_truncated_label_file_is_reported(tmp_path):
     assert result.returncode == 2 and "AllTags1k.txt has" in result.stderr and "expected 36 x 1000" in result.stderr
 
 
+@pytest.mark.slow
 def test_undecodable_images_are_skipped_and_reported(tmp_path):
     data = make_corel(tmp_path / "data")
     (data / "images" / "1003.jpeg").write_bytes(b"")  # zero bytes
@@ -209,6 +213,7 @@ def test_undecodable_images_are_skipped_and_reported(tmp_path):
     assert Bundle.load(out / "best").seen_labels  # training went on without them
 
 
+@pytest.mark.slow
 def test_cache_of_other_images_and_missing_backbone_weights_error_clearly(tmp_path):
     data = make_corel(tmp_path / "data")
     other = make_corel(tmp_path / "other", n_train=12)

@@ -211,6 +211,7 @@ def hundred_thousand(tmp_path_factory):
     return db
 
 
+@pytest.mark.slow
 async def test_a_100000_photo_library_loads_rows_a_page_at_a_time(hundred_thousand, monkeypatch):
     asked = []
     original = Library.photos

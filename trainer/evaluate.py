@@ -67,8 +67,8 @@ def _dense(labels, start: int, stop: int) -> np.ndarray:
     return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.int8)
 
 
-_CLASSES = 256  # classes scored at a time
-_IMAGES = 8192  # images scored at a time within a block (their M x B products)
+_CLASSES = 128  # classes scored at a time
+_IMAGES = 4096  # images scored at a time within a block (their M x B products)
 
 
 def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -> dict:
