@@ -85,35 +85,12 @@ class Engine:
     ) -> Engine:
         """Load a bundle and the backbone it was trained on. A backbone that is not shipped
         (a ViT from a file) needs ``backbone_weights``, checked against the bundle's record."""
-        from trainer.backbones import PACKAGED_WEIGHTS_ID, BackboneError, build_backbone
         from trainer.checkpoint import Bundle
-        from trainer.files import sha256_file
 
         folder = Path(model).expanduser() if model else default_model()
         dev = resolve_device(device)
         bundle = Bundle.load(folder, device=dev)
-        spec = bundle.backbone
-        recorded = str(spec.get("weights", ""))
-        if recorded == PACKAGED_WEIGHTS_ID:
-            backbone = build_backbone(spec["name"], device=dev)
-        elif recorded.startswith("file:"):
-            if backbone_weights is None:
-                raise BackboneError(
-                    f"The model at {folder} was trained on backbone {spec['name']!r} with weights from the file "
-                    f"{recorded.split(':')[1]!r}: pass that file with --backbone-weights FILE."
-                )
-            expected = recorded.rsplit(":", 1)[-1]
-            if sha256_file(backbone_weights)[: len(expected)] != expected:
-                raise BackboneError(
-                    f"{backbone_weights} is not the backbone file this model was trained on "
-                    f"(expected SHA-256 starting {expected})."
-                )
-            backbone = build_backbone(spec["name"], backbone_weights, device=dev)
-        else:
-            raise BackboneError(
-                f"The model at {folder} records backbone weights {recorded!r}, which cannot be rebuilt."
-            )
-        return cls(bundle, backbone, dev, model_id(folder), folder)
+        return cls(bundle, bundle.build_backbone(backbone_weights, device=dev), dev, model_id(folder), folder)
 
     @property
     def decode_side(self) -> int:

@@ -187,3 +187,36 @@ def test_a_prior_and_a_tag_rule_round_trip(tmp_path):
     # The rule can be rewritten alone (calibration): the weights and their hash stay valid.
     Bundle.update_config(tmp_path / "b", tagging={"strength": 0.75, "min_score": 0.1})
     assert Bundle.load(tmp_path / "b").tagging == {"strength": 0.75, "min_score": 0.1}
+
+
+def test_the_backbone_is_built_with_the_bundles_own_preprocessing_and_weights(tmp_path):
+    """A bundle whose preprocessing differs from timm's defaults is run as it records, by
+    the tagger and by epsilon-train alike; a backbone weights file is checked by its hash."""
+    import shutil
+
+    from PIL import Image
+
+    from tagger.engine import Engine
+    from trainer.assets import asset_path
+    from trainer.backbones import BackboneError
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(asset_path("default"), folder)
+    spec = Bundle.load(folder).backbone
+    assert spec["preprocessing"]["input_size"] == 224  # timm's default for Lite0
+    changed = {**spec["preprocessing"], "input_size": 160, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3}
+    Bundle.update_config(folder, backbone={**spec, "preprocessing": changed})
+    engine = Engine.load(folder, device="cpu")
+    pixels = engine.transform()(Image.new("RGB", (300, 200), (191, 191, 191)))
+    assert tuple(pixels.shape) == (3, 160, 160)
+    assert float(pixels.mean()) == pytest.approx((191 / 255 - 0.5) / 0.25, abs=1e-3)
+
+    weights = tmp_path / "vit.safetensors"
+    weights.write_bytes(b"not these weights")
+    recorded = {**spec, "name": "vit_base_patch16_224", "weights": "file:vit.safetensors:sha256:0123456789abcdef"}
+    Bundle.update_config(folder, backbone=recorded)
+    bundle = Bundle.load(folder)
+    with pytest.raises(BackboneError, match="pass that file with --backbone-weights FILE"):
+        bundle.build_backbone()
+    with pytest.raises(BackboneError, match="is not the backbone file this model was trained on"):
+        bundle.build_backbone(weights)

@@ -78,13 +78,12 @@ def validation_sets(
     """The bundle's raw scores and the labels of each validation set asked for."""
     import torch
 
-    from .backbones import build_backbone
     from .datasets import held_out_fold, label_rows, load_dataset
     from .evaluate import semantic_vectors
     from .features import extract_features, list_digest
     from .model import score
 
-    backbone = build_backbone(bundle.backbone.get("name"), device=device)
+    backbone = bundle.build_backbone(device=device)
     source = bundle.embeddings.get("source")
     sets = []
     if corel is not None:

@@ -160,6 +160,35 @@ class Bundle:
             raise BundleError(f"The bundle at {folder} is inconsistent: {exc}") from exc
         return bundle
 
+    def build_backbone(self, weights: str | Path | None = None, device: str | torch.device = "cpu"):
+        """The backbone this model was trained on, as it was used: the shipped weights, or
+        the weights file it names (checked by its hash; pass it as ``weights``), with the
+        preprocessing recorded in the bundle (not timm's current defaults)."""
+        from .backbones import PACKAGED_WEIGHTS_ID, BackboneError, Preprocessing, build_backbone
+
+        spec = self.backbone
+        recorded = str(spec.get("weights", ""))
+        if recorded == PACKAGED_WEIGHTS_ID:
+            backbone = build_backbone(spec["name"], device=device)
+        elif recorded.startswith("file:"):
+            if weights is None:
+                raise BackboneError(
+                    f"This model was trained on backbone {spec['name']!r} with weights from the file "
+                    f"{recorded.split(':')[1]!r}: pass that file with --backbone-weights FILE."
+                )
+            expected = recorded.rsplit(":", 1)[-1]
+            if sha256_file(Path(weights))[: len(expected)] != expected:
+                raise BackboneError(
+                    f"{weights} is not the backbone file this model was trained on (expected SHA-256 starting "
+                    f"{expected})."
+                )
+            backbone = build_backbone(spec["name"], weights, device=device)
+        else:
+            raise BackboneError(f"The model records backbone weights {recorded!r}, which cannot be rebuilt.")
+        if spec.get("preprocessing"):
+            backbone.preprocessing = Preprocessing.from_dict(spec["preprocessing"])
+        return backbone
+
     @staticmethod
     def update_config(path: str | Path, **sections) -> None:
         """Replace top-level sections of a bundle's config.json (e.g. ``tagging``) in place,

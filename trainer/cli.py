@@ -369,7 +369,11 @@ def evaluate(
     name = bundle.backbone.get("name", DEFAULT_BACKBONE) if bundle else backbone or DEFAULT_BACKBONE
     dev = setup(device)
     try:
-        net = build_backbone(name, backbone_weights, device=dev)
+        net = (
+            bundle.build_backbone(backbone_weights, dev)
+            if bundle
+            else build_backbone(name, backbone_weights, device=dev)
+        )
     except BackboneError as exc:
         _fail(str(exc))
     if bundle is None and not net.is_cnn:
