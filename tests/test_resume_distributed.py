@@ -111,12 +111,33 @@ def test_killed_training_resumes_to_the_same_model(tmp_path):
     assert len(flat_a) == 9 and flat_b == pytest.approx(flat_a, abs=1e-6)
 
 
-def test_resume_refuses_a_changed_config(tmp_path):
+def test_resume_takes_more_epochs_and_another_device_but_not_another_run(tmp_path):
     data = make_corel(tmp_path / "data")
-    common = ["corel5k", "--data", data, "--cache", tmp_path / "cache", "--out", tmp_path / "run", "--epochs", "1"]
-    run_cli(*common, *SMALL)
-    changed = run_cli(*common, *SMALL, "--lambda", "0.9", check=False)
-    assert changed.returncode == 2 and "another config" in changed.stderr
+    common = ["corel5k", "--data", data, "--cache", tmp_path / "cache", "--out", tmp_path / "run"]
+    run_cli(*common, "--epochs", "1", *SMALL)
+    changed = run_cli(*common, "--epochs", "1", *SMALL, "--lambda", "0.9", check=False)
+    assert changed.returncode == 2 and "another config" in changed.stderr and "differs in lam" in changed.stderr
+    # How it runs is not what it is: more epochs, another device value, other workers.
+    more = [a for a in SMALL if a not in ("--workers", "0", "--device", "cpu")]
+    resumed = run_cli(*common, "--epochs", "2", *more, "--device", "auto", "--workers", "1")
+    assert "resuming from" in resumed.stderr
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert (saved["epochs"], saved["device"], saved["workers"]) == (2, "auto", 1)
+
+
+def test_training_leaves_the_callers_config_as_it_was(tmp_path):
+    from trainer.datasets import load_dataset
+    from trainer.train import TrainConfig, train
+
+    data = load_dataset("corel5k", make_corel(tmp_path / "data"))
+    cfg = TrainConfig(epochs=1, batch_size=8, workers=0, device="cpu")
+    cfg.model.d_model, cfg.model.depth, cfg.model.heads = 32, 1, 4
+    before = cfg.to_dict()
+    train(data, cfg, tmp_path / "run", tmp_path / "cache", progress=False)
+    assert cfg.to_dict() == before  # token_dim and d_w were decided on a copy
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["model"]["token_dim"] == 1280
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +99,17 @@ def train(
         raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {size} torchrun processes")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
-    cfg.model.token_dim = backbone.token_dim
-    cfg.model.d_w = int(dataset.seen_vectors.shape[1])
     head = backbone.imagenet_head() if cfg.model.prior != "none" else None
-    if head is not None:
-        cfg.model.prior_classes = int(head[0].shape[0])
+    # What the backbone and the data decide, on a copy: the caller's config stays as given.
+    cfg = replace(
+        cfg,
+        model=replace(
+            cfg.model,
+            token_dim=backbone.token_dim,
+            d_w=int(dataset.seen_vectors.shape[1]),
+            prior_classes=int(head[0].shape[0]) if head is not None else cfg.model.prior_classes,
+        ),
+    )
     _check_or_write_config(out, cfg, dataset)
     cache_root = Path(cache_root)
     train_cache = extract_features(
@@ -341,15 +347,32 @@ def _bar(total: int, initial: int, desc: str, enabled: bool):
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
 
+# How a run is carried out, not what it computes: a run may resume with other values (on a
+# GPU after a CPU, with more epochs, other workers).
+RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "extract_batch", "save_every", "epochs", "patience"})
+
+
 def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> None:
-    """The effective config beside the checkpoints; a resumed run must use the same one."""
-    effective = {"dataset": dataset.name, "config": cfg.to_dict()}
+    """The effective config beside the checkpoints; a resumed run must define the same run
+    (everything but ``RUNTIME_FIELDS``), and the file then records the values it resumed with."""
+    effective = json.loads(json.dumps({"dataset": dataset.name, "config": cfg.to_dict()}))
     path = out / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved != json.loads(json.dumps(effective)):
+
+        def defining(record: dict) -> dict:
+            config = {k: v for k, v in record.get("config", {}).items() if k not in RUNTIME_FIELDS}
+            return {**record, "config": config}
+
+        if defining(saved) != defining(effective):
+            changed = sorted(
+                k
+                for k in {*saved.get("config", {}), *effective["config"]} - RUNTIME_FIELDS
+                if saved.get("config", {}).get(k) != effective["config"].get(k)
+            )
             raise ValueError(
-                f"{out} holds a run with another config ({path}); resume with the same options or use another --out"
+                f"{out} holds a run with another config ({path}; differs in {', '.join(changed) or 'dataset'}): "
+                f"resume with the same options or use another --out"
             )
     barrier()
     if is_main():
@@ -371,6 +394,8 @@ def _save_state(folder: Path, model, optimiser, epoch: int, step: int, history: 
         for key, value in state.items():
             tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # this rank's device (dropout draws there)
     position = {"epoch": epoch, "step": step, "history": history, "param_groups": opt["param_groups"]}
     save_file(tensors, str(folder / "state.safetensors.tmp"), metadata={"position": json.dumps(position)})
     os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
@@ -394,6 +419,8 @@ def _resume(folder: Path, model, optimiser) -> tuple[int, int, list]:
             state.setdefault(int(index), {})[name] = value
     optimiser.load_state_dict({"state": state, "param_groups": position["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():  # a run moved to the CPU has no use for it
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
     if is_main():
         print(f"resuming from {path}: epoch {position['epoch'] + 1}, step {position['step']}", file=sys.stderr)
     return position["epoch"], position["step"], position["history"]
