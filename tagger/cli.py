@@ -8,9 +8,28 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 
 import typer
+
+
+# Choices as enums: `--help` lists them and a typo fails before anything runs. The values
+# are the library's own words (tagger.library.SEEN / ZERO_SHOT, xmp's namings).
+class WordKind(StrEnum):
+    seen = "seen"
+    zero_shot = "zero-shot"
+
+
+class WordOrder(StrEnum):
+    count = "count"
+    name = "name"
+
+
+class SidecarNaming(StrEnum):
+    full = "full"
+    stem = "stem"
+
 
 app = typer.Typer(
     help="Tag a local photo library with Epsilon, offline, and search it with any word.\n\n"
@@ -338,10 +357,8 @@ def vocab_remove(
 
 @vocab_app.command("list")
 def vocab_list(
-    kind: str | None = typer.Option(
-        None, "--kind", help="Only 'seen' (trained on) or 'zero-shot' words.", metavar="KIND"
-    ),
-    sort: str = typer.Option("count", "--sort", help="count or name.", metavar="ORDER"),
+    kind: WordKind | None = typer.Option(None, "--kind", help="Only words seen in training, or zero-shot ones."),
+    sort: WordOrder = typer.Option(WordOrder.count, "--sort", help="By photo count (most first) or by name."),
     as_json: bool = Json,
     db: Path | None = Db,
 ) -> None:
@@ -349,7 +366,7 @@ def vocab_list(
     from .vocabulary import word_table
 
     with _clearly(), _open(db, readonly=True) as library:
-        rows = word_table(library, kind=kind, sort=sort)
+        rows = word_table(library, kind=kind and kind.value, sort=sort.value)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -449,10 +466,9 @@ def export(
     xmp: bool = typer.Option(
         False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."
     ),
-    naming: str = typer.Option(
-        "full",
+    naming: SidecarNaming = typer.Option(
+        SidecarNaming.full,
         "--naming",
-        metavar="full|stem",
         help=(
             "New sidecars as photo.jpg.xmp (full: digiKam, darktable) or photo.xmp (stem: Lightroom). An existing "
             "sidecar of either name is updated."
@@ -481,7 +497,7 @@ def export(
             raise ValueError(f"--naming is full or stem, not {naming!r}")
         with _open(db, readonly=True) as library:
             under = [str(p.expanduser().resolve()) for p in paths or []]
-            written, merged, failed = export_sidecars(library, under, naming=naming, min_score=min_score, top=top)
+            written, merged, failed = export_sidecars(library, under, naming=naming.value, min_score=min_score, top=top)
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)

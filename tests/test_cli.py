@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.conftest import entry_point
 
 
@@ -41,3 +43,40 @@ def test_every_package_is_installed():
         for p in (root / top).rglob("__init__.py")
     }
     assert found <= listed, f"add to pyproject's packages: {sorted(found - listed)}"
+
+
+@pytest.mark.parametrize(
+    "app_name, args, option",
+    [
+        ("tagger", ["vocab", "list", "--kind", "seeen"], "--kind"),
+        ("tagger", ["vocab", "list", "--sort", "size"], "--sort"),
+        ("tagger", ["export", "--xmp", "--naming", "lightroom"], "--naming"),
+        ("trainer", ["evaluate", "--dataset", "coc0", "--data", "."], "--dataset"),
+        ("trainer", ["corel5k", "--data", ".", "--method", "clip"], "--method"),
+        (
+            "trainer",
+            ["evaluate", "--method", "conse", "--dataset", "coco", "--data", ".", "--class-naming", "all"],
+            "--class-naming",
+        ),
+    ],
+)
+def test_a_mistyped_choice_fails_before_anything_runs_and_help_lists_the_choices(app_name, args, option):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app as tag_app
+    from trainer.cli import app as train_app
+
+    app = tag_app if app_name == "tagger" else train_app
+    ran = CliRunner().invoke(app, args)
+    assert ran.exit_code == 2 and f"Invalid value for '{option}'" in ran.output and "is not one of" in ran.output
+    command = [a for a in args if not a.startswith("-")][: 2 if args[0] == "vocab" else 1]
+    shown = CliRunner(env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"}).invoke(app, [*command, "--help"])
+    choices = {
+        "--kind": "seen|zero-shot",
+        "--sort": "count|name",
+        "--naming": "full|stem",
+        "--method": "epsilon|fast0tag|conse",
+        "--dataset": "nus-wide|open-images|corel5k|coco",
+        "--class-naming": "first|lemmas",
+    }[option]
+    assert choices in shown.output, shown.output

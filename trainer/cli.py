@@ -24,7 +24,34 @@ app = typer.Typer(
     add_completion=False,
 )
 
-METHODS = ("epsilon", "fast0tag", "conse")
+
+class TrainMethod(StrEnum):
+    epsilon = "epsilon"
+    fast0tag = "fast0tag"
+    conse = "conse"
+
+
+class TrainDataset(StrEnum):
+    nus_wide = "nus-wide"
+    open_images = "open-images"
+    corel5k = "corel5k"
+
+
+class EvalDataset(StrEnum):
+    nus_wide = "nus-wide"
+    open_images = "open-images"
+    corel5k = "corel5k"
+    coco = "coco"
+
+
+class EvalMethod(StrEnum):
+    epsilon = "epsilon"
+    conse = "conse"
+
+
+class Naming(StrEnum):
+    first = "first"
+    lemmas = "lemmas"
 
 
 def _fail(message: str) -> None:
@@ -50,8 +77,8 @@ def _make_train_command(dataset_name: str):
         config: Path | None = typer.Option(
             None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."
         ),
-        method: str = typer.Option(
-            "epsilon",
+        method: TrainMethod = typer.Option(
+            TrainMethod.epsilon,
             help=(
                 "epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), conse "
                 "(training-free)."
@@ -132,7 +159,7 @@ def _make_train_command(dataset_name: str):
                 "Knowledge transfer: temperature of the softmax the distillation target weighs classes by (default 1)."
             ),
         ),
-        class_naming: str | None = typer.Option(
+        class_naming: Naming | None = typer.Option(
             None,
             help=(
                 "How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first "
@@ -202,8 +229,6 @@ def _train_config(path: Path | None, values: dict, method: str):
     from .model import EpsilonConfig
     from .train import TrainConfig
 
-    if method not in METHODS:
-        _fail(f"--method must be one of {', '.join(METHODS)}")
     data: dict = {}
     if path:
         try:
@@ -262,16 +287,6 @@ def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, temperatu
     (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
 
 
-class EvalMethod(StrEnum):
-    epsilon = "epsilon"
-    conse = "conse"
-
-
-class Naming(StrEnum):
-    first = "first"
-    lemmas = "lemmas"
-
-
 @app.command()
 def evaluate(
     checkpoint: Path | None = typer.Argument(
@@ -281,7 +296,7 @@ def evaluate(
             "needed with --method conse."
         ),
     ),
-    dataset: str = typer.Option(
+    dataset: EvalDataset = typer.Option(
         ...,
         "--dataset",
         help="nus-wide | open-images | corel5k | coco (any folder with annotations/instances_*.json and its images).",
@@ -530,7 +545,7 @@ def info(
 
 @app.command()
 def estimate(
-    dataset: str = typer.Argument(..., help="nus-wide, open-images or corel5k."),
+    dataset: TrainDataset = typer.Argument(..., help="The dataset whose run to estimate."),
     backbone: str = typer.Option(
         "efficientnet_lite0", "--backbone", help="Any timm name (random weights are built: only the shape counts)."
     ),
@@ -561,8 +576,6 @@ def estimate(
     from .estimate import OFFICIAL_IMAGES, Throughputs, format_estimate, measure, token_shape
     from .estimate import estimate as run_estimate
 
-    if dataset not in OFFICIAL_IMAGES:
-        _fail(f"dataset is one of {', '.join(OFFICIAL_IMAGES)}, not {dataset!r}")
     try:
         dev = str(setup(device))
     except RuntimeError as exc:
@@ -574,7 +587,7 @@ def estimate(
             loaded = load_dataset(dataset, data)
             images = {"train": len(loaded.train), "test": len(loaded.test)}
         else:
-            images = dict(OFFICIAL_IMAGES[dataset])
+            images = dict(OFFICIAL_IMAGES[dataset.value])
         tokens = token_shape(backbone, dev)
         given = (decode_rate, backbone_rate, head_rate, disk_rate)
         rates = (
@@ -588,7 +601,7 @@ def estimate(
 
     n = gpus or max(torch.cuda.device_count(), 1)
     result = run_estimate(
-        dataset, backbone, images, tokens, rates, workers=workers or os.cpu_count() or 1, gpus=n, epochs=epochs
+        dataset.value, backbone, images, tokens, rates, workers=workers or os.cpu_count() or 1, gpus=n, epochs=epochs
     )
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_estimate(result))
 
