@@ -411,11 +411,13 @@ def show(
     if as_json:
         typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
         return
-    typer.echo(row["path"] + ("" if row["status"] == "ok" else f"  [{row['status']}]"))
+    from .library import OK, SEEN
+
+    typer.echo(row["path"] + ("" if row["status"] == OK else f"  [{row['status']}]"))
     for label, value in photo_facts(row):
         typer.echo(f"  {label:<7} {value}")
     for tag in tags:
-        typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != "seen" else ""))
+        typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != SEEN else ""))
 
 
 @app.command()

@@ -334,4 +334,9 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
         for w in library.words()
         if kind is None or w.kind == kind
     ]
+    return sort_words(rows, sort)
+
+
+def sort_words(rows: list[dict], sort: str) -> list[dict]:
+    """Word rows by count (most first, then by name) or by name: the CLI's and the TUI's order."""
     return sorted(rows, key=(lambda r: (-r["count"], r["word"])) if sort == "count" else (lambda r: r["word"]))

@@ -15,7 +15,9 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from ..images import photo_facts
+from ..library import MISSING, SEEN
 from ..search import Hit, Ranking
+from ..vocabulary import sort_words
 
 SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
 
@@ -69,12 +71,11 @@ class TagPanel(Vertical):
     def _refill(self, select: str | None = None) -> None:
         needle = self.query_one("#tag-filter", Input).value.strip().lower()
         shown = [w for w in self.words if needle in w["word"]]
-        key = (lambda w: (-w["count"], w["word"])) if self.sort == "count" else (lambda w: w["word"])
-        shown.sort(key=key)
+        shown = sort_words(shown, self.sort)
         table = self.table
         table.clear()
         for w in shown:
-            seen = w["kind"] == "seen"
+            seen = w["kind"] == SEEN
             table.add_row(
                 Text(SEEN_MARK if seen else ZERO_SHOT_MARK, style="bold" if seen else "italic"),
                 Text(f"{w['count']:>5} "),
@@ -200,13 +201,13 @@ def describe(photo: dict, tags: list[dict]) -> Text:
     """A photo's path, EXIF and tags as the preview shows them."""
     text = Text()
     text.append(photo["path"] + "\n", style="bold")
-    if photo.get("status") == "missing":
+    if photo.get("status") == MISSING:
         text.append("missing since the last scan\n", style="red")
     for label, value in photo_facts(photo):
         text.append(f"{label:<7}", style="dim")
         text.append(f"{value}\n")
     for tag in tags:
-        seen = tag["kind"] == "seen"
+        seen = tag["kind"] == SEEN
         text.append(f"{tag['score']:.2f} ", style="dim")
         text.append(f"{SEEN_MARK if seen else ZERO_SHOT_MARK} {tag['word']}\n", style="" if seen else "italic")
     return text
