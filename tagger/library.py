@@ -704,10 +704,19 @@ class Library:
         self._cache = (key, found)
         return found
 
+    @property
+    def _in_transaction(self) -> bool:
+        return bool(self._depth or self.db.conn.in_transaction)
+
+    def _may_write_beside(self) -> bool:
+        """Files beside the library (side file, summary) only for a library this user may
+        change: a read-only one gets no new files."""
+        return _writable(self.path) and _writable(self.path.parent)
+
     @contextmanager
     def _reading(self) -> Iterator[None]:
         """A read transaction (one snapshot of the library), unless a write one is open."""
-        if self._depth or self.db.conn.in_transaction:
+        if self._in_transaction:
             yield
             return
         self.db.conn.execute("BEGIN")
@@ -721,8 +730,7 @@ class Library:
         (bounded memory), then map it; in memory where the folder cannot be written."""
         rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
         count = int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
-        # Only beside a library this user may change: a read-only one gets no new files.
-        if _writable(self.path) and _writable(self.path.parent):
+        if self._may_write_beside():
             try:
                 sidefile.write(self.vectors_path, generation, shape, count, rows)
                 found = sidefile.read(self.vectors_path, generation, shape)
@@ -854,7 +862,7 @@ class Library:
             if found is not None:
                 return found
             value = compute()
-        if not self._depth and not self.db.conn.in_transaction and _writable(self.path) and _writable(self.path.parent):
+        if not self._in_transaction and self._may_write_beside():
             sidefile.write_summary(self.summary_path, generation, name, value)
         return value
 

@@ -35,6 +35,18 @@ def run_script(*args, env: dict | None = None, timeout: int = 300) -> subprocess
     )
 
 
+def copy_library(db: Path, folder: Path) -> Path:
+    """A copy of a library file as ``folder/lib.db`` (SQLite's backup: consistent even mid-WAL),
+    for a test that writes to a library a module's fixture scanned once."""
+    import sqlite3
+    from contextlib import closing
+
+    copy = folder / "lib.db"
+    with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(copy)) as target:
+        source.backup(target)
+    return copy
+
+
 def synthetic_library(
     path: Path,
     photos: int,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from contextlib import closing
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 from tagger.cli import app
 from tagger.library import Library
 from tests.photo_factory import make_library, make_photo
-from tests.tagging import tag, tag_json
+from tests.tagging import copy_library, tag, tag_json
 
 
 def run(*args):
@@ -27,13 +26,6 @@ def scanned(tmp_path_factory):
     make_library(root / "photos", 3)
     tag(root / "lib.db", "scan", root / "photos", "-q")
     return root
-
-
-def copy(scanned, tmp_path):
-    db = tmp_path / "lib.db"
-    with closing(sqlite3.connect(scanned / "lib.db")) as source, closing(sqlite3.connect(db)) as target:
-        source.backup(target)
-    return db
 
 
 def test_mistyped_options_fail_before_a_library_is_made(tmp_path):
@@ -51,7 +43,7 @@ def test_mistyped_options_fail_before_a_library_is_made(tmp_path):
 def test_an_emptied_vocabulary_stays_empty(scanned, tmp_path):
     from tagger.vocabulary import remove_words
 
-    db = copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     with Library(db) as library:
         remove_words(library, [w.word for w in library.words()])
     make_photo(tmp_path / "more" / "new.jpg", seed=9)
@@ -67,7 +59,7 @@ def test_an_emptied_vocabulary_stays_empty(scanned, tmp_path):
 def test_a_read_only_library_is_read_and_never_half_written(scanned, tmp_path, monkeypatch):
     import tagger.library
 
-    db = copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     monkeypatch.setattr(tagger.library, "_writable", lambda path: path != db)  # as for a user without root
     added = run("vocab", "add", "zeppelin", "--db", db)
     assert added.exit_code == 2 and f"{db} is read-only: make it writable (chmod u+w" in added.output
@@ -79,7 +71,7 @@ def test_a_read_only_library_is_read_and_never_half_written(scanned, tmp_path, m
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
 def test_a_read_only_file_leaves_no_read_only_side_files(scanned, tmp_path):
-    db = copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     db.chmod(0o444)
     assert run("stats", "--db", db).exit_code == 0
     assert run("vocab", "add", "zeppelin", "--db", db).exit_code == 2
@@ -103,7 +95,7 @@ async def test_the_tui_reports_a_broken_library_instead_of_starting_afresh(tmp_p
 
 
 def test_a_newer_library_is_refused_by_the_tui_too(scanned, tmp_path):
-    db = copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 99")
     result = run("tui", "--db", db)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 
 import pytest
 from textual.widgets import DataTable, Input, Label
@@ -12,7 +11,7 @@ from tagger.library import Library
 from tagger.tui.app import EpsilonTagApp
 from tagger.tui.screens import AddWordScreen, FirstRunScreen, HelpScreen
 from tests.photo_factory import make_library, make_photo
-from tests.tagging import synthetic_library, tag
+from tests.tagging import copy_library, synthetic_library, tag
 from trainer.embeddings import load_embeddings
 
 
@@ -23,13 +22,6 @@ def scanned(tmp_path_factory):
     make_library(root / "photos", 6)
     tag(root / "lib.db", "scan", root / "photos", "-q")
     return root
-
-
-def fresh_copy(scanned, tmp_path):
-    db = tmp_path / "lib.db"
-    with closing(sqlite3.connect(scanned / "lib.db")) as source, closing(sqlite3.connect(db)) as target:
-        source.backup(target)
-    return db
 
 
 async def settle(pilot, rounds: int = 3):
@@ -97,7 +89,7 @@ async def test_search_ranks_like_the_cli_and_zero_shot_words_work(scanned):
 
 
 async def test_add_and_remove_a_word(scanned, tmp_path):
-    db = fresh_copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     app = EpsilonTagApp(db)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -129,7 +121,7 @@ async def test_add_and_remove_a_word(scanned, tmp_path):
 
 
 async def test_help_open_and_rescan(scanned, tmp_path):
-    db = fresh_copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     opened = []
     app = EpsilonTagApp(db, opener=opened.append)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -154,7 +146,7 @@ async def test_help_open_and_rescan(scanned, tmp_path):
 
 
 async def test_reads_while_another_process_writes(scanned, tmp_path):
-    db = fresh_copy(scanned, tmp_path)
+    db = copy_library(scanned / "lib.db", tmp_path)
     app = EpsilonTagApp(db, refresh_seconds=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)

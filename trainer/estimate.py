@@ -95,8 +95,13 @@ def measure(
 
     size = model.preprocessing.input_size
     images = torch.randn(batch, 3, size, size, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else _nothing()
-    backbone_rate = _rate(lambda: _forward(model, images, autocast), batch, repeat, device)
+
+    def forward() -> None:
+        # As extraction runs it (trainer.features): fp16 autocast on CUDA, plain fp32 elsewhere.
+        with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
+            model(images)
+
+    backbone_rate = _rate(forward, batch, repeat, device)
 
     head = Epsilon(EpsilonConfig(token_dim=tokens[1], d_model=256, depth=2, d_w=300)).to(device)
     optimiser = torch.optim.Adam(head.parameters(), lr=1e-5)
@@ -109,19 +114,6 @@ def measure(
 
     head_rate = _rate(step, batch, repeat, device)
     return Throughputs(decode, backbone_rate, head_rate, disk=_disk_rate())
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _forward(model, images, autocast) -> None:
-    with autocast:
-        model(images)
 
 
 def _rate(step, batch: int, repeat: int, device: str) -> float:
