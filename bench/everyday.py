@@ -22,6 +22,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,8 @@ def hubness(db: Path) -> dict:
 
     with Library(db, create=False, readonly=True) as library:
         words = {w.id: w.word for w in library.words()}
-        rows = library.db.execute("SELECT word_id, count(*) FROM tags WHERE rank <= 3 GROUP BY word_id").fetchall()
+        stored = library.tags_of([int(r[0]) for r in library.db.execute("SELECT id FROM photos")])
+        rows = list(Counter(w for tags in stored.values() for w, _, rank in tags if rank <= 3).items())
         photos = library.counts()["photos"]
     counts = dict(rows)
     vector = np.array([counts.get(i, 0) for i in words])

@@ -25,35 +25,40 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def extraction_and_cached_training(work: Path, device: str) -> str:
+def training(work: Path, device: str, cache: str) -> str:
+    """Two epochs of the CLI on a tiny Corel tree, tokens from the cache or streamed."""
     from tests.tiny_datasets import make_corel
 
-    data = make_corel(work / "corel")
-    out = work / "cached"
+    data = work / "corel"
+    if not data.exists():
+        make_corel(data)
+    out = work / f"train-{cache}"
     start = time.perf_counter()
+    where = work / "cache" if cache == "cached" else "none"
     run(
-        [
-            BIN / "epsilon-train",
-            "corel5k",
-            "--data",
-            data,
-            "--out",
-            out,
-            "--cache",
-            work / "cache",
-            "--epochs",
-            "2",
-            "--device",
-            device,
-            *SMALL,
-        ]
+        [BIN / "epsilon-train", "corel5k", "--data", data, "--out", out, "--cache", where, "--epochs", "2"]
+        + ["--device", device, *SMALL]
     )
-    history = json.loads((out / "history.json").read_text())
-    losses = [loss for h in history for loss in h["step_losses"]]
+    losses = step_losses(out)
     if not losses or not all(map(lambda v: v == v and abs(v) < 1e6, losses)):
         raise RuntimeError(f"step losses are not finite: {losses}")
-    amp = "fp16 autocast extraction, bf16 autocast training" if device == "cuda" else "CPU, fp32"
-    return f"{len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f} ({amp}), {time.perf_counter() - start:.1f} s"
+    seen = f"{len(losses)} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+    if cache == "cached":
+        amp = "fp16 autocast extraction, bf16 autocast training" if device == "cuda" else "CPU, fp32"
+    else:
+        # The same run as the cached one but for the backbone's batches: the same losses.
+        reference = step_losses(work / "train-cached")
+        worst = max(abs(a - b) / abs(b) for a, b in zip(losses, reference))
+        if len(losses) != len(reference) or worst > 0.02:
+            raise RuntimeError(f"streamed losses {losses} differ from the cached run's {reference}")
+        amp = "backbone in the loop" + (", fp16 / bf16 autocast" if device == "cuda" else ", CPU")
+        seen += f", largest relative difference from the cached run {worst:.1e}"
+    return f"{seen} ({amp}), {time.perf_counter() - start:.1f} s"
+
+
+def step_losses(run_folder: Path) -> list[float]:
+    history = json.loads((run_folder / "history.json").read_text())
+    return [loss for h in history for loss in h["step_losses"]]
 
 
 def torchrun(work: Path, device: str, nproc: int) -> str:
@@ -75,7 +80,7 @@ def torchrun(work: Path, device: str, nproc: int) -> str:
             "--out",
             work / "ddp",
             "--cache",
-            work / "cache-ddp",
+            "none",
             "--epochs",
             "1",
             "--device",
@@ -86,7 +91,8 @@ def torchrun(work: Path, device: str, nproc: int) -> str:
     )
     history = json.loads((work / "ddp" / "history.json").read_text())
     backend = "nccl" if device == "cuda" else "gloo"
-    return f"{nproc} processes over {backend}, {len(history[0]['step_losses'])} steps, loss {history[0]['loss']:.4f}"
+    steps = len(history[0]["step_losses"])
+    return f"{nproc} processes over {backend}, streaming, {steps} steps, loss {history[0]['loss']:.4f}"
 
 
 def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
@@ -152,7 +158,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checks = [
-            ("extraction and cached training", lambda: extraction_and_cached_training(work, args.device)),
+            ("extraction and cached training", lambda: training(work, args.device, "cached")),
+            ("streaming training", lambda: training(work, args.device, "none")),
             ("torchrun", lambda: torchrun(work, args.device, args.nproc)),
             ("scan", lambda: scan_matches_cpu(work, args.device, sample=args.device == "cuda")),
             ("forward speed", lambda: forward_speed(args.device, args.batch)),

@@ -4,8 +4,7 @@
 #     bash bench/gpu_check.sh
 # One line per check, PASS or FAIL; exit status 1 if any failed. `--dry-run` runs the same
 # checks on the CPU at toy sizes (gloo instead of nccl), as the test suite does, so the
-# script cannot rot where no GPU is lent. Not covered yet: streaming training (`--cache
-# none` is not built), so there is no line for it.
+# script cannot rot where no GPU is lent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--dry-run" ]; then

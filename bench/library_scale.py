@@ -96,8 +96,8 @@ def build(db: Path, photos: int, folder: Path) -> None:
                     "INSERT INTO floors (photo_id, floor) VALUES (?, ?)", [(i, t[-1][1]) for i, t in zip(ids, tags)]
                 )
                 conn.executemany(
-                    "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, ?)",
-                    [(i, w, sc, r) for i, t in zip(ids, tags) for r, (w, sc) in enumerate(t, 1)],
+                    "INSERT INTO tags (photo_id, word_id, score) VALUES (?, ?, ?)",
+                    [(i, w, sc) for i, t in zip(ids, tags) for w, sc in t],
                 )
             for p in paths:
                 Path(p).parent.mkdir(exist_ok=True)
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/epsilon-scale"))
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="+", default=[], help="Run the cases whose name starts with one of these.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     base, _ = run([PYTHON, "-c", "import numpy, sqlite3"], args.repeat)
@@ -180,6 +181,8 @@ def main() -> None:
             ("rescan of unchanged files", [*CLI, "scan", "-q", *env], None),
         ]
         for name, command, undo in cases:
+            if args.only and not name.startswith(tuple(args.only)):
+                continue
             wall, peak = run(command, 1 if name.startswith(("rescan", "TUI")) else args.repeat, undo)
             print(f"  {name:34} {wall:7.3f} s  = {wall / base:6.1f}x baseline, peak {peak:7.0f} MiB", flush=True)
 

@@ -44,8 +44,9 @@ class Data:
 # S made 4,096 images at a time: in fp32 for the whole-matrix way, and in fp16 for the
 # blocks, as semantic_vectors holds an S this large.
 dtype = torch.float16 if way == "blocks" else torch.float32
-semantic = torch.cat([torch.from_numpy(rng.standard_normal((min(4096, n - i), 8, 300), dtype=np.float32)).to(dtype)
-                      for i in range(0, n, 4096)])
+semantic = torch.empty(n, 8, 300, dtype=dtype)  # filled in place, as semantic_vectors does
+for i in range(0, n, 4096):
+    semantic[i : i + 4096] = torch.from_numpy(rng.standard_normal((min(4096, n - i), 8, 300), dtype=np.float32))
 rows, start = np.arange(n), time.perf_counter()
 if way == "blocks":
     figures = semantic_tasks(semantic, split, rows, Data)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import typer
 
+from trainer.errors import InputError, UserError
+
 
 # Choices as enums: `--help` lists them and a typo fails before anything runs. The values
 # are the library's own words (tagger.library.SEEN / ZERO_SHOT, xmp's namings).
@@ -56,25 +58,11 @@ def default_db() -> Path:
 
 @contextmanager
 def _clearly() -> Iterator[None]:
-    """Known failures end with one line saying what to do (exit 2), never a traceback."""
-    from trainer.embeddings import UnknownWordError
-    from trainer.errors import BackboneError, BundleError
-
-    from .library import LibraryError
-    from .vocabulary import VocabularyError
-    from .xmp import SidecarError
-
+    """Errors people can fix end with one line saying what to do (exit 2), never a
+    traceback; anything else is a bug, and says so above its traceback."""
     try:
         yield
-    except (
-        LibraryError,
-        VocabularyError,
-        UnknownWordError,
-        BundleError,
-        BackboneError,
-        SidecarError,
-        ValueError,
-    ) as exc:
+    except UserError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from None  # the message is the whole story: no traceback
     except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, a file gone read-only
@@ -91,6 +79,17 @@ def _clearly() -> Iterator[None]:
                 err=True,
             )
         raise typer.Exit(2) from None
+    except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own ways out (an exit code, a usage error)
+        raise
+    except Exception:
+        typer.echo(BUG, err=True)
+        raise
+
+
+BUG = (
+    "epsilon-tag hit a bug (not something you did). Please report it with the traceback below at "
+    "the project's issue tracker; the library is left as its last completed step wrote it."
+)
 
 
 def _open(db: Path | None, *, create: bool = False, readonly: bool = False):
@@ -191,10 +190,10 @@ def scan(
         remembered = not roots
         roots = roots or [Path(r) for r in library.get_meta("roots", [])]
         if not roots:
-            raise ValueError("Say which folder to scan: epsilon-tag scan ~/Pictures")
+            raise InputError("Say which folder to scan: epsilon-tag scan ~/Pictures")
         absent = [str(r) for r in roots if not r.expanduser().exists()]
         if absent and not remembered:  # a typo or an unmounted drive: say so, and mark nothing missing
-            raise ValueError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
+            raise InputError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
         for root in absent:  # the library's own folders: an unplugged drive is not a reason to stop
             typer.echo(
                 f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
@@ -203,7 +202,7 @@ def scan(
             )
         roots = [r for r in roots if str(r) not in absent]
         if not roots:
-            raise ValueError("None of this library's folders is there now: nothing was scanned.")
+            raise InputError("None of this library's folders is there now: nothing was scanned.")
         report = run_scan(
             library,
             roots,
@@ -406,7 +405,7 @@ def show(
         if row is None:
             failure = library.failure(path)
             why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
-            raise ValueError(f"{path} is not in the library ({why}).")
+            raise InputError(f"{path} is not in the library ({why}).")
         tags = library.photo_tags(row["id"], every=every)
     if as_json:
         typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
@@ -494,9 +493,9 @@ def export(
     with _clearly():
         check_score(min_score, "--min-score")
         if not xmp:
-            raise ValueError("Say what to export: --xmp (XMP sidecars) is the format there is.")
+            raise InputError("Say what to export: --xmp (XMP sidecars) is the format there is.")
         if naming not in ("full", "stem"):
-            raise ValueError(f"--naming is full or stem, not {naming!r}")
+            raise InputError(f"--naming is full or stem, not {naming!r}")
         with _open(db, readonly=True) as library:
             under = [str(p.expanduser().resolve()) for p in paths or []]
             written, merged, failed = export_sidecars(library, under, naming=naming.value, min_score=min_score, top=top)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainer.embeddings import DEFAULT_EMBEDDINGS
+from trainer.errors import InputError
 from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
@@ -359,7 +360,7 @@ def forget_root(library: Library, root: str | Path) -> int:
     if wanted not in remembered:
         wanted = str(Path(root).expanduser().resolve())
     if wanted not in remembered:
-        raise ValueError(f"{root} is not one of this library's folders: `epsilon-tag roots list` shows them")
+        raise InputError(f"{root} is not one of this library's folders: `epsilon-tag roots list` shows them")
     with library.transaction():
         ids = [r[0] for r in library.db.execute("SELECT id, path FROM photos").fetchall() if _under(r[1], [wanted])]
         library.delete_photos(ids)

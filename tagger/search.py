@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainer.errors import InputError
+
 from .library import Library, LibraryError
 from .vocabulary import WordSource, mean_scores, normalise_word, scores
 
@@ -69,14 +71,14 @@ def check_date(value: str | None, option: str) -> str | None:
             return value
         except (KeyError, ValueError):
             pass
-    raise ValueError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value[:40]!r}")
+    raise InputError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value[:40]!r}")
 
 
 def check_score(value: float | None, option: str) -> float | None:
     import math
 
     if value is not None and not math.isfinite(value):
-        raise ValueError(f"{option} takes a number (scores lie around -1..1), not {value}")
+        raise InputError(f"{option} takes a number (scores lie around -1..1), not {value}")
     return value
 
 
@@ -116,7 +118,7 @@ def rank(
     source = source or WordSource.of_library(library)
     terms = parse_query(query, list(source.table))
     if not terms:
-        raise ValueError("Give at least one word to search for.")
+        raise InputError("Give at least one word to search for.")
     vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
     after, before = check_date(after, "--after"), check_date(before, "--before")
     stored = library.semantic_vectors(after=after, before=before)

@@ -18,6 +18,7 @@ import numpy as np
 
 from trainer.assets import asset_path
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
+from trainer.errors import UserError
 from trainer.tagrule import TagRule
 
 from .library import SEEN, ZERO_SHOT, Library
@@ -32,7 +33,7 @@ MEAN_SAMPLE = 20_000
 REFRESH_FACTOR = 1.25
 
 
-class VocabularyError(RuntimeError):
+class VocabularyError(UserError, RuntimeError):
     """A word cannot be added, removed or looked up; the message says why and what to do."""
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from trainer.errors import UserError
+
 NS = {
     "x": "adobe:ns:meta/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
@@ -37,7 +39,7 @@ Naming = Literal["full", "stem"]
 _OURS = f"{{{NS['epsilontag']}}}keywords"
 
 
-class SidecarError(RuntimeError):
+class SidecarError(UserError, RuntimeError):
     """A sidecar exists but cannot be parsed or written; the message says which and why."""
 
 

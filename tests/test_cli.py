@@ -80,3 +80,33 @@ def test_a_mistyped_choice_fails_before_anything_runs_and_help_lists_the_choices
         "--class-naming": "first|lemmas",
     }[option]
     assert choices in shown.output, shown.output
+
+
+def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkeypatch):
+    """Only errors meant for people become a tidy "Error:" (exit 2); a numpy shape bug is a
+    bug, and says so above its traceback."""
+    from typer.testing import CliRunner
+
+    import tagger.search
+    from tagger.cli import BUG, app
+    from tagger.library import Library
+    from trainer.errors import InputError, UserError
+
+    db = tmp_path / "lib.db"
+    Library(db).close()
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (3,50) (8,50)")
+
+    monkeypatch.setattr(tagger.search, "search", broken)
+    crashed = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, ValueError)
+    assert BUG in crashed.stderr and "Error:" not in crashed.stderr
+
+    def mistake(*args, **kwargs):
+        raise InputError("--after takes a date like 2021")
+
+    monkeypatch.setattr(tagger.search, "search", mistake)
+    told = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
+    assert told.exit_code == 2 and told.stderr.strip() == "Error: --after takes a date like 2021"
+    assert issubclass(InputError, ValueError) and issubclass(InputError, UserError)

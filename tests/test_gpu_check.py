@@ -25,6 +25,7 @@ def test_gpu_check_dry_run_passes_every_check():
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert [line.split(":")[0] for line in lines] == [
         "PASS extraction and cached training",
+        "PASS streaming training",
         "PASS torchrun",
         "PASS scan",
         "PASS forward speed",

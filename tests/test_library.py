@@ -162,3 +162,34 @@ def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path):
         assert library.semantic_vectors(floors=True).floor.tolist() == [floors[i] for i in range(1, 13)]
         add_words(library, ["bird"], WordSource("glove-6b-50d", seen=[], dim=50))
         assert_tags_consistent(library)
+
+
+def test_a_version_3_library_keeps_its_tags_and_their_order(tmp_path):
+    from tagger.vocabulary import WordSource, add_words
+    from tests.tagging import assert_tags_consistent, synthetic_library
+
+    rng = np.random.default_rng(3)
+    words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat tree".split(), rng.standard_normal((5, 50)))]
+    db = tmp_path / "lib.db"
+    with synthetic_library(db, 15, words, k=3) as library:  # then set back to what version 3 wrote: ranks stored
+        before = library.tags_of(list(range(1, 16)))
+        shown = library.photo_tags(4)
+        library.db.execute(
+            "CREATE TABLE old (photo_id INTEGER NOT NULL, word_id INTEGER NOT NULL, score REAL NOT NULL, "
+            "rank INTEGER NOT NULL, PRIMARY KEY (photo_id, word_id)) WITHOUT ROWID"
+        )
+        library.db.conn.executemany(
+            "INSERT INTO old VALUES (?, ?, ?, ?)", [(p, w, s, r) for p, t in before.items() for w, s, r in t]
+        )
+        library.db.execute("DROP TABLE tags")
+        library.db.execute("ALTER TABLE old RENAME TO tags")
+        library.db.execute("PRAGMA user_version = 3")
+    with Library(db) as library:
+        assert library.schema_version == SCHEMA_VERSION
+        columns = [row[1] for row in library.db.execute("PRAGMA table_info(tags)")]
+        assert columns == ["photo_id", "word_id", "score"]
+        assert library.tags_of(list(range(1, 16))) == before  # ranks read back from the scores
+        assert library.photo_tags(4) == shown
+        assert "tags_word" in [r[1] for r in library.db.execute("PRAGMA index_list(tags)")]
+        add_words(library, ["bird"], WordSource("glove-6b-50d", seen=[], dim=50))
+        assert_tags_consistent(library)

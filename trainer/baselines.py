@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .class_text import ClassText, class_vectors, imagenet_classes
 from .embeddings import WordVectors
+from .errors import InputError
 from .model import conse_embedding
 
 FAST0TAG = {"variant": "backbone", "num_groups": 1}
@@ -35,7 +36,7 @@ def dataset_imagenet_vectors(dataset, why: str, text: ClassText = ClassText()) -
     try:
         vectors = load_embeddings(source)
     except FileNotFoundError as exc:
-        raise ValueError(
+        raise InputError(
             f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
             "pass --embeddings glove-6b-50d"
         ) from exc
@@ -95,7 +96,7 @@ def run_conse(
     device = setup(cfg.device)
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     if not backbone.is_cnn:
-        raise ValueError("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
+        raise InputError("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
     vectors = torch.from_numpy(dataset_imagenet_vectors(dataset, "ConSE", text))
     _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     results = {}

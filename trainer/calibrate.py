@@ -82,6 +82,7 @@ def validation_sets(
     from .evaluate import semantic_vectors
     from .features import extract_features, list_digest
     from .model import score
+    from .tokens import CachedTokens
 
     backbone = bundle.build_backbone(device=device)
     source = bundle.embeddings.get("source")
@@ -107,7 +108,7 @@ def validation_sets(
         folder = cache / f"{name}-{list_digest(split.images)[:12]}"  # another fold or folder: another cache
         features = extract_features(split.images, backbone, folder, workers=workers, device=device, progress=progress)
         ok = np.flatnonzero(features.ok)
-        semantic = semantic_vectors(bundle.model.to(device), features.tokens, ok, device)
+        semantic, ok = semantic_vectors(bundle.model.to(device), CachedTokens(features, device), ok, device)
         raw = score(semantic, torch.from_numpy(data.seen_vectors)).numpy()
         out.append(ValidationSet(name, raw, label_rows(split.seen, ok)))
     return out

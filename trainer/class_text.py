@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from .embeddings import UnknownWordError, WordVectors
+from .errors import InputError
 
 NAMINGS = ("first", "lemmas")
 _WORD = re.compile(r"[a-z]+")
@@ -37,9 +38,9 @@ class ClassText:
 
     def __post_init__(self) -> None:
         if self.naming not in NAMINGS:
-            raise ValueError(f"class naming must be one of {', '.join(NAMINGS)}, got {self.naming!r}")
+            raise InputError(f"class naming must be one of {', '.join(NAMINGS)}, got {self.naming!r}")
         if not self.definition >= 0:
-            raise ValueError(f"the definition weight must be >= 0, got {self.definition}")
+            raise InputError(f"the definition weight must be >= 0, got {self.definition}")
 
     def __str__(self) -> str:
         return self.naming + (f"+{self.definition:g}xdefinition" if self.definition else "")

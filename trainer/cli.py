@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import MissingExtra
+from .errors import UserError
 
 app = typer.Typer(
     help=(
@@ -71,8 +71,13 @@ def _make_train_command(dataset_name: str):
                 "runs/<dataset>-<method>-seed<seed>."
             ),
         ),
-        cache: Path | None = typer.Option(
-            None, help="Token cache folder. Default: the user cache dir, per dataset and backbone."
+        cache: str | None = typer.Option(
+            None,
+            help=(
+                "Where the frozen backbone's tokens come from. auto (default): cached in the user cache dir when they "
+                "fit in its free space, else streamed; none: streamed (the backbone runs inside the training loop "
+                "every epoch, no disk); a folder: cached there. `epsilon-train estimate` tells the sizes and times."
+            ),
         ),
         config: Path | None = typer.Option(
             None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."
@@ -178,11 +183,16 @@ def _make_train_command(dataset_name: str):
         amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
         conse_top: int = typer.Option(10, help="ConSE: how many ImageNet classes vote."),
         conse_temperature: float = typer.Option(1.0, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
+        save_every: int | None = typer.Option(
+            None, help="Optimiser steps between resumable saves inside an epoch (default 200; every epoch's end too)."
+        ),
         quiet: bool = typer.Option(False, help="No progress bars."),
     ) -> None:
-        from .datasets import DataError, load_dataset
+        from .datasets import load_dataset
 
         values = {k: v for k, v in locals().items() if v is not None}
+        if cache is not None and cache not in ("auto", "none"):
+            values["cache"] = "tokens"
         cfg = _train_config(config, values, method)
         if all_seen and dataset_name != "corel5k":
             _fail("--all-seen applies to corel5k only")
@@ -191,13 +201,15 @@ def _make_train_command(dataset_name: str):
             options["embeddings"] = embeddings
         try:
             dataset = load_dataset(dataset_name, data, **options)
-        except (DataError, FileNotFoundError, MissingExtra) as exc:
+        except (UserError, FileNotFoundError) as exc:
             _fail(str(exc))
         tag = f"{dataset.name}-{method if method != 'epsilon' else cfg.model.variant}-seed{cfg.seed}"
         out_dir = out or Path("runs") / tag
-        cache_dir = cache or _default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
-        from .backbones import BackboneError
-        from .features import CacheError
+        cache_dir = (
+            Path(cache)
+            if cfg.cache == "tokens" and cache
+            else _default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
+        )
         from .train import train
 
         try:
@@ -205,7 +217,7 @@ def _make_train_command(dataset_name: str):
                 _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, conse_temperature, not quiet)
                 return
             result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
-        except (ValueError, BackboneError, CacheError, MissingExtra) as exc:
+        except UserError as exc:
             _fail(str(exc))
         typer.echo(
             f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, "
@@ -351,15 +363,16 @@ def evaluate(
     import numpy as np
     import torch
 
-    from .backbones import DEFAULT_BACKBONE, BackboneError, build_backbone
+    from .backbones import DEFAULT_BACKBONE, build_backbone
     from .baselines import conse_tasks, dataset_imagenet_vectors
     from .checkpoint import Bundle, BundleError
     from .class_text import ClassText
-    from .datasets import DataError, load_dataset
+    from .datasets import load_dataset
     from .distributed import setup
     from .embeddings import DEFAULT_EMBEDDINGS
     from .evaluate import evaluate_model, format_table, to_json
-    from .features import CacheError, extract_features, list_digest
+    from .features import extract_features, list_digest
+    from .tokens import CachedTokens
 
     bundle = None
     if method == EvalMethod.epsilon:
@@ -379,7 +392,7 @@ def evaluate(
         _fail("--split and --unseen apply to --dataset coco only")
     try:
         data_set = load_dataset(dataset, data, **options)
-    except (DataError, FileNotFoundError, MissingExtra) as exc:
+    except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
     name = bundle.backbone.get("name", DEFAULT_BACKBONE) if bundle else backbone or DEFAULT_BACKBONE
     dev = setup(device)
@@ -389,7 +402,7 @@ def evaluate(
             if bundle
             else build_backbone(name, backbone_weights, device=dev)
         )
-    except BackboneError as exc:
+    except UserError as exc:
         _fail(str(exc))
     if bundle is None and not net.is_cnn:
         _fail("ConSE reads the backbone's ImageNet head: use a CNN backbone such as efficientnet_lite0")
@@ -400,17 +413,17 @@ def evaluate(
         features = extract_features(
             data_set.test.images, net, cache_dir, workers=workers, device=dev, progress=not quiet
         )
-    except CacheError as exc:
+    except UserError as exc:
         _fail(str(exc))
     rows = np.flatnonzero(features.ok)
     if bundle is not None:
-        figures = evaluate_model(bundle.model.to(dev), features.tokens, data_set.test, rows, data_set, dev)
+        figures = evaluate_model(bundle.model.to(dev), CachedTokens(features, dev), data_set.test, rows, data_set, dev)
         title = f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"
     else:
         text = ClassText(class_naming.value, class_definition)
         try:
             vectors = torch.from_numpy(dataset_imagenet_vectors(data_set, "ConSE", text))
-        except ValueError as exc:
+        except UserError as exc:
             _fail(str(exc))
         logits = torch.from_numpy(np.asarray(features.logits[rows], dtype=np.float32))
         figures = conse_tasks(logits, data_set, data_set.test, rows, vectors, conse_top, conse_temperature)
@@ -441,12 +454,9 @@ def calibrate(
 ) -> None:
     """Choose the tagger's rule on validation photos: the hubness correction's strength and
     the score a tag needs to be kept (best mean kept-tag F1 over the sets given)."""
-    from .backbones import BackboneError
     from .calibrate import choose_rule, validation_sets
-    from .checkpoint import Bundle, BundleError
-    from .datasets import DataError
+    from .checkpoint import Bundle
     from .distributed import setup
-    from .features import CacheError
 
     if corel5k is None and coco is None:
         _fail("give at least one validation set: --corel5k DIR and/or --coco DIR")
@@ -461,7 +471,7 @@ def calibrate(
             cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
             progress=not quiet,
         )
-    except (BundleError, BackboneError, DataError, CacheError, FileNotFoundError) as exc:
+    except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
     rule, per_strength = choose_rule(sets, max_tags)
     for row in per_strength:
@@ -570,8 +580,6 @@ def estimate(
     streaming, for 1 and N devices, from throughputs measured on this machine (or given)."""
     import os
 
-    from .backbones import BackboneError
-    from .datasets import DataError
     from .distributed import setup
     from .estimate import OFFICIAL_IMAGES, Throughputs, format_estimate, measure, token_shape
     from .estimate import estimate as run_estimate
@@ -595,7 +603,7 @@ def estimate(
             if None not in given
             else _fill(measure(backbone, tokens, device=dev), given)
         )
-    except (DataError, FileNotFoundError, BackboneError, MissingExtra) as exc:
+    except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
     import torch
 

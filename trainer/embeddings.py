@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
 # NUS-WIDE's own 300-d GloVe vectors of its 1,000 tags and 81 concepts (shipped in assets/).
 NUS_VECTORS = "nus-wide-glove-300"
@@ -36,7 +38,7 @@ def fold_accents(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
-class UnknownWordError(KeyError):
+class UnknownWordError(UserError, KeyError):
     """A word has no vector; ``suggestions`` holds the nearest known spellings.
 
     The suggestions are looked for only when the error is shown: a loader that skips

@@ -1,15 +1,27 @@
-"""The errors a user can cause, importable without torch (an app can catch them cheaply)."""
+"""The errors a user can cause, importable without torch (an app can catch them cheaply).
+
+Every one of them is a ``UserError``: the CLIs and the TUI show its message in one line
+and exit 2. Anything else that escapes is a bug, shown with its traceback.
+"""
 
 
-class BackboneError(RuntimeError):
+class UserError(Exception):
+    """A person can fix this: the message says what happened and what to do."""
+
+
+class InputError(UserError, ValueError):
+    """An option, argument or config value that cannot be used as given."""
+
+
+class BackboneError(UserError, RuntimeError):
     """A backbone cannot be built as asked; the message says what to pass instead."""
 
 
-class BundleError(RuntimeError):
+class BundleError(UserError, RuntimeError):
     """A bundle is missing, broken or inconsistent; the message names the file and the fix."""
 
 
-class MissingExtra(ImportError):
+class MissingExtra(UserError, ImportError):
     """A training-only package is not installed (the app's install leaves them out)."""
 
 

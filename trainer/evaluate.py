@@ -17,29 +17,31 @@ _BATCH = 512
 
 
 @torch.inference_mode()
-def semantic_vectors(model: Epsilon, tokens: np.ndarray, rows: np.ndarray, device="cpu") -> torch.Tensor:
-    """S (len(rows) x M x d_w, on the CPU) for cached token rows, in batches: fp32, or fp16
-    where fp32 would pass 256 MB (Open Images' 125,436 test images x 8 x 300: 1.2 GB), as
-    the tagger stores S; scoring converts it back a chunk at a time."""
+def semantic_vectors(model: Epsilon, source, rows: np.ndarray, device="cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """S (on the CPU) for some rows of a token source (``trainer.tokens``), in batches, and
+    the rows it covers (an image that fails to decode is left out): fp32, or fp16 where fp32
+    would pass 256 MB (Open Images' 125,436 test images x 8 x 300: 1.2 GB), as the tagger
+    stores S; scoring converts it back a chunk at a time."""
     model.eval()
     dtype = torch.float16 if len(rows) * model.cfg.rows * model.cfg.d_w * 4 > _FP32_LIMIT else torch.float32
-    out = []
-    for start in range(0, len(rows), _BATCH):
-        batch = torch.from_numpy(np.asarray(tokens[rows[start : start + _BATCH]], dtype=np.float32)).to(device)
-        out.append(model(batch).to(torch.device("cpu"), dtype))
-    if not out:
-        return torch.zeros(0, model.cfg.rows, model.cfg.d_w)
-    return torch.cat(out)
+    # Filled in place: a list of batches and their concatenation would hold S twice.
+    out, kept, filled = torch.empty(len(rows), model.cfg.rows, model.cfg.d_w, dtype=dtype), [], 0
+    for batch in source.batches(rows[start : start + _BATCH] for start in range(0, len(rows), _BATCH)):
+        if not len(batch.rows):  # every image of the batch failed to decode
+            continue
+        out[filled : filled + len(batch.rows)] = model(batch.tokens.to(device)).to(torch.device("cpu"), dtype)
+        kept.append(batch.rows)
+        filled += len(batch.rows)
+    return out[:filled], np.concatenate(kept) if kept else np.zeros(0, np.int64)
 
 
 _FP32_LIMIT = 1 << 28  # bytes of S kept in fp32
 
 
-def evaluate_model(
-    model: Epsilon, tokens: np.ndarray, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu"
-) -> dict:
+def evaluate_model(model: Epsilon, source, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu") -> dict:
     """ZSL / GZSL figures of an Epsilon model on the given rows of a split."""
-    return semantic_tasks(semantic_vectors(model, tokens, rows, device), split, rows, dataset)
+    semantic, kept = semantic_vectors(model, source, rows, device)
+    return semantic_tasks(semantic, split, kept, dataset)
 
 
 def semantic_tasks(semantic: torch.Tensor, split: Split, rows: np.ndarray, dataset: Dataset) -> dict:
@@ -68,7 +70,7 @@ def _dense(labels, start: int, stop: int) -> np.ndarray:
 
 
 _CLASSES = 128  # classes scored at a time
-_IMAGES = 4096  # images scored at a time within a block (their M x B products)
+_IMAGES = 2048  # images scored at a time within a block (their M x B products)
 
 
 def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -> dict:
@@ -77,6 +79,7 @@ def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -
     holding the N x C scores: per block of classes, its APs, and a running top-K per image."""
     from .metrics import average_precision
 
+    _return_freed_memory()
     n = len(semantic)
     images = np.arange(n)
     if protocol.positive_images_only:
@@ -96,13 +99,10 @@ def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -
         words = torch.nn.functional.normalize(torch.as_tensor(np.asarray(vectors, dtype=np.float32)), dim=-1)
         for start in range(0, len(words), _CLASSES):
             stop = min(start + _CLASSES, len(words))
-            scores = torch.cat(
-                [
-                    score(semantic[torch.from_numpy(images[i : i + _IMAGES])].float(), words[start:stop])
-                    for i in range(0, len(images), _IMAGES)
-                ]
-                or [torch.zeros(0, stop - start)]
-            )
+            scores = torch.empty(len(images), stop - start)  # filled in place: no list + concatenation
+            for i in range(0, len(images), _IMAGES):
+                rows = torch.from_numpy(images[i : i + _IMAGES])
+                scores[i : i + _IMAGES] = score(semantic[rows].float(), words[start:stop])
             dense = _dense(labels, start, stop)
             ap = average_precision(scores.numpy(), dense)
             if protocol.drop_unannotated_classes:
@@ -165,3 +165,22 @@ def format_table(figures: dict, title: str = "") -> str:
 def to_json(figures: dict) -> dict:
     """JSON-ready figures: keys 'zsl' / 'gzsl', each {'map', 'k': {'3': {...}}}, fractions."""
     return {task: {"map": f["map"], "k": {str(k): dict(v) for k, v in f["k"].items()}} for task, f in figures.items()}
+
+
+def _return_freed_memory() -> None:
+    """Have glibc hand blocks of 1 MiB and more back to the system when freed. Its default
+    threshold rises to 32 MiB after the first large free, so every block of scores after
+    that stayed in the heap: 240 MB more at Open Images' size (bench/open_images_eval.py)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt"):
+            libc.mallopt(_M_MMAP_THRESHOLD, 4 << 20)
+    except OSError:  # not glibc, or no C library to load: nothing to tune
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h

@@ -21,16 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .backbones import Backbone
 from .distributed import barrier, world
-from .images import load_rgb
+from .errors import UserError
+from .tokens import Images, encode, head_classes
 
 PENDING, DONE, FAILED = 0, 1, 2
 
 
-class CacheError(RuntimeError):
+class CacheError(UserError, RuntimeError):
     """A cache folder belongs to other images or another backbone."""
 
 
@@ -58,25 +59,6 @@ class FeatureCache:
         )
 
 
-class _Images(Dataset):
-    """Decodes images in DataLoader workers; a file that fails to decode becomes a flagged blank."""
-
-    def __init__(self, paths: Sequence[Path], indices: np.ndarray, transform, min_side: int, side: int):
-        self.paths, self.indices, self.transform = paths, indices, transform
-        self.min_side, self.side = min_side, side
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        index = int(self.indices[i])
-        try:
-            return index, self.transform(load_rgb(self.paths[index], self.min_side)), True
-        except Exception as exc:  # any decoder error: record, keep going
-            print(f"cannot decode {self.paths[index]}: {exc}", file=sys.stderr)
-            return index, torch.zeros(3, self.side, self.side), False
-
-
 def list_digest(paths: Sequence[Path]) -> str:
     digest = hashlib.sha1()
     for path in paths:
@@ -98,11 +80,9 @@ def extract_features(
     folder = Path(folder)
     rank, size = world()
     side = backbone.preprocessing.input_size
+    device = torch.device(device)
     probe = backbone(torch.zeros(1, 3, side, side, device=device))
-    n, (t, d) = len(paths), probe.shape[1:]
-    # Logits come from the tokens through the backbone's own head; ViTs' heads read the
-    # class token, which the cache drops, so they cache no logits.
-    k = int(backbone.model.forward_head(_as_features(probe, backbone)).shape[1]) if backbone.is_cnn else 0
+    n, (t, d), k = len(paths), probe.shape[1:], head_classes(backbone)
     meta = {
         "images": n,
         "tokens": int(t),
@@ -121,18 +101,18 @@ def extract_features(
     pending = np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)])
     # Failed images are tried again: a file fixed since the last run gets its tokens.
     pending = pending[status[pending] != DONE]
-    transform = backbone.preprocessing.transform()
-    min_side = backbone.preprocessing.decode_side
     loader = DataLoader(
-        _Images(paths, pending, transform, min_side, side),
+        Images(paths, backbone, pending),
         batch_size=batch_size,
         num_workers=workers,
         persistent_workers=False,
-        pin_memory=torch.device(device).type == "cuda",
+        pin_memory=device.type == "cuda",
+        # Its own generator: an iterator drawn from the global one would shift what a run
+        # seeds after extracting (the head's initialisation), unlike a streaming run.
+        generator=torch.Generator(),
     )
     bar = _progress(len(pending), int((status == DONE).sum()), progress and rank == 0, "extracting tokens")
     started, done = time.perf_counter(), 0
-    use_amp = torch.device(device).type == "cuda"
     with (
         _RowWriter(folder / "tokens.f16", t * d * 2) as token_file,
         _RowWriter(folder / "logits.f16", k * 2) as logit_file,
@@ -140,11 +120,9 @@ def extract_features(
     ):
         for index, pixels, ok in loader:
             index = index.numpy()
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                batch_tokens = backbone(pixels.to(device, non_blocking=True))
-                if k:
-                    logit_file.write(index, backbone.model.forward_head(_as_features(batch_tokens, backbone)))
+            batch_tokens, batch_logits = encode(backbone, pixels, device, k)
             token_file.write(index, batch_tokens)
+            logit_file.write(index, batch_logits)
             token_file.sync()
             logit_file.sync()
             # Status last: a kill before this line leaves the batch pending, never half-written.
@@ -185,13 +163,6 @@ class _RowWriter:
 
     def sync(self) -> None:
         os.fdatasync(self.fd)
-
-
-def _as_features(tokens: torch.Tensor, backbone: Backbone) -> torch.Tensor:
-    """CNN tokens back into the B x D x H x W map the backbone's own head pools."""
-    b, n, d = tokens.shape
-    side = int(round(n**0.5))
-    return tokens.transpose(1, 2).reshape(b, d, side, n // side)
 
 
 def _prepare(folder: Path, meta: dict) -> None:

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import InputError
+
 Variant = Literal["full", "gpa", "gfp", "backbone"]
 VARIANTS: tuple[str, ...] = ("full", "gpa", "gfp", "backbone")
 PRIORS: tuple[str, ...] = ("none", "row", "residual")
@@ -62,20 +64,20 @@ class EpsilonConfig:
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+            raise InputError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+            raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
         # prior_classes is 0 until training reads it off the backbone's head.
         if self.prior != "none" and not self.prior_temperature > 0:
-            raise ValueError(f"prior_temperature must be > 0, got {self.prior_temperature}")
+            raise InputError(f"prior_temperature must be > 0, got {self.prior_temperature}")
         if self.prior != "none" and not 1 <= self.prior_top <= (self.prior_classes or self.prior_top):
-            raise ValueError(
+            raise InputError(
                 f"prior_top must be between 1 and the head's {self.prior_classes} classes, got {self.prior_top}"
             )
         if self.num_groups < 1:
-            raise ValueError(f"num_groups (M) must be at least 1, got {self.num_groups}")
+            raise InputError(f"num_groups (M) must be at least 1, got {self.num_groups}")
         if self.variant in ("full", "gpa") and self.d_model % self.heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+            raise InputError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
 
     @property
     def rows(self) -> int:
@@ -95,7 +97,7 @@ def reject_unknown_keys(cls, data: dict, what: str) -> None:
     """A config file's typo must fail loudly, not be ignored."""
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
-        raise ValueError(f"unknown {what} keys: {', '.join(unknown)}")
+        raise InputError(f"unknown {what} keys: {', '.join(unknown)}")
 
 
 class GroupPromptsAggregation(nn.Module):

@@ -25,10 +25,12 @@ from .checkpoint import Bundle
 from .class_text import ClassText
 from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
+from .errors import InputError
 from .evaluate import evaluate_model, format_table
-from .features import FeatureCache, extract_features
+from .features import extract_features
 from .loss import epsilon_loss
 from .model import Epsilon, EpsilonConfig, reject_unknown_keys
+from .tokens import CachedTokens, StreamedTokens, choose_cache, head_classes
 
 
 @dataclass
@@ -70,7 +72,11 @@ class TrainConfig:
     backbone_weights: str | None = None
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
-    workers: int = 2  # image decoding processes for feature extraction
+    workers: int = 2  # image decoding processes (extraction, or every epoch when streaming)
+    # Where tokens come from: "auto" caches them when the cache fits in the cache folder's
+    # free space and streams otherwise; "none" streams (the backbone runs in the loop);
+    # "tokens" always caches.
+    cache: str = "auto"
     extract_batch: int = 64
     save_every: int = 200  # steps between resumable saves
 
@@ -96,7 +102,7 @@ def train(
     device = setup(cfg.device)
     rank, size = world()
     if cfg.batch_size % size:
-        raise ValueError(f"batch size {cfg.batch_size} must be divisible by the {size} torchrun processes")
+        raise InputError(f"batch size {cfg.batch_size} must be divisible by the {size} torchrun processes")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     head = backbone.imagenet_head() if cfg.model.prior != "none" else None
@@ -111,41 +117,23 @@ def train(
         ),
     )
     _check_or_write_config(out, cfg, dataset)
-    cache_root = Path(cache_root)
-    train_cache = extract_features(
-        dataset.train.images,
-        backbone,
-        cache_root / "train",
-        batch_size=cfg.extract_batch,
-        workers=cfg.workers,
-        device=device,
-        progress=progress,
-    )
-    test_cache = extract_features(
-        dataset.test.images,
-        backbone,
-        cache_root / "test",
-        batch_size=cfg.extract_batch,
-        workers=cfg.workers,
-        device=device,
-        progress=progress,
-    )
-    del backbone  # everything from here reads the cache
+    classes = head_classes(backbone)
+    spec = backbone.spec()
+    train_tokens, test_tokens = _token_sources(dataset, backbone, cfg, Path(cache_root), device, progress)
+    del backbone  # the streaming sources hold it; the cached ones never run it again
 
     fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
-    fit_rows = fit_rows[train_cache.ok[fit_rows]]
-    val_rows = val_rows[train_cache.ok[val_rows]]
-    test_rows = np.flatnonzero(test_cache.ok)
-    vectors, extra = _training_labels(dataset, train_cache, cfg)
-    teacher = _teacher(dataset, train_cache, cfg)
+    fit_rows, val_rows = train_tokens.usable(fit_rows), train_tokens.usable(val_rows)
+    test_rows = test_tokens.usable(np.arange(len(dataset.test)))
+    vectors, transfer = _transfer(dataset, classes, cfg)
     # Images with no positive seen label are left out of training batches (the method's rule).
     fit_rows = fit_rows[has_positive(dataset.train.seen, fit_rows)]
     if len(fit_rows) == 0:
-        raise ValueError("no training image has a positive seen label")
+        raise InputError("no training image has a positive seen label")
 
     model = Epsilon(cfg.model)
     if head is not None:
-        model.attach_prior(*head, torch.from_numpy(_imagenet_names(dataset, train_cache, "--prior", cfg)))
+        model.attach_prior(*head, torch.from_numpy(_imagenet_names(dataset, classes, "--prior", cfg)))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, start_step, history = _resume(out / "state", model, optimiser)
@@ -169,21 +157,25 @@ def train(
         bar = _bar(steps_per_epoch, start_step, f"epoch {epoch + 1}/{cfg.epochs}", progress and is_main())
         losses = list(history[-1].get("partial_losses", [])) if history and history[-1].get("epoch") == epoch else []
         history = [h for h in history if h.get("epoch") != epoch]
+        # This rank's share of every global batch: what a DistributedSampler hands out, but
+        # cut from the one global order, so N ranks take the steps one process takes and
+        # resume at a step (streaming decodes only this share).
+        shares = []
         for step in range(start_step, steps_per_epoch):
             global_batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             share = math.ceil(len(global_batch) / size)
-            rows = np.sort(global_batch[rank * share : (rank + 1) * share])
-            tokens = torch.from_numpy(np.asarray(train_cache.tokens[rows], dtype=np.float32)).to(device)
-            labels = label_rows(dataset.train.seen, rows)
-            if extra is not None:
-                labels = np.concatenate([labels, extra[rows]], axis=1)
+            shares.append(np.sort(global_batch[rank * share : (rank + 1) * share]))
+        for step, batch in enumerate(train_tokens.batches(shares), start=start_step):
+            labels = label_rows(dataset.train.seen, batch.rows)
+            if transfer is not None and cfg.imagenet_labels:
+                labels = np.concatenate([labels, transfer.labels(batch.logits)], axis=1)
             labels = torch.from_numpy(labels).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                semantic = ddp(tokens)
+                semantic = ddp(batch.tokens)
             parts = epsilon_loss(semantic.float(), word_vectors, labels, lam=cfg.lam)
             per_image = parts.per_image
-            if teacher is not None:
-                target = torch.from_numpy(teacher[rows]).to(device)[parts.used]
+            if transfer is not None and cfg.distill:
+                target = transfer.teacher(batch.logits)[parts.used]
                 # Only the trained rows: a prior row is the teacher already.
                 trained = semantic.float()[parts.used][:, : cfg.model.num_groups]
                 closest = torch.nn.functional.cosine_similarity(trained, target[:, None], dim=-1)
@@ -218,15 +210,13 @@ def train(
         }
         if is_main():
             record["val"] = (
-                evaluate_model(model, train_cache.tokens, dataset.train, val_rows, dataset, device)
-                if len(val_rows)
-                else {}
+                evaluate_model(model, train_tokens, dataset.train, val_rows, dataset, device) if len(val_rows) else {}
             )
-            record["test"] = evaluate_model(model, test_cache.tokens, dataset.test, test_rows, dataset, device)
+            record["test"] = evaluate_model(model, test_tokens, dataset.test, test_rows, dataset, device)
             record["select"] = _selection_figure(record)
             history.append(record)
             improved = record["select"] > best
-            bundle = _bundle(model, dataset, cfg, history, record, train_cache)
+            bundle = _bundle(model, dataset, cfg, history, record, spec)
             bundle.save(out / "last")
             if improved:
                 best = record["select"]
@@ -252,43 +242,87 @@ def _selection_figure(record: dict) -> float:
     return task["map"] if task else float(record["epoch"])
 
 
-def _imagenet_names(dataset: Dataset, cache: FeatureCache, option: str, cfg: TrainConfig) -> np.ndarray:
+def _token_sources(dataset: Dataset, backbone, cfg: TrainConfig, cache_root: Path, device, progress: bool):
+    """The training and test splits' tokens: from the cache (extracted first, once) or
+    streamed from the images every epoch, as ``cfg.cache`` and the free disk space say."""
+    images = len(dataset.train) + len(dataset.test)
+    cached, why = choose_cache(cfg.cache, cache_root, images, backbone)
+    # One choice for every rank (each node sees its own disk): cache only where all can.
+    votes = all_sum(torch.tensor(float(cached), device=device))
+    if cached and int(votes) < world()[1]:
+        cached, why = False, "streaming: another rank's cache folder has too little free space"
+    if is_main():
+        print(f"token cache: {why}", file=sys.stderr)
+    if not cached:
+        return tuple(
+            StreamedTokens(split.images, backbone, device, cfg.workers) for split in (dataset.train, dataset.test)
+        )
+    return tuple(
+        CachedTokens(
+            extract_features(
+                split.images,
+                backbone,
+                cache_root / part,
+                batch_size=cfg.extract_batch,
+                workers=cfg.workers,
+                device=device,
+                progress=progress,
+            ),
+            device,
+        )
+        for part, split in (("train", dataset.train), ("test", dataset.test))
+    )
+
+
+def _imagenet_names(dataset: Dataset, classes: int, option: str, cfg: TrainConfig) -> np.ndarray:
     """Word vectors of the 1,000 ImageNet classes, in the dataset's word space."""
-    if cache.logits.shape[1] == 0:
-        raise ValueError(f"{option} needs a CNN backbone whose ImageNet head is cached")
+    if not classes:
+        raise InputError(f"{option} needs a CNN backbone whose ImageNet head is cached")
     return dataset_imagenet_vectors(dataset, option, ClassText(cfg.class_naming, cfg.class_definition))
 
 
-def _teacher(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig) -> np.ndarray | None:
-    """Every training image's ConSE embedding (N x d_w, unit length), for distillation."""
-    if not cfg.distill:
-        return None
-    class_vectors = torch.from_numpy(_imagenet_names(dataset, cache, "--distill", cfg))
-    logits = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32))
-    target = conse_embedding(logits, class_vectors, cfg.distill_top, cfg.distill_temperature)
-    return torch.nn.functional.normalize(target, dim=-1).numpy()
+@dataclass
+class _Transfer:
+    """Knowledge transfer from the backbone's ImageNet head, computed per batch from its logits."""
+
+    cfg: TrainConfig
+    class_vectors: torch.Tensor  # 1,000 x d_w, a zero row for a class no word names
+
+    def labels(self, logits: torch.Tensor) -> np.ndarray:
+        """Each image's top confident classes as positives, the improbable ones as negatives."""
+        probs = logits.float().softmax(dim=1).cpu().numpy()
+        top = np.argsort(-probs, axis=1)[:, : self.cfg.imagenet_labels]
+        extra = np.where(probs < self.cfg.imagenet_max_negative, -1, 0).astype(np.int8)
+        rows = np.arange(len(probs))[:, None]
+        confident = probs[rows, top] >= self.cfg.imagenet_min_prob
+        extra[np.broadcast_to(rows, top.shape)[confident], top[confident]] = 1
+        extra[:, ~(self.class_vectors.norm(dim=1) > 0).numpy()] = 0
+        return extra
+
+    def teacher(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each image's ConSE embedding (unit length), the distillation target."""
+        vectors = self.class_vectors.to(logits.device)
+        target = conse_embedding(logits.float(), vectors, self.cfg.distill_top, self.cfg.distill_temperature)
+        return torch.nn.functional.normalize(target, dim=-1)
 
 
-def _training_labels(dataset: Dataset, cache: FeatureCache, cfg: TrainConfig):
-    """Seen word vectors, extended with ImageNet class names when knowledge transfer is on."""
-    if not cfg.imagenet_labels:
+def _transfer(dataset: Dataset, classes: int, cfg: TrainConfig) -> tuple[np.ndarray, _Transfer | None]:
+    """The word vectors training scores against (seen words, then ImageNet's classes when
+    they are labels) and the transfer, when any is on."""
+    if not (cfg.imagenet_labels or cfg.distill):
         return dataset.seen_vectors, None
-    class_vectors = _imagenet_names(dataset, cache, "--imagenet-labels", cfg)
-    known = np.linalg.norm(class_vectors, axis=1) > 0
-    probs = torch.from_numpy(np.asarray(cache.logits, dtype=np.float32)).softmax(dim=1).numpy()
-    top = np.argsort(-probs, axis=1)[:, : cfg.imagenet_labels]
-    extra = np.where(probs < cfg.imagenet_max_negative, -1, 0).astype(np.int8)
-    rows = np.arange(len(probs))[:, None]
-    confident = probs[rows, top] >= cfg.imagenet_min_prob
-    extra[np.broadcast_to(rows, top.shape)[confident], top[confident]] = 1
-    extra[:, ~known] = 0
-    return np.concatenate([dataset.seen_vectors, class_vectors]), extra
+    option = "--imagenet-labels" if cfg.imagenet_labels else "--distill"
+    class_vectors = _imagenet_names(dataset, classes, option, cfg)
+    transfer = _Transfer(cfg, torch.from_numpy(class_vectors))
+    if not cfg.imagenet_labels:
+        return dataset.seen_vectors, transfer
+    return np.concatenate([dataset.seen_vectors, class_vectors]), transfer
 
 
-def _bundle(model, dataset, cfg, history, record, cache) -> Bundle:
+def _bundle(model, dataset, cfg, history, record, backbone: dict) -> Bundle:
     return Bundle(
         model=model,
-        backbone=json.loads((cache.folder / "meta.json").read_text())["backbone"],
+        backbone=backbone,
         embeddings=dataset.embeddings,
         seen_labels=dataset.seen_labels,
         unseen_labels=dataset.unseen_labels,
@@ -349,7 +383,7 @@ def _bar(total: int, initial: int, desc: str, enabled: bool):
 
 # How a run is carried out, not what it computes: a run may resume with other values (on a
 # GPU after a CPU, with more epochs, other workers).
-RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "extract_batch", "save_every", "epochs", "patience"})
+RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "extract_batch", "save_every", "epochs", "patience", "cache"})
 
 
 def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> None:
@@ -370,7 +404,7 @@ def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> Non
                 for k in {*saved.get("config", {}), *effective["config"]} - RUNTIME_FIELDS
                 if saved.get("config", {}).get(k) != effective["config"].get(k)
             )
-            raise ValueError(
+            raise InputError(
                 f"{out} holds a run with another config ({path}; differs in {', '.join(changed) or 'dataset'}): "
                 f"resume with the same options or use another --out"
             )

@@ -24,7 +24,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from trainer.embeddings import UnknownWordError
+from trainer.errors import UserError
 
 from ..library import Library, LibraryError
 from ..search import Ranking, photos_of_word, rank
@@ -177,7 +177,7 @@ class EpsilonTagApp(App):
             with self.lock:
                 ranking = ranked()
                 first = self._page(ranking, 0)
-        except (UnknownWordError, VocabularyError, LibraryError, ValueError, sqlite3.DatabaseError) as exc:
+        except (UserError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
         if not get_current_worker().is_cancelled:
@@ -298,7 +298,7 @@ class EpsilonTagApp(App):
                 else:
                     count = remove_words(library, [word])[word]
                     message = f"{word} removed (from {count} photos)"
-        except (UnknownWordError, VocabularyError, LibraryError, sqlite3.DatabaseError) as exc:
+        except (UserError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
         self.call_from_thread(self.status, message)

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, UserError
 from ..metrics import Protocol
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data folder is wrong or incomplete; the message names the file and the layout."""
 
 
@@ -88,7 +89,7 @@ def has_positive(matrix, rows: np.ndarray) -> np.ndarray:
 def held_out_fold(n: int, fraction: float, seed: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A seeded split of range(n) into (kept, held out): ``fraction`` of it, at most ``limit``."""
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+        raise InputError(f"held-out fraction must be in [0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(n)
     cut = int(round(n * fraction))
     if limit is not None:
