@@ -25,8 +25,8 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def training(work: Path, device: str, cache: str) -> str:
-    """Two epochs of the CLI on a tiny Corel tree, tokens from the cache or streamed."""
+def training(work: Path, device: str, cache: str, epochs: int) -> str:
+    """A few epochs of the CLI on a tiny Corel tree, tokens from the cache or streamed."""
     from tests.tiny_datasets import make_corel
 
     data = work / "corel"
@@ -36,7 +36,7 @@ def training(work: Path, device: str, cache: str) -> str:
     start = time.perf_counter()
     where = work / "cache" if cache == "cached" else "none"
     run(
-        [BIN / "epsilon-train", "corel5k", "--data", data, "--out", out, "--cache", where, "--epochs", "2"]
+        [BIN / "epsilon-train", "corel5k", "--data", data, "--out", out, "--cache", where, "--epochs", epochs]
         + ["--device", device, *SMALL]
     )
     losses = step_losses(out)
@@ -80,7 +80,7 @@ def torchrun(work: Path, device: str, nproc: int) -> str:
             "--out",
             work / "ddp",
             "--cache",
-            "none",
+            work / "cache-ddp",
             "--epochs",
             "1",
             "--device",
@@ -92,7 +92,7 @@ def torchrun(work: Path, device: str, nproc: int) -> str:
     history = json.loads((work / "ddp" / "history.json").read_text())
     backend = "nccl" if device == "cuda" else "gloo"
     steps = len(history[0]["step_losses"])
-    return f"{nproc} processes over {backend}, streaming, {steps} steps, loss {history[0]['loss']:.4f}"
+    return f"{nproc} processes over {backend}, extraction sharded, {steps} steps, loss {history[0]['loss']:.4f}"
 
 
 def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=2, help="Of each tiny training run.")
     args = parser.parse_args()
     if args.device == "cuda":
         import torch
@@ -158,8 +159,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checks = [
-            ("extraction and cached training", lambda: training(work, args.device, "cached")),
-            ("streaming training", lambda: training(work, args.device, "none")),
+            ("extraction and cached training", lambda: training(work, args.device, "cached", args.epochs)),
+            ("streaming training", lambda: training(work, args.device, "none", args.epochs)),
             ("torchrun", lambda: torchrun(work, args.device, args.nproc)),
             ("scan", lambda: scan_matches_cpu(work, args.device, sample=args.device == "cuda")),
             ("forward speed", lambda: forward_speed(args.device, args.batch)),

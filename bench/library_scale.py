@@ -96,7 +96,7 @@ def build(db: Path, photos: int, folder: Path) -> None:
                     "INSERT INTO floors (photo_id, floor) VALUES (?, ?)", [(i, t[-1][1]) for i, t in zip(ids, tags)]
                 )
                 conn.executemany(
-                    "INSERT INTO tags (photo_id, word_id, score) VALUES (?, ?, ?)",
+                    "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, 0)",
                     [(i, w, sc) for i, t in zip(ids, tags) for w, sc in t],
                 )
             for p in paths:

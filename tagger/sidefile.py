@@ -1,5 +1,6 @@
 """Files beside the library that make reading it fast: the S side file (every photo's
-semantic vectors in one fixed-width file) and the summary (counts over the whole library).
+semantic vectors in one fixed-width file), the floors file (every photo's lowest stored
+tag score) and the summary (counts over the whole library).
 
 A search scores every photo, and reading 100,000 S blobs out of SQLite row by row costs
 more than the scoring. So the vectors table is also kept as one file that readers map:
@@ -102,6 +103,47 @@ def read(path: Path, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarra
         ids = np.memmap(path, dtype=np.int64, mode="r", offset=ids_at, shape=(count,))
         semantic = np.memmap(path, dtype=np.float16, mode="r", offset=s_at, shape=(count, *shape))
         return ids, semantic
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+FLOORS_MAGIC = b"epsilon-tag floors\n"
+
+
+def write_floors(path: Path, generation: str, ids: np.ndarray, floors: np.ndarray) -> None:
+    """Every photo's tag floor (ids sorted, float32) as of ``generation``: what a `vocab
+    add` compares a new word with, read in milliseconds instead of a second at a million
+    photos. Best effort: a file that cannot be written is read from SQLite next time."""
+    _remove_leftovers(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            header = json.dumps({"generation": generation, "count": len(ids)}).encode()
+            handle.write((FLOORS_MAGIC + header + b"\n").ljust(HEADER, b"\0"))
+            handle.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+            handle.write(np.ascontiguousarray(floors, dtype=np.float32).tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())  # its data on disk before its name says it is a snapshot
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def read_floors(path: Path, generation: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(photo ids, floors) memory-mapped, or None unless the file is the snapshot of ``generation``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEADER)
+        if not head.startswith(FLOORS_MAGIC):
+            return None
+        info = json.loads(head[len(FLOORS_MAGIC) :].split(b"\n", 1)[0])
+        count = int(info["count"])
+        if info.get("generation") != generation or path.stat().st_size != HEADER + count * 12:
+            return None
+        if count == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        ids = np.memmap(path, dtype=np.int64, mode="r", offset=HEADER, shape=(count,))
+        return ids, np.memmap(path, dtype=np.float32, mode="r", offset=HEADER + count * 8, shape=(count,))
     except (OSError, ValueError, KeyError):
         return None
 

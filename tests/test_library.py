@@ -171,25 +171,15 @@ def test_a_version_3_library_keeps_its_tags_and_their_order(tmp_path):
     rng = np.random.default_rng(3)
     words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat tree".split(), rng.standard_normal((5, 50)))]
     db = tmp_path / "lib.db"
-    with synthetic_library(db, 15, words, k=3) as library:  # then set back to what version 3 wrote: ranks stored
+    with synthetic_library(db, 15, words, k=3) as library:  # then set back to what version 3 wrote
         before = library.tags_of(list(range(1, 16)))
         shown = library.photo_tags(4)
-        library.db.execute(
-            "CREATE TABLE old (photo_id INTEGER NOT NULL, word_id INTEGER NOT NULL, score REAL NOT NULL, "
-            "rank INTEGER NOT NULL, PRIMARY KEY (photo_id, word_id)) WITHOUT ROWID"
-        )
-        library.db.conn.executemany(
-            "INSERT INTO old VALUES (?, ?, ?, ?)", [(p, w, s, r) for p, t in before.items() for w, s, r in t]
-        )
-        library.db.execute("DROP TABLE tags")
-        library.db.execute("ALTER TABLE old RENAME TO tags")
+        # Version 3 kept each tag's rank; what it left there is never read again.
+        library.db.execute("UPDATE tags SET rank = 99 - word_id")
         library.db.execute("PRAGMA user_version = 3")
     with Library(db) as library:
         assert library.schema_version == SCHEMA_VERSION
-        columns = [row[1] for row in library.db.execute("PRAGMA table_info(tags)")]
-        assert columns == ["photo_id", "word_id", "score"]
-        assert library.tags_of(list(range(1, 16))) == before  # ranks read back from the scores
-        assert library.photo_tags(4) == shown
-        assert "tags_word" in [r[1] for r in library.db.execute("PRAGMA index_list(tags)")]
+        assert library.tags_of(list(range(1, 16))) == before  # ranks read from the scores
+        assert library.photo_tags(4) == shown and [t["rank"] for t in shown] == [1, 2, 3]
         add_words(library, ["bird"], WordSource("glove-6b-50d", seen=[], dim=50))
         assert_tags_consistent(library)

@@ -42,6 +42,55 @@ def assert_served_as_stored(db) -> None:
             np.testing.assert_array_equal(flat[order], semantic)
 
 
+def floors_in_sqlite(db) -> dict[int, float]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT photo_id, floor FROM floors").fetchall())
+
+
+def assert_floors_served_as_stored(db) -> None:
+    """The floors a `vocab add` compares with (fresh open, floors file and all) are SQLite's."""
+    stored = floors_in_sqlite(db)
+    with Library(db) as library:
+        served = library.semantic_vectors(floors=True)
+        expected = [stored.get(int(i), -np.inf) for i in served.ids]
+        np.testing.assert_array_equal(served.floor, np.array(expected, np.float32))
+
+
+def test_vocab_commands_keep_the_floors_file_and_nothing_else_trusts_a_stale_one(tmp_path):
+    from tagger.vocabulary import WordSource, add_words, remove_words
+
+    db, floors = tmp_path / "lib.db", tmp_path / "lib.db-floors"
+    synthetic_library(db, 60, WORDS, k=3).close()
+    source = WordSource("glove-6b-50d", seen=[], dim=50)
+    assert not floors.exists()  # made by a vocab command, never by a scan
+    for step in range(3):
+        with Library(db) as library:
+            add_words(library, ["bird", "sun"], source)
+            generation = library.get_meta("generation")
+        kept = sidefile.read_floors(floors, generation)
+        assert kept is not None, "the floors of the state a vocab add committed are kept"
+        assert dict(zip(kept[0].tolist(), kept[1].tolist())) == pytest.approx(floors_in_sqlite(db))
+        assert_floors_served_as_stored(db)
+        with Library(db) as library:
+            remove_words(library, ["bird"] if step % 2 else ["bird", "sun"])
+            assert sidefile.read_floors(floors, library.get_meta("generation")) is not None
+        assert_floors_served_as_stored(db)
+        with Library(db) as library:
+            assert_tags_consistent(library)
+    # Any other write (a scan's batch, here a re-tag without the file) leaves it stale: read from SQLite.
+    with Library(db) as library:
+        library.replace_tags({1: []})
+        assert sidefile.read_floors(floors, library.get_meta("generation")) is None
+    assert_floors_served_as_stored(db)
+    # A damaged file of the right generation is not read either.
+    with Library(db) as library:
+        add_words(library, ["moon"], source)
+        generation = library.get_meta("generation")
+    floors.write_bytes(floors.read_bytes()[:-4])
+    assert sidefile.read_floors(floors, generation) is None
+    assert_floors_served_as_stored(db)
+
+
 def test_searches_read_the_side_file_and_it_follows_every_change(tmp_path):
     db = tmp_path / "lib.db"
     synthetic_library(db, 40, WORDS).close()
@@ -139,7 +188,7 @@ cli.main()
 @pytest.mark.parametrize(
     "kill_in, args",
     [
-        ("replace_tags", ["vocab", "add", "zeppelin"]),
+        ("offer_tags", ["vocab", "add", "zeppelin"]),
         ("_vectors_changed", ["scan"]),
     ],
 )
@@ -166,6 +215,7 @@ def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, a
     with Library(db) as library:
         assert len(library.words()) == words
         assert_tags_consistent(library)
+    assert_floors_served_as_stored(db)
 
 
 def test_counts_are_remembered_for_one_state_of_the_library_only(tmp_path):

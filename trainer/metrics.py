@@ -35,8 +35,8 @@ def average_precision(scores, labels) -> np.ndarray:
     dtype = torch.float64 if scores.dtype == np.float64 else torch.float32
     result = np.zeros(scores.shape[1], dtype=np.float64)
     # Classes at a time: 128, or fewer where there are many images, so that the sort's
-    # temporaries (about 64 bytes a cell) stay near 128 MB at Open Images' 125,436 images.
-    block = max(1, min(_CLASS_BLOCK, (1 << 21) // max(scores.shape[0], 1)))
+    # temporaries (about 64 bytes a cell) stay near 32 MB at Open Images' 125,436 images.
+    block = max(1, min(_CLASS_BLOCK, (1 << 19) // max(scores.shape[0], 1)))
     for start in range(0, scores.shape[1], block):
         # One row per class (contiguous), so the sort runs along memory, not across it.
         s = torch.as_tensor(np.ascontiguousarray(scores[:, start : start + block].T)).to(dtype)
