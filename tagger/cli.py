@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -24,8 +23,9 @@ class WordKind(StrEnum):
 
 
 class WordOrder(StrEnum):
-    count = "count"
-    name = "name"
+    # Members named after their values would shadow str.count and Enum.name.
+    by_count = "count"
+    by_name = "name"
 
 
 class SidecarNaming(StrEnum):
@@ -357,7 +357,7 @@ def vocab_remove(
 @vocab_app.command("list")
 def vocab_list(
     kind: WordKind | None = typer.Option(None, "--kind", help="Only words seen in training, or zero-shot ones."),
-    sort: WordOrder = typer.Option(WordOrder.count, "--sort", help="By photo count (most first) or by name."),
+    sort: WordOrder = typer.Option(WordOrder.by_count, "--sort", help="By photo count (most first) or by name."),
     as_json: bool = Json,
     db: Path | None = Db,
 ) -> None:
@@ -517,8 +517,8 @@ def tui(db: Path | None = Db) -> None:
 
 
 def main() -> None:
-    app()
+    app()  # typer exits with the command's status
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

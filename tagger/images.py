@@ -73,7 +73,7 @@ def _meta_from(handle, source) -> PhotoMeta:
     latitude = _degrees(tags.get("GPS GPSLatitude"), _text(tags.get("GPS GPSLatitudeRef")), "S")
     longitude = _degrees(tags.get("GPS GPSLongitude"), _text(tags.get("GPS GPSLongitudeRef")), "W")
     if (latitude is None) != (longitude is None) or (
-        latitude is not None and (abs(latitude) > 90 or abs(longitude) > 180)
+        latitude is not None and longitude is not None and (abs(latitude) > 90 or abs(longitude) > 180)
     ):
         shown = ", ".join(f"{name} {value}" for name, value in (("latitude", latitude), ("longitude", longitude)))
         problems.append(f"GPS position in the EXIF is impossible ({shown}): not stored")

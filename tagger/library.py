@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -518,8 +518,8 @@ class Library:
 
     def replace_tags(
         self,
-        tags_by_photo: dict[int, Sequence[tuple[int, float]]],
-        current: dict[int, Sequence[tuple[int, float, int]]] | None = None,
+        tags_by_photo: Mapping[int, Sequence[tuple[int, float]]],
+        current: Mapping[int, Sequence[tuple[int, float, int]]] | None = None,
         *,
         keep_floors: bool = False,
     ) -> None:
@@ -700,7 +700,7 @@ class Library:
     def semantic_vectors(
         self,
         *,
-        ids: Sequence[int] | None = None,
+        ids: Sequence[int] | np.ndarray | None = None,
         after: str | None = None,
         before: str | None = None,
         floors: bool = False,
@@ -817,7 +817,7 @@ class Library:
                 pass  # a full disk: serve from memory this time
             rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
         stored = self._stored([(i, b, None) for i, b in rows.fetchall()], list(shape))
-        return stored.ids, stored.semantic
+        return stored.ids, np.asarray(stored.semantic)  # an array here: read from SQLite
 
     def refresh_side_files(self) -> None:
         """Bring the S side file and the summary up to date now (a scan does, so that the
@@ -946,7 +946,7 @@ class Library:
 
     # ---- reading for people -----------------------------------------------------------
 
-    def photos(self, ids: Sequence[int]) -> dict[int, dict]:
+    def photos(self, ids: Iterable[int]) -> dict[int, dict]:
         rows = self.db.query(
             "SELECT * FROM photos WHERE id IN (SELECT value FROM json_each(?))", [json.dumps([int(i) for i in ids])]
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -221,8 +221,8 @@ def scan(
     if embeddings:
         check_embeddings(embeddings)  # a typo is an error before anything is written
     report = ScanReport()
-    roots = [str(Path(r).expanduser().resolve()) for r in roots]
-    library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(roots)))
+    folders = [str(Path(r).expanduser().resolve()) for r in roots]
+    library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(folders)))
     current_model = engine.model_id if engine else model_id_of(model)
     known = library.known_photos()
     failed_before = library.known_failures()
@@ -235,8 +235,8 @@ def scan(
     # Real folders that links inside each root lead to: photos there belong to the root, and
     # go missing with the link (remembered, since the link may be gone next time).
     linked = library.get_meta("linked_folders", {})
-    followed: dict[str, list[Path]] = {root: [] for root in roots}
-    walked = (item for root in roots for item in walk_photos([root], exclude, followed=followed[root]))
+    followed: dict[str, list[Path]] = {root: [] for root in folders}
+    walked = (item for root in folders for item in walk_photos([root], exclude, followed=followed[root]))
     for item in walked:
         if isinstance(item, Skipped):
             unreadable_folders.append(str(item.path))
@@ -257,7 +257,7 @@ def scan(
         job = _Job(path, info.st_size, info.st_mtime_ns)
         row = known.get(path)
         same_file = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
-        if same_file and row.model_id == current_model and not force:
+        if row is not None and same_file and row.model_id == current_model and not force:
             if row.status != OK:
                 back.append(row.id)  # missing before, back where it was
             report.unchanged += 1
@@ -271,17 +271,17 @@ def scan(
     report.failures.extend((f.path, f.reason) for f in walk_failures)
     # Failures of files that are gone (or folders readable again) are history, not news.
     failed_now = {f.path for f in walk_failures}
-    library.forget_failures(p for p in failed_before if _under(p, roots) and p not in found and p not in failed_now)
+    library.forget_failures(p for p in failed_before if _under(p, folders) and p not in found and p not in failed_now)
 
     # An empty root where the library has photos is an unplugged drive until told otherwise.
-    for root in roots:
+    for root in folders:
         held = sum(row.status == OK and _under(path, [root]) for path, row in known.items())
         if held and not allow_empty and not any(_under(path, [root]) for path in found):
             unreadable_folders.append(root)
             report.empty_roots.append((root, held))
     # Photos the library holds under these roots (or where links in them lead) that the walk
     # did not find. A folder that could not be read hides its photos: not counted as gone.
-    covered = roots + [f for root in roots for f in {*map(str, followed[root]), *linked.get(root, [])}]
+    covered = folders + [f for root in folders for f in {*map(str, followed[root]), *linked.get(root, [])}]
     library.set_meta(linked_folders={**linked, **{root: sorted(set(map(str, f))) for root, f in followed.items()}})
     vanished = [
         row
@@ -304,7 +304,7 @@ def scan(
             for row in known.values()
             if row.status == MISSING
             and row.id not in moved_ids
-            and _under(row.path, roots)
+            and _under(row.path, folders)
             and not _under(row.path, unreadable_folders)
         ]
         library.delete_photos(gone + stale)
@@ -378,7 +378,7 @@ def forget_gone_roots(library: Library) -> list[str]:
 
 
 def _recognise_moves(
-    library: Library, jobs, candidates: list[Known], elsewhere: list[Known] = ()
+    library: Library, jobs, candidates: list[Known], elsewhere: Sequence[Known] = ()
 ) -> tuple[list, set[int]]:
     """New files with the content of a vanished or missing photo take over its row (and tags);
     so may photos ``elsewhere`` (outside the folders walked) whose file no longer exists.
@@ -432,8 +432,12 @@ def _read_and_tag(
     reader = _Reader(
         [job for job, _ in jobs], engine.transform(), engine.decode_side, engine.backbone.preprocessing.input_size
     )
-    loader = DataLoader(
-        reader, batch_size=batch_size, num_workers=workers, collate_fn=_collate, pin_memory=engine.device.type == "cuda"
+    loader: Iterable = DataLoader(
+        reader,  # type: ignore[arg-type]  # a map-style dataset by its __len__ / __getitem__
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=engine.device.type == "cuda",
     )
     bar = tqdm(
         total=len(jobs),

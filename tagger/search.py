@@ -134,8 +134,9 @@ def rank(
     corrected = library.tag_rule.correct(raw, means)
     combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
-    if check_score(min_score, "--min-score") is not None:
-        order = order[combined[order] >= min_score]
+    threshold = check_score(min_score, "--min-score")
+    if threshold is not None:
+        order = order[combined[order] >= threshold]
     return Ranking(stored.ids[order], combined[order])
 
 

@@ -83,16 +83,22 @@ def _remove_leftovers(path: Path) -> None:
             pass  # not ours to judge: another user's process, or a name we did not write
 
 
+def _header(path: Path, magic: bytes, generation: str) -> dict | None:
+    """A side file's header, if the file is one of its kind and the snapshot of ``generation``."""
+    with open(path, "rb") as handle:
+        head = handle.read(HEADER)
+    if not head.startswith(magic):
+        return None
+    info = json.loads(head[len(magic) :].split(b"\n", 1)[0])
+    return info if isinstance(info, dict) and info.get("generation") == generation else None
+
+
 def read(path: Path, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """(photo ids, S) memory-mapped from the side file, or None unless it is the snapshot
     of ``generation`` with this shape."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(HEADER)
-        if not head.startswith(MAGIC):
-            return None
-        info = json.loads(head[len(MAGIC) :].split(b"\n", 1)[0])
-        if info.get("generation") != generation or tuple(info.get("shape", ())) != tuple(shape):
+        info = _header(path, MAGIC, generation)
+        if info is None or tuple(info.get("shape", ())) != tuple(shape):
             return None
         count = int(info["count"])
         ids_at, s_at, size = _layout(count, shape)
@@ -132,13 +138,9 @@ def write_floors(path: Path, generation: str, ids: np.ndarray, floors: np.ndarra
 def read_floors(path: Path, generation: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(photo ids, floors) memory-mapped, or None unless the file is the snapshot of ``generation``."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(HEADER)
-        if not head.startswith(FLOORS_MAGIC):
-            return None
-        info = json.loads(head[len(FLOORS_MAGIC) :].split(b"\n", 1)[0])
-        count = int(info["count"])
-        if info.get("generation") != generation or path.stat().st_size != HEADER + count * 12:
+        info = _header(path, FLOORS_MAGIC, generation)
+        count = int(info["count"]) if info is not None else -1
+        if info is None or path.stat().st_size != HEADER + count * 12:
             return None
         if count == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)

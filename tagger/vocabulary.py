@@ -21,7 +21,7 @@ from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors
 from trainer.errors import UserError
 from trainer.tagrule import TagRule
 
-from .library import SEEN, ZERO_SHOT, Library
+from .library import SEEN, ZERO_SHOT, Library, Rows
 
 # Rows of S scored at once: bounds memory whatever the library's size.
 _CHUNK = 16384
@@ -109,7 +109,7 @@ def check_embeddings(source: str) -> None:
     _ = WordSource(source).vectors  # raises VocabularyError saying what is wrong
 
 
-def scores(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def scores(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
     """N x W scores of stored S (N x M x d_w, any float type) against W word vectors:
     ``trainer.model.score``'s rule (max over rows of <S_m, unit w>), in NumPy so that a
     search never pays for importing torch; tests hold the two equal."""
@@ -163,7 +163,7 @@ def mean_scores(raw: np.ndarray) -> np.ndarray:
     return raw[sample_rows(len(raw))].mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
-def library_means(semantic: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+def library_means(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
     """``mean_scores`` of stored S against word vectors, scoring only the sampled photos."""
     return mean_scores(scores(semantic[sample_rows(len(semantic))], vectors))
 
@@ -263,7 +263,7 @@ def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
     return taken
 
 
-def retag(library: Library, photo_ids: Sequence[int] | None = None) -> int:
+def retag(library: Library, photo_ids: Sequence[int] | np.ndarray | None = None) -> int:
     """Recompute the top tags of some photos (all when None) from their stored vectors;
     only the tag rows that change are written."""
     word_ids, vectors, means = vocabulary_matrix(library)

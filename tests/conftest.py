@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist the workers already take every core: torch's own thread pool on top
+# (and in the processes tests start) only makes them fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
 # The project's real data sits beside the checkout as ../shared (CI lays it out the same).
 SHARED = Path(os.environ.get("EPSILON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"

@@ -1,5 +1,5 @@
-"""The tree passes the project's linter and formatter (ruff, configured in pyproject.toml),
-so CI, which runs this suite, fails on a lint error or an unformatted file."""
+"""The tree passes the project's linter, formatter and type checker (ruff and mypy,
+configured in pyproject.toml), so CI, which runs this suite, fails on any of them."""
 
 from __future__ import annotations
 
@@ -18,3 +18,10 @@ def test_ruff(command):
     ruff = Path(sys.executable).parent / "ruff"
     done = subprocess.run([str(ruff), *command, *TREE], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, f"ruff {' '.join(command)} found problems (ruff format fixes layout):\n{done.stdout}"
+
+
+@pytest.mark.slow  # half a minute on a fresh checkout (seconds once .mypy_cache is there)
+def test_mypy():
+    mypy = Path(sys.executable).parent / "mypy"
+    done = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"mypy found problems:\n{done.stdout[-4000:]}"

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -33,8 +34,8 @@ class Preprocessing:
     input_size: int
     interpolation: str
     crop_pct: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per channel (RGB)
+    std: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,7 +73,10 @@ class Preprocessing:
 class Backbone(nn.Module):
     """A frozen timm model that turns images (B x 3 x H x W) into tokens (B x N x D)."""
 
-    def __init__(self, name: str, model: nn.Module, weights_id: str, preprocessing: Preprocessing):
+    # A timm model: forward_features / forward_head / num_features are found by name.
+    model: Any
+
+    def __init__(self, name: str, model: Any, weights_id: str, preprocessing: Preprocessing):
         super().__init__()
         self.name = name
         self.model = model

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .tagrule import TagRule
+
+if TYPE_CHECKING:  # the datasets import torch; calibration imports them when it runs
+    from .datasets import Dataset, Split
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(-0.5, 1.0, 0.01))
@@ -46,7 +50,7 @@ def kept_prf(kept: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]
 def choose_rule(sets: list[ValidationSet], max_tags: int = 10) -> tuple[TagRule, list[dict]]:
     """The rule with the best mean kept-tag F1 over the sets (ties: the weaker correction,
     then the lower threshold), and every strength's best row for the record."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for strength in STRENGTHS:
         corrected = [TagRule(strength).correct(s.raw, s.means()) for s in sets]
         for threshold in THRESHOLDS:
@@ -86,7 +90,7 @@ def validation_sets(
 
     backbone = bundle.build_backbone(device=device)
     source = bundle.embeddings.get("source")
-    sets = []
+    sets: list[tuple[str, Dataset, Split, np.ndarray | None]] = []
     if corel is not None:
         # The fold this bundle's training held out (its seed and fraction), all 374 words.
         train_cfg = bundle.training.get("config", {})

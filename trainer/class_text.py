@@ -10,6 +10,7 @@ timm's own files.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,7 +99,7 @@ def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors,
         described = _unit_mean([np.asarray(vectors.vectors[vectors.row(w)]) for w in words])
         parts.append(None if described is None else text.definition * described)
     parts = [p for p in parts if p is not None]
-    total = _unit_mean([sum(parts)]) if parts else None
+    total = _unit_mean([functools.reduce(np.add, parts)]) if parts else None
     return np.zeros(vectors.dim, np.float32) if total is None else total.astype(np.float32)
 
 

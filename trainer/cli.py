@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -54,7 +55,7 @@ class Naming(StrEnum):
     lemmas = "lemmas"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(2)
 

@@ -125,14 +125,16 @@ class WordVectors:
                 return [candidate]
         if not self.phrases or not key:
             raise UnknownWordError(label, lambda: self.suggest(key), self.source_id)
-        found, missing = [], []
+        found: list[str] = []
+        missing: list[str] = []
         for piece in _SEPARATORS.split(_POSSESSIVE.sub("", key)):
             if not piece.strip(_PUNCTUATION):
                 continue
             known = self._lookup(piece)
             if known is None and "-" in piece:
-                parts = [self._lookup(part) for part in piece.split("-") if part]
-                known = None if None in parts or not parts else parts
+                looked = [self._lookup(part) for part in piece.split("-") if part]
+                parts = [p for p in looked if p is not None]
+                known = parts if parts and len(parts) == len(looked) else None
             if known is None:
                 missing.append(piece)
             else:
@@ -153,7 +155,7 @@ class WordVectors:
 
     def vector(self, label: str, *, strict: bool = True) -> np.ndarray:
         """The L2-normalised vector of a label (the mean of its words' unit vectors)."""
-        rows = [self.row(t) for t in self.tokens(label, strict=strict)]
+        rows = [row for t in self.tokens(label, strict=strict) if (row := self.row(t)) is not None]
         return _normalise(np.asarray(self.vectors[rows], dtype=np.float32).mean(axis=0))
 
     def matrix(self, labels: Iterable[str], *, strict: bool = True) -> np.ndarray:

@@ -6,6 +6,8 @@ are fractions in [0, 1]; tables print them as percentages like the paper.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -116,7 +118,7 @@ def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -
                 best = merged
         offset += len(words)
     all_aps = np.concatenate(aps) if aps else np.zeros(0)
-    result = {"map": float(all_aps.mean()) if all_aps.size else 0.0, "k": {}}
+    result: dict[str, Any] = {"map": float(all_aps.mean()) if all_aps.size else 0.0, "k": {}}
     for k in ks:
         hits = _label_at(segments, best_class[:, :k].numpy()) > 0
         tp = int(hits.sum())

@@ -7,6 +7,7 @@ vectorised over images and classes: NUS-WIDE's test set is 107,859 x 1,006 score
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,7 +115,7 @@ def evaluate_scores(scores, labels, protocol: Protocol) -> dict:
     if protocol.positive_images_only:
         keep = (labels > 0).any(axis=1)
         scores, labels = scores[keep], labels[keep]
-    result = {
+    result: dict[str, Any] = {
         "map": mean_average_precision(scores, labels, drop_unannotated_classes=protocol.drop_unannotated_classes),
         "k": {},
     }

@@ -166,6 +166,11 @@ def _stacked_linear(m: int, fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn
 class Epsilon(nn.Module):
     """Frozen-backbone tokens (B x N x D) -> semantic vectors S (B x rows x d_w)."""
 
+    # Buffers of an ImageNet prior (``cfg.prior`` != "none"), registered in __init__.
+    prior_weight: torch.Tensor
+    prior_bias: torch.Tensor
+    prior_vectors: torch.Tensor
+
     def __init__(self, cfg: EpsilonConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -85,7 +85,10 @@ class SqliteIndex:
         return None if found is None or found[0] is None else int(found[0])
 
     def word(self, row: int) -> str:
-        return self._one("SELECT word FROM words WHERE row = ?", int(row))[0]
+        found = self._one("SELECT word FROM words WHERE row = ?", int(row))
+        if found is None:
+            raise IndexError(f"no word at row {row} in the word index")
+        return found[0]
 
     def spellings(self, initial: str, shortest: int, longest: int) -> list[str]:
         with self.lock:

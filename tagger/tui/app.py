@@ -76,6 +76,20 @@ class EpsilonTagApp(App):
 
     # ---- layout ---------------------------------------------------------------
 
+    @property
+    def opened(self) -> Library:
+        """The library; everything that reads it runs once on_mount has opened it."""
+        if self.library is None:
+            raise LibraryError(f"No library is open ({self.db_path})")
+        return self.library
+
+    @property
+    def words(self) -> WordSource:
+        """The library's word vectors, set when the library opens."""
+        if self.source is None:
+            raise LibraryError(f"No library is open ({self.db_path})")
+        return self.source
+
     def compose(self) -> ComposeResult:
         yield Input(placeholder="/ search any words, e.g. boat or beach sunset", id="search")
         with Horizontal(id="panels"):
@@ -102,8 +116,8 @@ class EpsilonTagApp(App):
         self._start()
 
     def _start(self) -> None:
-        self.source = WordSource.of_library(self.library)
-        self.seen_version = self.library.data_version()
+        self.source = WordSource.of_library(self.opened)
+        self.seen_version = self.opened.data_version()
         self.load_tags()
         self.query_one("#tag-table").focus()
         self.set_interval(self.refresh_seconds, self.watch_library)
@@ -116,8 +130,8 @@ class EpsilonTagApp(App):
     @work(thread=True, exclusive=True, group="tags")
     def load_tags(self, select: str | None = None) -> None:
         with self.lock:
-            words = word_table(self.library)
-            self.source = WordSource.of_library(self.library)
+            words = word_table(self.opened)
+            self.source = WordSource.of_library(self.opened)
         self.call_from_thread(self._show_tags, words, select)
 
     def _show_tags(self, words: list[dict], select: str | None) -> None:
@@ -134,18 +148,19 @@ class EpsilonTagApp(App):
         """Once the screen is up: load the word vectors and read every photo's S into
         memory, so that the first search or added word does not wait for them."""
         try:
-            _ = self.source.vectors  # loaded now, not at the first search
+            _ = self.words.vectors  # loaded now, not at the first search
         except VocabularyError:  # no word vectors for this model: its own words still work
             pass
         with self.lock:
-            self.library.semantic_vectors()
+            self.opened.semantic_vectors()
 
     # Workers get the widgets they fill from the app's thread, and hand results back
     # through _deliver: a worker thread never looks a widget up (the screen may be gone).
 
     def _deliver(self, method: Callable, *args) -> None:
         """On the app's thread: call a widget's method unless the widget has left the screen."""
-        if method.__self__.is_attached:
+        owner = getattr(method, "__self__", None)  # the widget the method is bound to
+        if owner is not None and owner.is_attached:
             method(*args)
 
     def _main(self, selector: str, kind: type):
@@ -157,7 +172,7 @@ class EpsilonTagApp(App):
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word, panel = message.word, self._main("#photos", PhotoPanel)
         if panel is not None:
-            self.load_photos(panel, f"{word['word']}", lambda: photos_of_word(self.library, word["id"]))
+            self.load_photos(panel, f"{word['word']}", lambda: photos_of_word(self.opened, word["id"]))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
@@ -167,7 +182,7 @@ class EpsilonTagApp(App):
             self.load_photos(
                 self.query_one("#photos", PhotoPanel),
                 f"search: {query}",
-                lambda: rank(self.library, query, source=self.source),
+                lambda: rank(self.opened, query, source=self.source),
             )
             self.query_one("#photo-table").focus()
 
@@ -184,8 +199,8 @@ class EpsilonTagApp(App):
             self.call_from_thread(self._deliver, panel.start, title, ranking, first)
 
     def _page(self, ranking: Ranking, start: int) -> Page:
-        hits = ranking.page(self.library, start, PhotoPanel.PAGE)
-        return Page(hits, self.library.top_words([h.photo_id for h in hits]))
+        hits = ranking.page(self.opened, start, PhotoPanel.PAGE)
+        return Page(hits, self.opened.top_words([h.photo_id for h in hits]))
 
     def on_photo_panel_need_more(self, _: PhotoPanel.NeedMore) -> None:
         panel = self._main("#photos", PhotoPanel)
@@ -214,8 +229,8 @@ class EpsilonTagApp(App):
         from .halfblock import halfblock
 
         with self.lock:
-            photo = self.library.photos([photo_id]).get(photo_id)
-            tags = self.library.photo_tags(photo_id)
+            photo = self.opened.photos([photo_id]).get(photo_id)
+            tags = self.opened.photo_tags(photo_id)
         if photo is None:
             return
         columns, rows = cells
@@ -283,7 +298,14 @@ class EpsilonTagApp(App):
         if chosen is None:
             return
         question = f"Remove {chosen['word']!r} from the vocabulary and from its {chosen['count']} photos?"
-        self.push_screen(ConfirmScreen(question), lambda yes: yes and self.change_vocabulary(chosen["word"], add=False))
+        self.push_screen(ConfirmScreen(question), self._remove_if_confirmed(chosen["word"]))
+
+    def _remove_if_confirmed(self, word: str) -> Callable[[bool | None], None]:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.change_vocabulary(word, add=False)
+
+        return answered
 
     @work(thread=True, exclusive=True, group="vocabulary")
     def change_vocabulary(self, word: str, add: bool) -> None:
@@ -291,9 +313,9 @@ class EpsilonTagApp(App):
         # without being read again.
         try:
             with self.lock:
-                library = self.library
+                library = self.opened
                 if add:
-                    count = add_words(library, [word], self.source)[word]
+                    count = add_words(library, [word], self.words)[word]
                     message = f"{word}: {count} photos carry it among their top {library.tags_per_photo} tags"
                 else:
                     count = remove_words(library, [word])[word]

@@ -48,9 +48,6 @@ class HelpScreen(ModalScreen[None]):
             yield Markdown(HELP)
             yield Label("escape closes", classes="hint")
 
-    def action_dismiss(self) -> None:
-        self.dismiss(None)
-
 
 class AddWordScreen(ModalScreen[str | None]):
     """Ask for a word; show its nearest neighbours as suggestions; check it before adding."""

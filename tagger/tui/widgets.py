@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
@@ -38,7 +39,7 @@ class TagPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter tags", id="tag-filter")
         # No cell padding: at 80 columns the panel is 20 wide, and every cell counts.
-        table = DataTable(id="tag-table", cursor_type="row", show_header=False, cell_padding=0)
+        table: DataTable[str] = DataTable(id="tag-table", cursor_type="row", show_header=False, cell_padding=0)
         table.add_column("kind", key="kind", width=2)
         table.add_column("count", key="count", width=6)
         table.add_column("word", key="word")
@@ -62,7 +63,7 @@ class TagPanel(Vertical):
         table = self.table
         if not table.row_count:
             return None
-        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return str(table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value)
 
     def selected(self) -> dict | None:
         word = self.selected_word
@@ -129,7 +130,7 @@ class PhotoPanel(Vertical):
         self.title = ""
 
     def compose(self) -> ComposeResult:
-        table = DataTable(id="photo-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = DataTable(id="photo-table", cursor_type="row", zebra_stripes=True)
         table.add_column("score", key="score", width=5)
         table.add_column("photo", key="photo")
         table.add_column("taken", key="taken", width=10)

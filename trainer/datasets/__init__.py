@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,8 @@ class Split:
     """One split: image paths and the seen (and, for test, unseen) label matrices."""
 
     images: list[Path]
-    seen: object  # LabelMatrix, N x len(seen labels)
-    unseen: object | None = None  # LabelMatrix, N x len(unseen labels)
+    seen: Any  # LabelMatrix (dense int8 or scipy sparse), N x len(seen labels)
+    unseen: Any | None = None  # LabelMatrix, N x len(unseen labels)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -85,7 +85,9 @@ def _image_paths(root: Path) -> dict[str, str]:
 
 
 def _read_labels(path: Path, n_words: int) -> tuple[list[str], np.ndarray]:
-    ids, rows, seen = [], [], {}
+    ids: list[str] = []
+    rows: list[list[int]] = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
