@@ -77,11 +77,10 @@ def test_a_killed_streaming_run_resumes_to_the_same_model(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_streams_each_rank_its_share_with_the_cached_runs_losses(tmp_path):
-    """Two ranks streaming (each decodes and encodes its share of every batch, over gloo)
-    take the steps one cached process takes, with the default model's knowledge transfer
-    read from the streamed logits."""
-    data = make_corel(tmp_path / "data", n_train=26)
-    args = ["corel5k", "--data", data, "--epochs", "2", *SMALL, *TRANSFER]
+    """Two ranks streaming a tiny NUS-WIDE tree (each decodes and encodes its share of every
+    batch, over gloo) take the steps one cached process takes."""
+    data = make_nus_wide(tmp_path / "data")
+    args = ["nus-wide", "--data", data, "--epochs", "2", *SMALL]
     run_cli(*args, "--out", tmp_path / "one", "--cache", tmp_path / "cache")
     double = subprocess.run(
         [entry_point("torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "trainer.cli"]
@@ -93,6 +92,18 @@ def test_torchrun_streams_each_rank_its_share_with_the_cached_runs_losses(tmp_pa
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = step_losses(tmp_path / "one"), step_losses(tmp_path / "two")
     assert len(one) == len(two) == 6 and two == pytest.approx(one, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_knowledge_transfer_reads_the_streamed_logits_as_it_read_the_cached_ones(tmp_path):
+    """The default model's recipe (prior row, distillation, ImageNet labels) takes its
+    ImageNet logits per batch: streamed, they give the cached run's losses."""
+    data = make_corel(tmp_path / "data")
+    args = ["corel5k", "--data", data, "--epochs", "1", *SMALL, *TRANSFER]
+    run_cli(*args, "--out", tmp_path / "cached", "--cache", tmp_path / "cache")
+    run_cli(*args, "--out", tmp_path / "streamed", "--cache", "none")
+    a, b = step_losses(tmp_path / "cached"), step_losses(tmp_path / "streamed")
+    assert len(a) == len(b) == 3 and b == pytest.approx(a, rel=1e-3)
 
 
 def test_auto_caches_what_fits_and_streams_what_does_not(tmp_path):
