@@ -146,6 +146,16 @@ def _v4(db: Database) -> None:
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
 MIGRATIONS = [_v1, _v2, _v3, _v4]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a migration was added without bumping SCHEMA_VERSION"
+
+
+def _positions(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each key sits in the sorted ``ids``, and whether it is there at all."""
+    if not len(ids):
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    at = np.clip(np.searchsorted(ids, keys), 0, len(ids) - 1)
+    return at, ids[at] == keys
+
+
 # A write transaction changed floors without saying which: none are kept beside the library.
 _FLOORS_UNKNOWN = object()
 # A photo's tags in rank order: best score first, ties by word id.
@@ -858,10 +868,8 @@ class Library:
         """The floors of photos (sorted ids); -inf for a photo with room for more tags."""
         found, values = self._all_floors()  # type: ignore[misc]
         floor = np.full(len(ids), -np.inf, dtype=np.float32)
-        if len(found):
-            at = np.clip(np.searchsorted(ids, found), 0, max(len(ids) - 1, 0))
-            match = ids[at] == found
-            floor[at[match]] = values[match]
+        at, match = _positions(ids, found)
+        floor[at[match]] = values[match]
         return floor
 
     def _floors_changed(self, changed: dict[int, float | None]) -> None:
@@ -881,8 +889,7 @@ class Library:
             ids, values = np.array(base[0], dtype=np.int64), np.array(base[1], dtype=np.float32)
         keys = np.fromiter(changed, dtype=np.int64, count=len(changed))
         new = np.array([np.nan if f is None else f for f in changed.values()], dtype=np.float32)
-        at = np.clip(np.searchsorted(ids, keys), 0, max(len(ids) - 1, 0))
-        known = (ids[at] == keys) if len(ids) else np.zeros(len(keys), bool)
+        at, known = _positions(ids, keys)
         values[at[known]] = new[known]  # NaN: the photo has room again, dropped when kept
         if not known.all():
             ids, values = np.concatenate([ids, keys[~known]]), np.concatenate([values, new[~known]])

@@ -57,15 +57,11 @@ class Estimate:
 
 def token_shape(backbone: str, device: str = "cpu") -> tuple[int, int]:
     """(tokens, width) of one image: from the model itself (random weights, one forward)."""
-    import torch
-
     from .backbones import build_backbone
+    from .tokens import token_shape as probe
 
-    model = build_backbone(backbone, random_init=True, device=device)
-    size = model.preprocessing.input_size
-    with torch.no_grad():
-        tokens = model(torch.zeros(1, 3, size, size, device=device))
-    return int(tokens.shape[1]), int(tokens.shape[2])
+    tokens, width, _ = probe(build_backbone(backbone, random_init=True, device=device))
+    return tokens, width
 
 
 def measure(

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from .backbones import Backbone
 from .distributed import barrier, world
 from .errors import UserError
-from .tokens import Images, encode, head_classes
+from .tokens import Images, encode, token_shape
 
 PENDING, DONE, FAILED = 0, 1, 2
 
@@ -79,10 +79,8 @@ def extract_features(
     """Fill (or finish) the cache for ``paths``; returns it opened read-only."""
     folder = Path(folder)
     rank, size = world()
-    side = backbone.preprocessing.input_size
     device = torch.device(device)
-    probe = backbone(torch.zeros(1, 3, side, side, device=device))
-    n, (t, d), k = len(paths), probe.shape[1:], head_classes(backbone)
+    n, (t, d, k) = len(paths), token_shape(backbone)
     meta = {
         "images": n,
         "tokens": int(t),

@@ -54,14 +54,13 @@ class Images(TorchDataset):
             return index, torch.zeros(3, self.side, self.side), False
 
 
-def head_classes(backbone: Backbone) -> int:
-    """ImageNet classes cached beside the tokens: ViTs' heads read the class token, which
-    the tokens drop, so they have none."""
-    if not backbone.is_cnn:
-        return 0
+def token_shape(backbone: Backbone) -> tuple[int, int, int]:
+    """(tokens, width, ImageNet classes cached beside them) of one image, from one forward
+    of a blank image. ViTs' heads read the class token, which the tokens drop: no classes."""
     side = backbone.preprocessing.input_size
-    probe = backbone(torch.zeros(1, 3, side, side, device=_device_of(backbone)))
-    return int(_head(backbone, probe).shape[1])
+    probe = backbone(torch.zeros(1, 3, side, side, device=next(backbone.model.parameters()).device))
+    classes = int(_head(backbone, probe).shape[1]) if backbone.is_cnn else 0
+    return int(probe.shape[1]), int(probe.shape[2]), classes
 
 
 @torch.no_grad()
@@ -84,8 +83,7 @@ class CachedTokens:
 
     def batches(self, batches: Iterable[np.ndarray]) -> Iterator[TokenBatch]:
         for rows in batches:
-            rows = np.asarray(rows, dtype=np.int64)
-            rows = rows[self.cache.ok[rows]]
+            rows = self.usable(np.asarray(rows, dtype=np.int64))
             yield TokenBatch(rows, self._read(self.cache.tokens, rows), self._read(self.cache.logits, rows))
 
     def _read(self, matrix: np.memmap, rows: np.ndarray) -> torch.Tensor:
@@ -98,7 +96,7 @@ class StreamedTokens:
     def __init__(self, paths: Sequence[Path], backbone: Backbone, device: torch.device, workers: int):
         self.paths, self.backbone, self.workers = paths, backbone, workers
         self.device = torch.device(device)
-        self.classes = head_classes(backbone)
+        self.classes = token_shape(backbone)[2]
 
     def usable(self, rows: np.ndarray) -> np.ndarray:
         """All of them: whether an image decodes is known when its batch is read."""
@@ -148,9 +146,7 @@ def choose_cache(mode: str, folder: Path, images: int, backbone: Backbone) -> tu
     """Whether to cache tokens (``mode`` auto | none | tokens), and the reason, said aloud."""
     if mode == "none":
         return False, "streaming (--cache none): the backbone runs inside the training loop"
-    side = backbone.preprocessing.input_size
-    probe = backbone(torch.zeros(1, 3, side, side, device=_device_of(backbone)))
-    need = cache_bytes(images, int(probe.shape[1]), int(probe.shape[2]), head_classes(backbone))
+    need = cache_bytes(images, *token_shape(backbone))
     if mode != "auto":
         return True, f"caching tokens in {folder} ({need / 1e9:,.1f} GB)"
     if (Path(folder) / "train" / "meta.json").exists():
@@ -170,7 +166,3 @@ def _head(backbone: Backbone, tokens: torch.Tensor) -> torch.Tensor:
     b, n, d = tokens.shape
     side = int(round(n**0.5))
     return backbone.model.forward_head(tokens.transpose(1, 2).reshape(b, d, side, n // side))
-
-
-def _device_of(backbone: Backbone) -> torch.device:
-    return next(backbone.model.parameters()).device

@@ -30,7 +30,7 @@ from .evaluate import evaluate_model, format_table
 from .features import extract_features
 from .loss import epsilon_loss
 from .model import Epsilon, EpsilonConfig, reject_unknown_keys
-from .tokens import CachedTokens, StreamedTokens, choose_cache, head_classes
+from .tokens import CachedTokens, StreamedTokens, choose_cache, token_shape
 
 
 @dataclass
@@ -117,7 +117,7 @@ def train(
         ),
     )
     _check_or_write_config(out, cfg, dataset)
-    classes = head_classes(backbone)
+    classes = token_shape(backbone)[2]
     spec = backbone.spec()
     train_tokens, test_tokens = _token_sources(dataset, backbone, cfg, Path(cache_root), device, progress)
     del backbone  # the streaming sources hold it; the cached ones never run it again
