@@ -105,16 +105,18 @@ def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
         photos = work / "photos"
         make_library(photos, 4)
     found = []
-    for name, where in (("reference", "cpu"), ("device", device)):
+    # A dry run on the CPU scans once: a second CPU scan would compare the CPU with itself.
+    places = (("reference", "cpu"), ("device", device)) if device != "cpu" else (("reference", "cpu"),)
+    for name, where in places:
         db = work / f"scan-{name}.db"
         run([BIN / "epsilon-tag", "scan", photos, "--db", db, "--device", where, "-q"])
         hits = json.loads(run([BIN / "epsilon-tag", "search", "tree", "--db", db, "--json", "-n", "100000"]).stdout)
         found.append({hit["path"]: hit["score"] for hit in hits})
-    cpu, other = found
+    cpu, other = found if len(found) == 2 else found * 2
     worst = max((abs(cpu[p] - other.get(p, float("inf"))) for p in cpu), default=0.0)
     if set(cpu) != set(other) or worst > 0.02:
         raise RuntimeError(f"{device} scores differ from the CPU's: largest difference {worst:.4f}, {len(cpu)} photos")
-    precision = "fp16 autocast" if device == "cuda" else "CPU twice"
+    precision = "fp16 autocast" if device == "cuda" else "CPU only: nothing to compare on a dry run"
     return f"{len(cpu)} photos, largest score difference from the CPU {worst:.4f} ({precision})"
 
 

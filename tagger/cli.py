@@ -82,12 +82,12 @@ def _clearly() -> Iterator[None]:
     except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own ways out (an exit code, a usage error)
         raise
     except Exception:
-        typer.echo(BUG, err=True)
+        typer.echo(BUG.format(where="below"), err=True)
         raise
 
 
 BUG = (
-    "epsilon-tag hit a bug (not something you did). Please report it with the traceback below at "
+    "epsilon-tag hit a bug (not something you did). Please report it with the traceback {where} at "
     "the project's issue tracker; the library is left as its last completed step wrote it."
 )
 
@@ -513,7 +513,13 @@ def tui(db: Path | None = Db) -> None:
     if path.exists():  # a broken, foreign or newer file: the error, not a first-run screen
         with _clearly(), _open(path, readonly=True):
             pass
-    EpsilonTagApp(path).run()
+    tui_app = EpsilonTagApp(path)
+    tui_app.run()
+    code = tui_app.return_code or 0
+    if code not in (0, 2):  # 2: an error the app told; else a bug, whose traceback Textual printed
+        typer.echo(BUG.format(where="above"), err=True)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer.backbones import PACKAGED_WEIGHTS_ID, BackboneError, build_backbone
+from trainer.backbones import PACKAGED_WEIGHTS_ID, BackboneError, build_backbone, fold_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,51 @@ def test_channels_last_tokens_equal_default_layout(lite0):
     with torch.inference_mode():
         reference = lite0.model.forward_features(images.contiguous()).flatten(2).transpose(1, 2)
     torch.testing.assert_close(lite0(images), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_batchnorm_folded_into_the_convolutions_gives_the_same_tokens_and_logits(lite0):
+    import timm
+
+    from trainer.backbones import _packaged_efficientnet_lite0_state
+
+    original = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    original.load_state_dict(_packaged_efficientnet_lite0_state())
+    original.eval()
+    # Every BatchNorm of Lite0 follows a convolution: none is left in the backbone in use.
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in original.modules()) == 49
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in lite0.model.modules())
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(lite0.logits(images), original(images), rtol=1e-4, atol=1e-3)
+        reference = original.forward_features(images).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(lite0(images), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_a_batchnorm_that_does_not_follow_the_convolution_before_it_is_not_folded():
+    class Branches(torch.nn.Module):
+        # Registered conv -> norm, but the norm reads the input, not the conv's output.
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.norm = torch.nn.BatchNorm2d(3)
+            self.norm.running_mean.fill_(0.5)
+            self.norm.running_var.fill_(4.0)
+
+        def forward(self, x):
+            return self.conv(x) + self.norm(x)
+
+    model = Branches().eval()
+    assert fold_batchnorm(model) is model
+    straight = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    straight[1].running_var.fill_(9.0)
+    folded = fold_batchnorm(straight)
+    assert isinstance(folded[1], torch.nn.Identity)
+    probe = torch.randn(1, 3, 8, 8)
+    # Hand computation of the folded conv: weight * gamma / sqrt(var + eps), shifted bias.
+    scale = straight[1].weight / torch.sqrt(straight[1].running_var + straight[1].eps)
+    torch.testing.assert_close(folded[0].weight, straight[0].weight * scale[:, None, None, None])
+    with torch.no_grad():
+        torch.testing.assert_close(folded(probe), straight(probe), rtol=1e-5, atol=1e-5)
 
 
 def test_backbone_stays_frozen(lite0):

@@ -101,7 +101,7 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     monkeypatch.setattr(tagger.search, "search", broken)
     crashed = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
     assert crashed.exit_code == 1 and isinstance(crashed.exception, ValueError)
-    assert BUG in crashed.stderr and "Error:" not in crashed.stderr
+    assert BUG.format(where="below") in crashed.stderr and "Error:" not in crashed.stderr
 
     def mistake(*args, **kwargs):
         raise InputError("--after takes a date like 2021")

@@ -84,6 +84,7 @@ def test_killed_extraction_resumes_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(a.logits, b.logits)
 
 
+@pytest.mark.slow
 def test_resume_takes_more_epochs_and_another_device_but_not_another_run(tmp_path):
     data = make_corel(tmp_path / "data")
     common = ["corel5k", "--data", data, "--cache", tmp_path / "cache", "--out", tmp_path / "run"]

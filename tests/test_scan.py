@@ -176,8 +176,9 @@ def test_a_missing_root_marks_nothing_missing(tmp_path):
 def test_the_database_comes_from_the_environment(tmp_path):
     make_library(tmp_path / "lib", 2)
     db = tmp_path / "from env.db"
-    done = run_script("scan", tmp_path / "lib", "-q", env={"EPSILON_TAG_DB": str(db)})
-    assert done.returncode == 0, done.stderr
+    # The scan in process (a child would import torch again), the search as the console script.
+    done = CliRunner().invoke(app, ["scan", str(tmp_path / "lib"), "-q"], env={"EPSILON_TAG_DB": str(db)})
+    assert done.exit_code == 0, done.output
     assert "2 new" in done.stdout and rows(db, "SELECT count(*) FROM photos") == [(2,)]
     missing = run_script("search", "boat", env={"EPSILON_TAG_DB": str(tmp_path / "none.db")})
     assert missing.returncode == 2 and "run `epsilon-tag scan FOLDER` first" in missing.stderr
@@ -259,15 +260,19 @@ def test_unusable_model_or_device_is_a_clear_error(tmp_path):
     (broken / "config.json").write_text("{not json")
     (broken / "model.safetensors").write_bytes(b"")
     db = tmp_path / "lib.db"
+    # Through the console script once (what people see: the message, no traceback)...
+    result = run_script("scan", tmp_path / "lib", "--db", db, "-q", "--model", broken)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr
+    # ...and in process for the others (the same error path; a new process would import torch again).
     for args, expected in (
-        (["--model", broken], "not valid JSON"),
         (["--model", tmp_path / "nowhere"], "No model bundle"),
         (["--device", "cuda"], "no CUDA GPU"),
     ):
-        result = run_script("scan", tmp_path / "lib", "--db", db, "-q", *args)
-        if "CUDA" in expected and result.returncode == 0:
+        told = CliRunner().invoke(app, ["scan", str(tmp_path / "lib"), "--db", str(db), "-q", *map(str, args)])
+        if "CUDA" in expected and told.exit_code == 0:
             continue  # a machine with a GPU: --device cuda is right there
-        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert told.exit_code == 2 and expected in told.stderr, told.stderr
+        assert isinstance(told.exception, SystemExit)  # a told error, not a bug's exception
 
 
 @pytest.mark.slow

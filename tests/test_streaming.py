@@ -25,25 +25,33 @@ def step_losses(run) -> list[float]:
     return [loss for h in json.loads((run / "history.json").read_text()) for loss in h["step_losses"]]
 
 
+@pytest.fixture(scope="module")
+def nus_wide_cached(tmp_path_factory):
+    """A tiny NUS-WIDE tree and one cached run on it (2 epochs), which the streamed runs
+    below are held to: (arguments, the run's folder, its stderr)."""
+    root = tmp_path_factory.mktemp("nus-wide")
+    args = ["nus-wide", "--data", make_nus_wide(root / "data"), "--epochs", "2", *SMALL]
+    cached = run_cli(*args, "--out", root / "cached", "--cache", root / "cache")
+    return args, root / "cached", cached.stderr
+
+
 @pytest.mark.slow
-def test_streaming_gives_the_cached_paths_losses_and_figures(tmp_path):
-    data = make_nus_wide(tmp_path / "data")
-    args = ["nus-wide", "--data", data, "--epochs", "2", *SMALL]
-    cached = run_cli(*args, "--out", tmp_path / "cached", "--cache", tmp_path / "cache")
+def test_streaming_gives_the_cached_paths_losses_and_figures(tmp_path, nus_wide_cached):
+    args, cached_run, cached_stderr = nus_wide_cached
     streamed = run_cli(*args, "--out", tmp_path / "streamed", "--cache", "none", process=True)
-    assert "token cache: caching tokens in" in cached.stderr
+    assert "token cache: caching tokens in" in cached_stderr
     assert "token cache: streaming (--cache none)" in streamed.stderr
     # Tokens are rounded to fp16 as the cache holds them; what differs is the backbone's
     # batch (64 in file order when extracting, the training batch when streaming).
-    a, b = step_losses(tmp_path / "cached"), step_losses(tmp_path / "streamed")
+    a, b = step_losses(cached_run), step_losses(tmp_path / "streamed")
     assert len(a) == len(b) == 6 and b == pytest.approx(a, rel=1e-3)
-    ha = json.loads((tmp_path / "cached" / "history.json").read_text())
+    ha = json.loads((cached_run / "history.json").read_text())
     hb = json.loads((tmp_path / "streamed" / "history.json").read_text())
     for part in ("val", "test"):
         for task in ("zsl", "gzsl"):
             assert hb[-1][part][task]["map"] == pytest.approx(ha[-1][part][task]["map"], abs=1e-3)
     # The streamed run's bundle is a bundle like any other: the tagger's backbone spec.
-    one, two = Bundle.load(tmp_path / "cached" / "best"), Bundle.load(tmp_path / "streamed" / "best")
+    one, two = Bundle.load(cached_run / "best"), Bundle.load(tmp_path / "streamed" / "best")
     assert one.backbone == two.backbone
 
 
@@ -76,12 +84,10 @@ def test_a_killed_streaming_run_resumes_to_the_same_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_streams_each_rank_its_share_with_the_cached_runs_losses(tmp_path):
+def test_torchrun_streams_each_rank_its_share_with_the_cached_runs_losses(tmp_path, nus_wide_cached):
     """Two ranks streaming a tiny NUS-WIDE tree (each decodes and encodes its share of every
     batch, over gloo) take the steps one cached process takes."""
-    data = make_nus_wide(tmp_path / "data")
-    args = ["nus-wide", "--data", data, "--epochs", "2", *SMALL]
-    run_cli(*args, "--out", tmp_path / "one", "--cache", tmp_path / "cache")
+    args, cached_run, _ = nus_wide_cached
     double = subprocess.run(
         [entry_point("torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "trainer.cli"]
         + [*map(str, args), "--out", str(tmp_path / "two"), "--cache", "none"],
@@ -90,7 +96,7 @@ def test_torchrun_streams_each_rank_its_share_with_the_cached_runs_losses(tmp_pa
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert double.returncode == 0, double.stderr[-3000:]
-    one, two = step_losses(tmp_path / "one"), step_losses(tmp_path / "two")
+    one, two = step_losses(cached_run), step_losses(tmp_path / "two")
     assert len(one) == len(two) == 6 and two == pytest.approx(one, rel=1e-3)
 
 

@@ -284,3 +284,49 @@ def test_half_blocks_carry_two_pixels_per_cell_upright(tmp_path):
     sideways = make_photo(tmp_path / "side.jpg", size=(320, 240), orientation=6)
     drawn = halfblock(open_photo(sideways, 64), 40, 40).plain.split("\n")
     assert len(drawn) * 2 > len(drawn[0])
+
+
+@pytest.mark.slow
+async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_not(scanned, tmp_path, monkeypatch):
+    from textual.worker import WorkerFailed
+
+    import tagger.scan
+    import tagger.tui.app
+    from tagger.cli import BUG, app
+    from trainer.errors import InputError
+
+    db = copy_library(scanned / "lib.db", tmp_path)
+
+    def told(*args, **kwargs):
+        raise InputError("None of this library's folders is there now")
+
+    monkeypatch.setattr(tagger.scan, "scan", told)
+    tui = EpsilonTagApp(db)
+    async with tui.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")  # rescan: the error is a status line, the app goes on
+        await settle(pilot)
+        assert "scan failed: None of this library's folders" in str(tui.query_one("#status").render())
+        assert tui.is_running and not tui.scanning
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(tagger.tui.app, "word_table", broken)
+    crashed = EpsilonTagApp(db)
+    with pytest.raises(WorkerFailed, match="broadcast"):  # the pilot re-raises what ended the app
+        async with crashed.run_test(size=(100, 30)) as pilot:
+            await pilot.pause(0.2)
+    assert crashed.return_code == 1  # Textual's crash: the traceback, as the app ends
+
+    # `epsilon-tag tui` says which of the two it was, and exits with the app's status.
+    from typer.testing import CliRunner
+
+    for code, says_bug in ((1, True), (2, False), (0, False)):
+
+        def run(self, code=code):
+            self._return_code = code
+
+        monkeypatch.setattr(EpsilonTagApp, "run", run)
+        result = CliRunner().invoke(app, ["tui", "--db", str(db)])
+        assert result.exit_code == code and (BUG.format(where="above") in result.stderr) == says_bug

@@ -7,6 +7,7 @@ needs a weights file the user gives. Nothing here ever downloads.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -90,6 +91,8 @@ class Backbone(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
+        if self.is_cnn:
+            self.model = fold_batchnorm(self.model)
 
     def train(self, mode: bool = True) -> Backbone:
         # Frozen means frozen: BatchNorm statistics and dropout stay in inference mode.
@@ -134,6 +137,49 @@ class Backbone(nn.Module):
             "token_dim": self.token_dim,
             "preprocessing": self.preprocessing.to_dict(),
         }
+
+
+def fold_batchnorm(model: nn.Module, check_size: int = 64) -> nn.Module:
+    """The frozen model with each BatchNorm folded into the convolution before it (its
+    scale and shift become the conv's weights and bias; timm's BatchNormAct2d keeps its
+    activation): the same function, a quarter less time. Measured on one core,
+    EfficientNet-Lite0, batch 32 channels_last: 1.23 s instead of 1.66 to 1.76 s per batch.
+
+    Pairs are found in module registration order, which is the data flow of the CNNs timm
+    builds but need not be of every model: the folded copy is checked on a random batch and
+    the model comes back unchanged if the two differ."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    modules = dict(folded.named_modules())
+
+    def put(name: str, module: nn.Module) -> None:
+        parent, _, attribute = name.rpartition(".")
+        setattr(modules[parent] if parent else folded, attribute, module)
+
+    conv: tuple[str, nn.Conv2d] | None = None
+    for name, module in list(folded.named_modules()):
+        if isinstance(module, nn.BatchNorm2d) and conv is not None and module.num_features == conv[1].out_channels:
+            put(conv[0], fuse_conv_bn_eval(conv[1], module))
+            # timm's BatchNormAct2d is BN, then dropout and activation: those stay.
+            after = [
+                getattr(module, part) for part in ("drop", "act") if isinstance(getattr(module, part, None), nn.Module)
+            ]
+            put(name, nn.Sequential(*after) if after else nn.Identity())
+            conv = None
+        elif isinstance(module, nn.Conv2d):
+            conv = (name, module)
+        elif isinstance(module, nn.BatchNorm2d):
+            conv = None
+    try:
+        device = next(model.parameters()).device
+        probe = torch.randn(2, 3, check_size, check_size, device=device)
+        with torch.no_grad():
+            want, got = model(probe), folded(probe)
+        same = torch.allclose(want, got, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5)
+    except Exception:  # a model that cannot take the probe: not folded
+        same = False
+    return folded if same else model
 
 
 def build_backbone(

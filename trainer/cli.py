@@ -62,6 +62,7 @@ def _fail(message: str) -> NoReturn:
 
 def _make_train_command(dataset_name: str):
     def command(
+        ctx: typer.Context,
         data: Path = typer.Option(
             ..., "--data", help="The dataset folder (its layout is checked and explained on error)."
         ),
@@ -191,7 +192,8 @@ def _make_train_command(dataset_name: str):
     ) -> None:
         from .datasets import load_dataset
 
-        values = {k: v for k, v in locals().items() if v is not None}
+        # Every option given (by name, as parsed): _train_config takes the TrainConfig keys.
+        values = {k: v for k, v in ctx.params.items() if v is not None}
         if cache is not None and cache not in ("auto", "none"):
             values["cache"] = "tokens"
         cfg = _train_config(config, values, method)

@@ -358,7 +358,7 @@ class EpsilonTagApp(App):
                 # Textual app (other threads, redirected output) fail to start.
                 report = scan(writer, folders, progress=False, on_progress=progress, workers=0)
             message = f"scan done: {report.summary()}"
-        except Exception as exc:  # any failure ends the scan, not the app; the message says why
+        except (UserError, OSError, sqlite3.DatabaseError) as exc:  # the scan stops, the app goes on
             message = f"scan failed: {exc}"
         finally:
             self.scanning = False
