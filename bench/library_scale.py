@@ -34,14 +34,13 @@ def build(db: Path, photos: int, folder: Path) -> None:
     from tagger.library import Library
     from tagger.vocabulary import (
         WordSource,
-        default_words,
         fill_vocabulary,
         mean_scores,
         scores,
         top_tags,
         vocabulary_matrix,
     )
-    from trainer.assets import asset_path
+    from trainer.assets import asset_path, default_words
     from trainer.checkpoint import CONFIG_FILE
 
     config = json.loads((asset_path("default") / CONFIG_FILE).read_text())

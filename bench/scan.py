@@ -33,7 +33,8 @@ from tagger.images import open_photo  # noqa: E402
 from tagger.library import Library, PhotoRecord  # noqa: E402
 from tagger.scan import scan  # noqa: E402
 from tagger.search import search  # noqa: E402
-from tagger.vocabulary import WordSource, add_words, default_words  # noqa: E402
+from tagger.vocabulary import WordSource, add_words  # noqa: E402
+from trainer.assets import default_words  # noqa: E402
 from trainer.embeddings import load_embeddings  # noqa: E402
 
 CODE_ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tagger.engine import default_model  # noqa: E402
 from tagger.tui.app import EpsilonTagApp  # noqa: E402
-from tagger.vocabulary import default_words  # noqa: E402
 from tests.tagging import synthetic_library  # noqa: E402
+from trainer.assets import default_words  # noqa: E402
 from trainer.checkpoint import Bundle  # noqa: E402
 from trainer.embeddings import load_embeddings  # noqa: E402
 

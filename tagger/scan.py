@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainer.assets import default_words
 from trainer.embeddings import DEFAULT_EMBEDDINGS
 from trainer.errors import InputError
 from trainer.tagrule import TagRule
@@ -28,7 +29,6 @@ from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
 from .vocabulary import (
     MEAN_SAMPLE,
     WordSource,
-    default_words,
     ensure_vocabulary,
     fill_vocabulary,
     renormalise,

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from trainer.assets import asset_path
+from trainer.assets import normalise_word
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from trainer.errors import UserError
 from trainer.tagrule import TagRule
@@ -35,10 +34,6 @@ REFRESH_FACTOR = 1.25
 
 class VocabularyError(UserError, RuntimeError):
     """A word cannot be added, removed or looked up; the message says why and what to do."""
-
-
-def normalise_word(word: str) -> str:
-    return re.sub(r"\s+", " ", word.strip().lower())
 
 
 class WordSource:
@@ -202,17 +197,6 @@ def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray, np.ndar
         np.stack([w.vector for w in words]),
         np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32),
     )
-
-
-def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
-    """A model's own labels, then the shipped list of common photo tags, without repeats."""
-    shipped = [line.strip() for line in asset_path("vocabulary", "photo-tags.txt").read_text().splitlines()]
-    out: dict[str, None] = {}
-    for word in [*seen, *unseen, *shipped]:
-        word = normalise_word(word)
-        if word and not word.startswith("#"):
-            out.setdefault(word)
-    return list(out)
 
 
 def add_words(library: Library, words: Sequence[str], source: WordSource) -> dict[str, int]:

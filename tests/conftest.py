@@ -39,3 +39,18 @@ def entry_point(name: str) -> str:
     if not found:
         pytest.fail(f"console script {name!r} is not installed: pip install -e '.[test]'")
     return found
+
+
+@pytest.fixture(scope="session")
+def candidates_model(tmp_path_factory) -> Path:
+    """The shipped model with its keep threshold off: every stored candidate tag is shown.
+    The generated test photos are colour blobs, of which the shipped rule (rightly) keeps no
+    tag; tests of browsing and export need photos that show some."""
+    from trainer.assets import asset_path
+    from trainer.checkpoint import Bundle
+
+    folder = tmp_path_factory.mktemp("models") / "candidates"
+    shutil.copytree(asset_path("default"), folder)
+    tagging = Bundle.load(folder).tagging
+    Bundle.update_config(folder, tagging={**tagging, "min_score": None})
+    return folder

@@ -185,7 +185,39 @@ def test_calibration_chooses_the_weakest_correction_that_removes_a_hub():
     labels = -np.ones((n, 4), np.int8)
     for i in range(n):
         raw[i, 1 + i % 3], labels[i, 1 + i % 3] = 0.6, 1
-    rule, per_strength = choose_rule([ValidationSet("toy", raw, labels)], max_tags=3)
+    rule, per_strength, _ = choose_rule([ValidationSet("toy", raw, labels)], max_tags=3)
     assert rule == TagRule(0.5, 0.41, 3)
     by_strength = {row["strength"]: row["f1"] for row in per_strength}
     assert by_strength[0.0] == pytest.approx(2 * 0.5 / 1.5) and by_strength[0.5] == 1.0 == by_strength[1.0]
+
+
+def test_the_keep_threshold_is_chosen_with_the_whole_vocabulary_ranked():
+    """Worked by hand (max 2 tags, no hub, so every strength ties and the weakest, 0, wins).
+    "labelled": words a, b, all labelled; each photo's true word 0.6, the other 0.2.
+    "sparse": one labelled word c (0.5 where true, 0.3 where not) among 3 unlabelled
+    vocabulary words at 0.4 on every photo. With c alone, a threshold must drop its 0.3s:
+    the lowest that keeps only right tags is 0.31. Ranked with the vocabulary, a photo
+    without c keeps two vocabulary words (0.4) before c (0.3) whatever the threshold, so
+    only "labelled" still needs one: above 0.2, the lowest 0.21; c (0.5) stays above it."""
+    from trainer.calibrate import ValidationSet, choose_rule
+
+    n = 8
+    truth = np.arange(n) % 2 == 0
+    raw = np.where(truth[:, None], [0.6, 0.2], [0.2, 0.6]).astype(np.float32)
+    labels = np.where(truth[:, None], [1, -1], [-1, 1]).astype(np.int8)
+    full = ValidationSet("labelled", raw, labels)
+    c = np.where(truth, 0.5, 0.3).astype(np.float32)[:, None]
+    sparse = ValidationSet(
+        "sparse", c, np.where(truth, 1, -1).astype(np.int8)[:, None], np.full((n, 3), 0.4, np.float32)
+    )
+    assert (full.share, sparse.share) == (1.0, 0.25)
+    rule, per_strength, kept = choose_rule([full, sparse], max_tags=2)
+    assert per_strength[0]["strength"] == 0.0 and per_strength[0]["min_score"] == pytest.approx(0.31)
+    assert rule == TagRule(0.0, 0.21, 2)
+    assert kept["sets"]["sparse"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "kept_per_photo": 2.0}
+    assert kept["sets"]["labelled"]["kept_per_photo"] == 1.0 and kept["f1"] == 1.0
+    # The vocabulary's words are corrected by their own means, as a library corrects them.
+    corrected, padded = sparse.ranked(0.5)
+    np.testing.assert_allclose(corrected[:, 0], c[:, 0] - 0.5 * 0.4, rtol=1e-6)
+    np.testing.assert_allclose(corrected[:, 1:], 0.4 - 0.5 * 0.4, rtol=1e-6)
+    assert (padded[:, 1:] == 0).all() and (padded[:, 0] == sparse.labels[:, 0]).all()

@@ -16,11 +16,12 @@ from trainer.embeddings import load_embeddings
 
 
 @pytest.fixture(scope="module")
-def scanned(tmp_path_factory):
-    """Six generated photos scanned with the default model (copied per test that writes)."""
+def scanned(tmp_path_factory, candidates_model):
+    """Six generated photos scanned with the default model, every candidate tag shown
+    (copied per test that writes; a rescan keeps the library's model)."""
     root = tmp_path_factory.mktemp("tui")
     make_library(root / "photos", 6)
-    tag(root / "lib.db", "scan", root / "photos", "-q")
+    tag(root / "lib.db", "scan", root / "photos", "-q", "--model", candidates_model)
     return root
 
 
@@ -163,7 +164,10 @@ async def test_reads_while_another_process_writes(scanned, tmp_path):
         assert "zeppelin" in cells(tags, 2)
 
 
-async def test_first_run_scans_a_folder(tmp_path):
+async def test_first_run_scans_a_folder(tmp_path, candidates_model, monkeypatch):
+    import tagger.engine
+
+    monkeypatch.setattr(tagger.engine, "default_model", lambda: candidates_model)  # blobs show candidates
     make_library(tmp_path / "photos", 2)
     app = EpsilonTagApp(tmp_path / "new.db")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -30,10 +30,10 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_export_writes_sidecars_and_keeps_keywords_people_wrote(tmp_path):
+def test_export_writes_sidecars_and_keeps_keywords_people_wrote(tmp_path, candidates_model):
     photos = make_library(tmp_path / "photos", 3)
     db = tmp_path / "lib.db"
-    tag(db, "scan", tmp_path / "photos", "-q")
+    tag(db, "scan", tmp_path / "photos", "-q", "--model", candidates_model)  # blobs: every candidate shown
     originals = {p: digest(p) for p in photos}
     (tmp_path / "photos" / "photo_001.xmp").write_text(LIGHTROOM)  # Lightroom's naming
     out = tag(db, "export", "--xmp")

@@ -476,19 +476,35 @@ def calibrate(
         )
     except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
-    rule, per_strength = choose_rule(sets, max_tags)
+    rule, per_strength, kept = choose_rule(sets, max_tags)
+
+    def cells(row: dict) -> str:
+        return "  ".join(
+            f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f} ({f['kept_per_photo']:.1f} kept)"
+            for name, f in row["sets"].items()
+        )
+
+    typer.echo("1. the correction's strength, each set's labelled words ranked:")
     for row in per_strength:
-        cells = "  ".join(
-            f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f}" for name, f in row["sets"].items()
-        )
         typer.echo(
-            f"strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
-            f"mean F1 {row['f1']:.3f}  ({cells})"
+            f"   strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
+            f"mean F1 {row['f1']:.3f}  ({cells(row)})"
         )
+    weights = ", ".join(f"{s.name} {s.share:.3f}" for s in sets)
+    typer.echo(
+        f"2. the keep threshold at strength {rule.strength:.2f}, the whole vocabulary ranked (weights {weights}):"
+    )
+    typer.echo(f"   min score {kept['min_score']:+.2f}, weighted F1 {kept['f1']:.3f}  ({cells(kept)})")
     typer.echo(f"chosen: strength {rule.strength:.2f}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
     if write:
         Bundle.update_config(
-            bundle, tagging={**rule.to_dict(), "chosen_on": [s.name for s in sets], "validation": per_strength}
+            bundle,
+            tagging={
+                **rule.to_dict(),
+                "chosen_on": [s.name for s in sets],
+                "validation": per_strength,
+                "threshold_over_vocabulary": kept,
+            },
         )
         typer.echo(f"written to {Path(bundle) / 'config.json'} (tagging)")
 
