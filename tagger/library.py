@@ -581,9 +581,14 @@ class Library:
 
     def offer_tags(self, offers: Sequence[tuple[int, int, float]]) -> None:
         """New candidate tags (photo id, word id, score) for photos that may take them; each
-        photo keeps its best ``tags_per_photo`` and its floor follows. All in SQL, a few
-        statements per photo: a word that enters 17,000 photos of a million-photo library
-        no longer reads their tags into Python (0.7 s) to write them back."""
+        photo keeps its best ``tags_per_photo`` and its floor (the k-th best score) follows.
+        All in SQL, a few statements per photo: a word that enters 17,000 photos of a
+        million-photo library no longer reads their tags into Python (0.7 s) to write them back.
+
+        A tag pushed out below the keep threshold stays, a row past the k-th: no kept-tag
+        query can see it (they all ask for the threshold), the photo's next re-tag deletes
+        it, and deleting it here would rewrite a random page of the tags_word index per
+        photo (58 of the 128 MB of WAL a million-photo add wrote)."""
         with self.transaction():
             conn, k = self.db.conn, self.tags_per_photo
             conn.executemany(
@@ -591,14 +596,16 @@ class Library:
                 [(int(p), int(w), float(s)) for p, w, s in offers],
             )
             photos = [(p, k) for p in sorted({int(p) for p, _, _ in offers})]
+            kept_from = self._kept_from()
             conn.executemany(
-                "DELETE FROM tags WHERE photo_id = ?1 AND word_id NOT IN (SELECT t.word_id FROM tags t "
-                f"WHERE t.photo_id = ?1 ORDER BY {_BEST_FIRST} LIMIT ?2)",
-                photos,
+                "DELETE FROM tags WHERE photo_id = ?1 AND score >= ?3 AND word_id NOT IN (SELECT t.word_id "
+                f"FROM tags t WHERE t.photo_id = ?1 ORDER BY {_BEST_FIRST} LIMIT ?2)",
+                [(p, k, kept_from) for p, k in photos],
             )
             conn.executemany(
-                "INSERT INTO floors (photo_id, floor) SELECT ?1, min(score) FROM tags WHERE photo_id = ?1 "
-                "HAVING count(*) >= ?2 ON CONFLICT(photo_id) DO UPDATE SET floor = excluded.floor",
+                "INSERT INTO floors (photo_id, floor) SELECT t.photo_id, t.score FROM tags t WHERE t.photo_id = ?1 "
+                f"ORDER BY {_BEST_FIRST} LIMIT 1 OFFSET ?2 - 1 "
+                "ON CONFLICT(photo_id) DO UPDATE SET floor = excluded.floor",
                 photos,
             )
             floors = dict.fromkeys((p for p, _ in photos), None)  # none yet: room for more tags
@@ -943,7 +950,9 @@ class Library:
         return out
 
     def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float, int]]]:
-        """Each photo's stored tags as (word id, score, rank), best first."""
+        """Each photo's stored tags as (word id, score, rank), best first: its
+        ``tags_per_photo`` candidates, then any row ``offer_tags`` left below the keep
+        threshold (``replace_tags`` given these deletes it)."""
         rows = self.db.execute(
             "SELECT t.photo_id, t.word_id, t.score FROM tags t WHERE t.photo_id IN (SELECT value FROM json_each(?)) "
             f"ORDER BY {_BEST_FIRST}",
@@ -972,8 +981,8 @@ class Library:
             self.db.query(
                 "SELECT w.word, w.kind, t.score, row_number() OVER (ORDER BY t.score DESC, t.word_id) AS rank "
                 "FROM tags t JOIN words w ON w.id = t.word_id WHERE t.photo_id = ? AND t.score >= ? "
-                "ORDER BY rank",
-                [photo_id, -np.inf if every else self._kept_from()],
+                "ORDER BY rank LIMIT ?",  # the stored candidates; rows past them are pushed-out leftovers
+                [photo_id, -np.inf if every else self._kept_from(), self.tags_per_photo],
             )
         )
 

@@ -115,8 +115,9 @@ def synthetic_library(
 
 
 def assert_tags_consistent(library) -> None:
-    """The library's invariant: every present photo's stored tags are the top tags of the
-    current vocabulary recomputed from its S (with the stored word means and tag rule)."""
+    """The library's invariant: every present photo's first ``tags_per_photo`` stored tags
+    are the top tags of the current vocabulary recomputed from its S (with the stored word
+    means and tag rule), and any row after them is below the keep threshold (never shown)."""
     import numpy as np
 
     from tagger.vocabulary import top_tags, vocabulary_matrix
@@ -125,7 +126,9 @@ def assert_tags_consistent(library) -> None:
     word_ids, vectors, means = vocabulary_matrix(library)
     expected = top_tags(stored.semantic, word_ids, vectors, library.tags_per_photo, means=means, rule=library.tag_rule)
     got = library.tags_of(stored.ids)
+    kept_from = library._kept_from()
     for photo_id, want in zip(stored.ids.tolist(), expected):
-        have = got[photo_id]
+        have, beyond = got[photo_id][: library.tags_per_photo], got[photo_id][library.tags_per_photo :]
+        assert all(score < kept_from for _, score, _ in beyond), f"photo {photo_id}: {beyond} would be shown"
         assert [w for w, _, _ in have] == [w for w, _ in want], f"photo {photo_id}: {have} != {want}"
         np.testing.assert_allclose([s for _, s, _ in have], [s for _, s in want], atol=1e-5)

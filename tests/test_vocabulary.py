@@ -69,6 +69,35 @@ def test_adding_and_removing_words_equals_tagging_from_scratch(tmp_path):
     assert library.db.execute("SELECT count(*) FROM tags").fetchone()[0] == 300 * 5
 
 
+def test_a_tag_pushed_out_below_the_threshold_is_never_shown_and_a_retag_clears_it(tmp_path):
+    from tests.tagging import assert_tags_consistent
+
+    rule = {"strength": 0.5, "min_score": 0.1, "max_tags": 5}
+    library = synthetic_library(tmp_path / "lib.db", 300, glove(WORDS[:10]), k=5, rule=rule)
+
+    def rows_per_photo(lib):
+        return dict(lib.db.execute("SELECT photo_id, count(*) FROM tags GROUP BY photo_id").fetchall())
+
+    def shown(lib):  # what people see: each photo's kept tags, and the counts per word
+        return {p: [t["word"] for t in lib.photo_tags(p)] for p in rows_per_photo(lib)}, lib.word_counts()
+
+    counts = add_words(library, ["boat", "road", "polar bear"], WordSource.of_library(library))
+    beyond = library.db.execute(
+        "SELECT t.score FROM tags t WHERE (SELECT count(*) FROM tags u WHERE u.photo_id = t.photo_id "
+        "AND (u.score > t.score OR (u.score = t.score AND u.word_id < t.word_id))) >= 5"
+    ).fetchall()
+    # Some photos keep a pushed-out candidate, and every such row is below the threshold.
+    assert max(rows_per_photo(library).values()) > 5 and beyond and all(s < rule["min_score"] for (s,) in beyond)
+    assert all(len(library.photo_tags(p, every=True)) == 5 for p in rows_per_photo(library))
+    assert_tags_consistent(library)
+    incremental = shown(library)
+    ids = {w.word: w.id for w in library.words()}
+    assert {w: incremental[1].get(ids[w], 0) for w in counts} == counts
+    retag(library)  # a re-tag writes each photo's candidates afresh: the leftovers go
+    assert max(rows_per_photo(library).values()) == 5
+    assert shown(library) == incremental
+
+
 def test_unknown_words_change_nothing_and_name_spellings(tmp_path):
     library = synthetic_library(tmp_path / "lib.db", 20, glove(WORDS[:5]))
     before = tags_table(library), [w.word for w in library.words()]
