@@ -169,6 +169,6 @@ def validation_sets(
         raw = score(semantic, torch.from_numpy(data.seen_vectors)).numpy()
         labelled = {normalise_word(w) for w in data.seen_labels}
         others = [w for w in vocabulary if w not in labelled and w in words]
-        rest = score(semantic, torch.from_numpy(words.matrix(others))).numpy()
+        rest = score(semantic, torch.from_numpy(words.matrix(others))).numpy() if others else None
         out.append(ValidationSet(name, raw, label_rows(split.seen, ok), rest))
     return out
