@@ -14,6 +14,7 @@ from trainer.estimate import Throughputs, estimate
 GIVEN = ["--decode-rate", "100", "--backbone-rate", "400", "--head-rate", "2000", "--disk-rate", "1e9"]
 
 
+@pytest.mark.slow  # builds ViT-B/16 (86 M parameters) twice
 @pytest.mark.parametrize("dataset, images, gigabytes", [("nus-wide", 269_648, 81), ("open-images", 1_868_478, 560)])
 def test_the_paper_scale_cache_of_vit_b16(dataset, images, gigabytes):
     shown = run_cli("estimate", dataset, "--backbone", "vit_base_patch16_224", "--json", "--gpus", "8", *GIVEN)

@@ -55,6 +55,7 @@ def test_streaming_gives_the_cached_paths_losses_and_figures(tmp_path, nus_wide_
     assert one.backbone == two.backbone
 
 
+@pytest.mark.slow
 def test_streaming_leaves_out_an_image_that_does_not_decode(tmp_path):
     data = make_corel(tmp_path / "data")
     broken = sorted((data / "images").glob("*.jpeg"))

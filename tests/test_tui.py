@@ -121,6 +121,7 @@ async def test_add_and_remove_a_word(scanned, tmp_path):
             assert "lighthouse keeper" not in {w.word for w in library.words()}
 
 
+@pytest.mark.slow  # a rescan loads the model
 async def test_help_open_and_rescan(scanned, tmp_path):
     db = copy_library(scanned / "lib.db", tmp_path)
     opened = []
@@ -164,6 +165,7 @@ async def test_reads_while_another_process_writes(scanned, tmp_path):
         assert "zeppelin" in cells(tags, 2)
 
 
+@pytest.mark.slow  # the first scan loads the model
 async def test_first_run_scans_a_folder(tmp_path, candidates_model, monkeypatch):
     import tagger.engine
 
