@@ -26,14 +26,22 @@ def default_model() -> Path:
     return asset_path("default")
 
 
+def _folder(model: str | Path | None) -> Path:
+    folder = Path(model).expanduser() if model else default_model()
+    return folder.parent if folder.is_file() else folder
+
+
+def model_config(model: str | Path | None = None) -> dict:
+    """A bundle's config.json, read alone (no weights, no torch)."""
+    return json.loads((_folder(model) / CONFIG_FILE).read_text())
+
+
 def model_id(model: str | Path | None = None) -> str:
     """A short id of a bundle's weights and backbone, read from its config alone (cheap),
     so that a rescan can tell whether photos were tagged by this model without loading it."""
-    folder = Path(model).expanduser() if model else default_model()
-    if folder.is_file():
-        folder = folder.parent
+    folder = _folder(model)
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
+        config = model_config(model)
         return f"{config['weights_sha256'][:16]}+{config['backbone']['weights']}"
     except (OSError, ValueError, KeyError, TypeError):
         from trainer.checkpoint import Bundle

@@ -32,6 +32,7 @@ from .vocabulary import (
     ensure_vocabulary,
     fill_vocabulary,
     renormalise,
+    retag,
     top_tags,
     vocabulary_matrix,
 )
@@ -181,6 +182,22 @@ def prepare_library(library: Library, engine: Engine, embeddings: str | None = N
     return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
 
 
+def follow_tag_rule(library: Library, tagging: dict | None) -> bool:
+    """The library takes its model's tag rule when the model's rule was chosen again without
+    new weights (`epsilon-train calibrate --write`, or an upgrade that ships one): a new
+    threshold only changes which stored tags show; a new strength changes the stored scores,
+    so every photo is re-tagged from its S. Returns whether the rule changed."""
+    rule = TagRule.from_dict(tagging)
+    before = library.tag_rule
+    if rule == before:
+        return False
+    with library.transaction():
+        library.set_meta(tag_rule=rule.to_dict())
+        if rule.strength != before.strength:
+            retag(library)
+    return True
+
+
 def _default_path() -> Path:
     from .engine import default_model
 
@@ -212,7 +229,7 @@ def scan(
     A root that holds no photo now although the library has photos there is taken for an
     unplugged drive or an empty mount point: nothing under it is marked missing or pruned,
     unless ``allow_empty``."""
-    from .engine import check_device
+    from .engine import check_device, model_config
     from .engine import model_id as model_id_of
     from .vocabulary import check_embeddings
 
@@ -224,6 +241,8 @@ def scan(
     folders = [str(Path(r).expanduser().resolve()) for r in roots]
     library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(folders)))
     current_model = engine.model_id if engine else model_id_of(model)
+    if library.model_id == current_model:
+        follow_tag_rule(library, engine.bundle.tagging if engine else model_config(model).get("tagging"))
     known = library.known_photos()
     failed_before = library.known_failures()
 

@@ -433,3 +433,39 @@ def test_a_folder_reached_by_a_link_is_one_set_of_photos(tmp_path):
     assert "2 written" in tag(db, "export", "--xmp", lib / "ext")
     (lib / "ext").unlink()  # the link is gone: so are the photos it led to
     assert tag_json(db, "scan", lib, "-q")["missing"] == 2
+
+
+def test_a_rescan_takes_the_rule_its_model_was_given_since(tmp_path, candidates_model):
+    """`epsilon-train calibrate --write` (or an upgrade) gives a model a new tag rule
+    without new weights: the next scan adopts it, re-reading no photo."""
+    import shutil
+
+    from tagger.library import Library
+    from tests.tagging import assert_tags_consistent
+    from trainer.checkpoint import Bundle
+
+    model = tmp_path / "model"
+    shutil.copytree(candidates_model, model)
+    make_library(tmp_path / "lib", 3)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "lib", "-q", "--model", model)
+    stored = "SELECT photo_id, word_id, score FROM tags ORDER BY photo_id, word_id"
+    before = rows(db, stored)
+    with Library(db) as library:
+        first = library.tag_rule
+    assert first.min_score is None and first.strength == 0.75
+
+    # A new threshold: it only says which stored tags show.
+    Bundle.update_config(model, tagging={**first.to_dict(), "min_score": 0.3})
+    assert tag_json(db, "scan", "-q")["unchanged"] == 3
+    with Library(db) as library:
+        assert library.tag_rule.min_score == 0.3
+    assert rows(db, stored) == before
+
+    # A new strength: the stored scores are corrected by it, so every photo is re-tagged.
+    Bundle.update_config(model, tagging={"strength": 0.25, "min_score": None, "max_tags": 10})
+    assert tag_json(db, "scan", "-q")["unchanged"] == 3
+    with Library(db) as library:
+        assert library.tag_rule.strength == 0.25
+        assert_tags_consistent(library)
+    assert rows(db, stored) != before
