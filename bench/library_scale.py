@@ -32,6 +32,7 @@ def build(db: Path, photos: int, folder: Path) -> None:
     """A library of ``photos`` synthetic photos, tagged as a scan would."""
     from tagger.engine import model_id
     from tagger.library import Library
+    from tagger.scan import follow_tag_rule
     from tagger.vocabulary import (
         WordSource,
         fill_vocabulary,
@@ -42,22 +43,14 @@ def build(db: Path, photos: int, folder: Path) -> None:
     )
     from trainer.assets import asset_path, default_words
     from trainer.checkpoint import CONFIG_FILE
-    from trainer.tagrule import TagRule
 
     config = json.loads((asset_path("default") / CONFIG_FILE).read_text())
     rows = config["model"]["num_groups"] + (config["model"].get("prior") == "row")
     shape = (rows, config["model"]["d_w"])
     if db.exists():
         with Library(db) as library:
-            made, shipped = library.tag_rule, TagRule.from_dict(config.get("tagging"))
-            if made.strength == shipped.strength:
-                # Made with another keep threshold only: it says which stored tags show, so
-                # it follows in place (the stored scores depend on the strength alone).
-                if made != shipped:
-                    library.set_meta(tag_rule=config.get("tagging"))
-                return
-        for old in db.parent.glob(db.name + "*"):  # another strength: other stored scores
-            old.unlink()
+            follow_tag_rule(library, config.get("tagging"))  # a rule chosen again since, as a scan does
+        return
     tmp = db.with_suffix(".building")
     for stale in tmp.parent.glob(tmp.name + "*"):
         stale.unlink()
