@@ -39,7 +39,6 @@ def model_config(model: str | Path | None = None) -> dict:
 def model_id(model: str | Path | None = None) -> str:
     """A short id of a bundle's weights and backbone, read from its config alone (cheap),
     so that a rescan can tell whether photos were tagged by this model without loading it."""
-    folder = _folder(model)
     try:
         config = model_config(model)
         return f"{config['weights_sha256'][:16]}+{config['backbone']['weights']}"
@@ -47,6 +46,7 @@ def model_id(model: str | Path | None = None) -> str:
         from trainer.checkpoint import Bundle
         from trainer.errors import BundleError
 
+        folder = _folder(model)
         Bundle.load(folder)  # raises the bundle's own clear error
         raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.") from None
 

@@ -563,19 +563,16 @@ class Library:
             conn.executemany("UPDATE tags SET score = ? WHERE photo_id = ? AND word_id = ?", moved)
             conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, 0)", added)
             k = self.tags_per_photo
+            # A photo's floor is its k-th score; None while it has room for more tags.
+            floors = {p: (float(tags[k - 1][1]) if len(tags) >= k else None) for p, tags in tags_by_photo.items()}
             conn.executemany(
                 "INSERT INTO floors (photo_id, floor) VALUES (?, ?) ON CONFLICT(photo_id) "
                 "DO UPDATE SET floor = excluded.floor",
-                [(photo_id, float(tags[k - 1][1])) for photo_id, tags in tags_by_photo.items() if len(tags) >= k],
+                [(p, f) for p, f in floors.items() if f is not None],
             )
-            conn.executemany(
-                "DELETE FROM floors WHERE photo_id = ?",
-                [(photo_id,) for photo_id, tags in tags_by_photo.items() if len(tags) < k],
-            )
+            conn.executemany("DELETE FROM floors WHERE photo_id = ?", [(p,) for p, f in floors.items() if f is None])
             if keep_floors:
-                self._floors_changed(
-                    {p: (float(tags[k - 1][1]) if len(tags) >= k else None) for p, tags in tags_by_photo.items()}
-                )
+                self._floors_changed(floors)
             else:
                 self._new_floors = _FLOORS_UNKNOWN  # this transaction's floors are SQLite's alone
 

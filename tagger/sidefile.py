@@ -1,5 +1,5 @@
 """Files beside the library that make reading it fast: the S side file (every photo's
-semantic vectors in one fixed-width file), the floors file (every photo's lowest stored
+semantic vectors in one fixed-width file), the floors file (every photo's k-th best stored
 tag score) and the summary (counts over the whole library).
 
 A search scores every photo, and reading 100,000 S blobs out of SQLite row by row costs
