@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tagger.library import Library  # noqa: E402
-from tagger.vocabulary import library_means, scores  # noqa: E402
+from tagger.vocabulary import library_levels, scores  # noqa: E402
 from trainer.embeddings import load_embeddings  # noqa: E402
 from trainer.metrics import average_precision, topk_prf  # noqa: E402
 
@@ -105,7 +105,7 @@ def corel_precision(db: Path) -> dict:
         [[1 if w in truth[Path(paths[int(i)]["path"]).stem] else -1 for w in vocabulary] for i in stored.ids]
     )
     raw = scores(stored.semantic, vectors)
-    corrected = rule.correct(raw, library_means(stored.semantic, vectors))
+    corrected = rule.correct(raw, library_levels(stored.semantic, vectors, rule))
     return {name: topk_prf(s, labels, 3) for name, s in (("raw", raw), ("corrected", corrected))}
 
 

@@ -36,10 +36,10 @@ def build(db: Path, photos: int, folder: Path) -> None:
     from tagger.vocabulary import (
         WordSource,
         fill_vocabulary,
-        mean_scores,
         scores,
         top_tags,
         vocabulary_matrix,
+        word_levels,
     )
     from trainer.assets import asset_path, default_words
     from trainer.checkpoint import CONFIG_FILE
@@ -74,7 +74,7 @@ def build(db: Path, photos: int, folder: Path) -> None:
         word_ids, vectors, _ = vocabulary_matrix(library)
         rule = library.tag_rule
         sample = rng.standard_normal((min(photos, 20_000), *shape)).astype(np.float32)
-        means = mean_scores(scores(sample / np.linalg.norm(sample, axis=-1, keepdims=True), vectors))
+        means = word_levels(scores(sample / np.linalg.norm(sample, axis=-1, keepdims=True), vectors), rule)
         library.set_word_means(dict(zip(word_ids.tolist(), means.tolist())))
         library.set_meta(means_photos=photos)
         conn = library.db.conn

@@ -27,7 +27,7 @@ from trainer.tagrule import TagRule
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
 from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
 from .vocabulary import (
-    MEAN_SAMPLE,
+    LEVEL_SAMPLE,
     WordSource,
     ensure_vocabulary,
     fill_vocabulary,
@@ -186,14 +186,17 @@ def follow_tag_rule(library: Library, tagging: dict | None) -> bool:
     """The library takes its model's tag rule when the model's rule was chosen again without
     new weights (`epsilon-train calibrate --write`, or an upgrade that ships one): a new
     threshold only changes which stored tags show; a new strength changes the stored scores,
-    so every photo is re-tagged from its S. Returns whether the rule changed."""
+    so every photo is re-tagged from its S; a new level (mean or quantile) is computed for
+    every word first. Returns whether the rule changed."""
     rule = TagRule.from_dict(tagging)
     before = library.tag_rule
     if rule == before:
         return False
     with library.transaction():
         library.set_meta(tag_rule=rule.to_dict())
-        if rule.strength != before.strength:
+        if rule.quantile != before.quantile:
+            renormalise(library, force=True)
+        elif rule.strength != before.strength:
             retag(library)
     return True
 
@@ -356,7 +359,7 @@ def scan(
     # Photos came, went or changed: the word means follow once the library moved enough, and
     # at the end of every scan while the library is small enough for that to cost little.
     photos, last = library.count_scored(), library.get_meta("means_photos")
-    renormalise(library, force=bool(photos) and photos != last and photos <= MEAN_SAMPLE)
+    renormalise(library, force=bool(photos) and photos != last and photos <= LEVEL_SAMPLE)
     report.forgotten_roots = forget_gone_roots(library)
     library.refresh_side_files()  # the scan pays for the snapshot of S and the counts, not the next reader
     return report

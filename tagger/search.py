@@ -17,7 +17,7 @@ import numpy as np
 from trainer.errors import InputError
 
 from .library import Library, LibraryError
-from .vocabulary import WordSource, mean_scores, normalise_word, scores
+from .vocabulary import WordSource, normalise_word, scores, word_levels
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
 
@@ -123,15 +123,16 @@ def rank(
     after, before = check_date(after, "--after"), check_date(before, "--before")
     stored = library.semantic_vectors(after=after, before=before)
     raw = scores(stored.semantic, vectors)
-    # A word's mean is over the whole library, whatever the dates asked for.
+    # A word's level is over the whole library, whatever the dates asked for.
+    rule = library.tag_rule
     means = np.array([source.means.get(t, np.nan) for t in terms], dtype=np.float32)
     unknown = np.isnan(means)
     if unknown.any():
         every = (
             raw[:, unknown] if not (after or before) else scores(library.semantic_vectors().semantic, vectors[unknown])
         )
-        means[unknown] = mean_scores(every)
-    corrected = library.tag_rule.correct(raw, means)
+        means[unknown] = word_levels(every, rule)
+    corrected = rule.correct(raw, means)
     combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
     threshold = check_score(min_score, "--min-score")

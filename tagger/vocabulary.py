@@ -4,7 +4,8 @@ Every photo keeps its top ``tags_per_photo`` words. Because each photo's semanti
 S are stored, a word added later is scored against the whole library from the database,
 without decoding a single photo: score = max over the M rows of <S_m, w> (the model's own
 rule, ``trainer.model.score``), corrected for hubness by the model's tag rule
-(``trainer.tagrule``: a part of each word's mean over the library is subtracted).
+(``trainer.tagrule``: a part of each word's level, its mean or a quantile of its scores
+over the library, is subtracted).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from .library import SEEN, ZERO_SHOT, Library, Rows
 
 # Rows of S scored at once: bounds memory whatever the library's size.
 _CHUNK = 16384
-# Word means are estimated from at most this many photos (evenly spread): the mean of a
-# word's score over 20,000 photos is as good as over a million, at a fiftieth of the cost.
-MEAN_SAMPLE = 20_000
-# The stored means are refreshed (and every photo re-tagged) once the library has grown or
-# shrunk by this factor since they were computed: re-tagging stays linear in the photos.
+# Word levels (means or quantiles) are estimated from at most this many photos (evenly
+# spread): a word's level over 20,000 photos is as good as over a million, at a fiftieth
+# of the cost.
+LEVEL_SAMPLE = 20_000
+# The stored levels (the words table's ``mean`` column) are refreshed (and every photo
+# re-tagged) once the library has grown or shrunk by this factor since they were computed:
+# re-tagging stays linear in the photos.
 REFRESH_FACTOR = 1.25
 
 
@@ -52,7 +55,7 @@ class WordSource:
         self.table = dict(table or {})
         self.seen = {normalise_word(w) for w in seen}
         self.dim = dim  # the model's word-vector size; None accepts any
-        self.means = dict(means or {})  # library means of the table's words, where computed
+        self.means = dict(means or {})  # library levels of the table's words, where computed
         self._vectors: WordVectors | None = None
 
     @classmethod
@@ -135,10 +138,10 @@ def scores(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
 
 
 def sample_rows(n: int) -> slice | np.ndarray:
-    """The photos a word's mean is estimated from: all of them, or MEAN_SAMPLE spread evenly."""
-    if n <= MEAN_SAMPLE:
+    """The photos a word's level is estimated from: all of them, or LEVEL_SAMPLE spread evenly."""
+    if n <= LEVEL_SAMPLE:
         return slice(None)
-    return np.linspace(0, n - 1, MEAN_SAMPLE).round().astype(np.int64)
+    return np.linspace(0, n - 1, LEVEL_SAMPLE).round().astype(np.int64)
 
 
 def needs_refresh(photos: int, photos_at_last: int | None) -> bool:
@@ -150,17 +153,15 @@ def needs_refresh(photos: int, photos_at_last: int | None) -> bool:
     return photos >= photos_at_last * REFRESH_FACTOR or photos * REFRESH_FACTOR <= photos_at_last
 
 
-def mean_scores(raw: np.ndarray) -> np.ndarray:
-    """Each word's mean over the photos (N x W raw scores -> W), from an even sample of a
-    large library: the library means the hubness correction subtracts a part of."""
-    if len(raw) == 0:
-        return np.zeros(raw.shape[1], np.float32)
-    return raw[sample_rows(len(raw))].mean(axis=0, dtype=np.float64).astype(np.float32)
+def word_levels(raw: np.ndarray, rule: TagRule) -> np.ndarray:
+    """Each word's level over the photos (N x W raw scores -> W), from an even sample of a
+    large library: what the hubness correction subtracts a part of."""
+    return rule.levels(raw[sample_rows(len(raw))])
 
 
-def library_means(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
-    """``mean_scores`` of stored S against word vectors, scoring only the sampled photos."""
-    return mean_scores(scores(semantic[sample_rows(len(semantic))], vectors))
+def library_levels(semantic: np.ndarray | Rows, vectors: np.ndarray, rule: TagRule) -> np.ndarray:
+    """``word_levels`` of stored S against word vectors, scoring only the sampled photos."""
+    return rule.levels(scores(semantic[sample_rows(len(semantic))], vectors))
 
 
 def top_tags(
@@ -216,7 +217,7 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
             stored = library.semantic_vectors(floors=True)
             photo_ids = stored.ids
             raw = scores(stored.semantic, np.stack([e[2] for e in entries]))
-            means = mean_scores(raw)
+            means = word_levels(raw, rule)
             new_ids = library.add_words(entries, list(means))
             new_scores = rule.correct(raw, means)
             rows, cols = np.nonzero(new_scores > stored.floor[:, None])  # where a new word beats a photo's floor
@@ -263,7 +264,7 @@ def retag(library: Library, photo_ids: Sequence[int] | np.ndarray | None = None)
 
 
 def renormalise(library: Library, *, force: bool = False) -> bool:
-    """Recompute every word's library mean and re-tag every photo with them, when the
+    """Recompute every word's library level and re-tag every photo with them, when the
     library has changed enough since the last time (or ``force``). Returns whether it did."""
     count = library.count_scored()
     if not force and not needs_refresh(count, library.get_meta("means_photos")):
@@ -271,7 +272,8 @@ def renormalise(library: Library, *, force: bool = False) -> bool:
     word_ids, vectors, _ = vocabulary_matrix(library)
     with library.transaction():
         stored = library.semantic_vectors()
-        library.set_word_means(dict(zip(word_ids.tolist(), library_means(stored.semantic, vectors).tolist())))
+        levels = library_levels(stored.semantic, vectors, library.tag_rule)
+        library.set_word_means(dict(zip(word_ids.tolist(), levels.tolist())))
         library.set_meta(means_photos=len(stored))
         retag(library)
     return True

@@ -34,6 +34,26 @@ def test_default_bundle_is_complete_and_small(default):
     np.testing.assert_allclose(default.seen_vectors[:5], glove.matrix(default.seen_labels[:5]), atol=1e-6)
 
 
+def test_the_shipped_tag_rule_is_the_one_its_validation_run_chose(default):
+    """`epsilon-train calibrate --write` stores every correction's best row and the keep
+    threshold's row beside the rule: the rule must be what those rows choose."""
+    from trainer.calibrate import QUANTILES, STRENGTHS, _best
+    from trainer.tagrule import TagRule
+
+    tagging = default.tagging
+    rows = tagging["validation"]
+    assert {(r["quantile"], r["strength"]) for r in rows} == {
+        (q, s) for q in QUANTILES for s in STRENGTHS if s or q is None
+    }
+    best = _best(rows)
+    chosen = TagRule.from_dict(tagging)
+    assert (chosen.quantile, chosen.strength) == (best["quantile"], best["strength"])
+    assert chosen.min_score == tagging["threshold_over_vocabulary"]["min_score"]
+    over = tagging["threshold_over_vocabulary"]
+    assert (over["quantile"], over["strength"]) == (chosen.quantile, chosen.strength)
+    assert tagging["chosen_on"] == ["corel5k-held-out", "coco-open_images_5"]
+
+
 @pytest.mark.slow
 def test_default_tags_real_photos_far_above_chance(default):
     dataset = load_dataset("corel5k", require(DATA / "corel5k"), mode="all-seen")

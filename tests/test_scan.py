@@ -440,7 +440,10 @@ def test_a_rescan_takes_the_rule_its_model_was_given_since(tmp_path, candidates_
     without new weights: the next scan adopts it, re-reading no photo."""
     import shutil
 
+    import numpy as np
+
     from tagger.library import Library
+    from tagger.vocabulary import scores
     from tests.tagging import assert_tags_consistent
     from trainer.checkpoint import Bundle
 
@@ -468,4 +471,16 @@ def test_a_rescan_takes_the_rule_its_model_was_given_since(tmp_path, candidates_
     with Library(db) as library:
         assert library.tag_rule.strength == 0.25
         assert_tags_consistent(library)
-    assert rows(db, stored) != before
+    retagged = rows(db, stored)
+    assert retagged != before
+
+    # A new level (a quantile for the mean): every word's level is computed again, then every photo re-tagged.
+    Bundle.update_config(model, tagging={"strength": 0.25, "min_score": None, "max_tags": 10, "quantile": 0.9})
+    assert tag_json(db, "scan", "-q")["unchanged"] == 3
+    with Library(db) as library:
+        assert library.tag_rule.quantile == 0.9
+        assert_tags_consistent(library)
+        words = library.words()
+        raw = scores(library.semantic_vectors().semantic, np.stack([w.vector for w in words]))
+        np.testing.assert_allclose([w.mean for w in words], np.quantile(raw, 0.9, axis=0), atol=1e-6)
+    assert rows(db, stored) != retagged

@@ -455,8 +455,9 @@ def calibrate(
     workers: int = typer.Option(2, help="Image decoding processes."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Choose the tagger's rule on validation photos: the hubness correction's strength and
-    the score a tag needs to be kept (best mean kept-tag F1 over the sets given)."""
+    """Choose the tagger's rule on validation photos: the hubness correction (a word's mean
+    or quantile over the library, and the part of it subtracted) and the score a tag needs
+    to be kept (best mean kept-tag F1 over the sets given)."""
     from .calibrate import choose_rule, validation_sets
     from .checkpoint import Bundle
     from .distributed import setup
@@ -476,7 +477,7 @@ def calibrate(
         )
     except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
-    rule, per_strength, kept = choose_rule(sets, max_tags)
+    rule, per_correction, kept = choose_rule(sets, max_tags)
 
     def cells(row: dict) -> str:
         return "  ".join(
@@ -484,25 +485,27 @@ def calibrate(
             for name, f in row["sets"].items()
         )
 
-    typer.echo("1. the correction's strength, each set's labelled words ranked:")
-    for row in per_strength:
+    def level(quantile: float | None) -> str:
+        return "mean" if quantile is None else f"q{quantile:.2f}"
+
+    typer.echo("1. the hubness correction (level, strength), each set's labelled words ranked:")
+    for row in per_correction:
         typer.echo(
-            f"   strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
+            f"   {level(row['quantile']):5} strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
             f"mean F1 {row['f1']:.3f}  ({cells(row)})"
         )
     weights = ", ".join(f"{s.name} {s.share:.3f}" for s in sets)
-    typer.echo(
-        f"2. the keep threshold at strength {rule.strength:.2f}, the whole vocabulary ranked (weights {weights}):"
-    )
+    correction = f"level {level(rule.quantile)}, strength {rule.strength:.2f}"
+    typer.echo(f"2. the keep threshold at {correction}, the whole vocabulary ranked (weights {weights}):")
     typer.echo(f"   min score {kept['min_score']:+.2f}, weighted F1 {kept['f1']:.3f}  ({cells(kept)})")
-    typer.echo(f"chosen: strength {rule.strength:.2f}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
+    typer.echo(f"chosen: {correction}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
     if write:
         Bundle.update_config(
             bundle,
             tagging={
                 **rule.to_dict(),
                 "chosen_on": [s.name for s in sets],
-                "validation": per_strength,
+                "validation": per_correction,
                 "threshold_over_vocabulary": kept,
             },
         )
