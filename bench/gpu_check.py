@@ -25,6 +25,25 @@ def run(command: list, **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
+def cli(module: str, args: list) -> str:
+    """``epsilon-train`` (trainer.cli) or ``epsilon-tag`` (tagger.cli) in this process, its
+    stdout returned: what is checked is the device path, not the console script, and each
+    child process would import torch and timm again (seconds each; the suite runs the dry run)."""
+    import contextlib
+    import importlib
+    import io
+
+    import typer
+
+    command = typer.main.get_command(importlib.import_module(module).app)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = command.main([str(a) for a in args], standalone_mode=False)
+    if code:  # a clean exit with a status (typer.Exit), its message on stderr
+        raise RuntimeError(f"{module} {' '.join(map(str, args[:2]))} ... exit {code}: {err.getvalue()[-1500:]}")
+    return out.getvalue()
+
+
 def training(work: Path, device: str, cache: str, epochs: int) -> str:
     """A few epochs of the CLI on a tiny Corel tree, tokens from the cache or streamed."""
     from tests.tiny_datasets import make_corel
@@ -35,9 +54,9 @@ def training(work: Path, device: str, cache: str, epochs: int) -> str:
     out = work / f"train-{cache}"
     start = time.perf_counter()
     where = work / "cache" if cache == "cached" else "none"
-    run(
-        [BIN / "epsilon-train", "corel5k", "--data", data, "--out", out, "--cache", where, "--epochs", epochs]
-        + ["--device", device, *SMALL]
+    cli(
+        "trainer.cli",
+        ["corel5k", "--data", data, "--out", out, "--cache", where, "--epochs", epochs, "--device", device, *SMALL],
     )
     losses = step_losses(out)
     if not losses or not all(map(lambda v: v == v and abs(v) < 1e6, losses)):
@@ -109,8 +128,8 @@ def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
     places = (("reference", "cpu"), ("device", device)) if device != "cpu" else (("reference", "cpu"),)
     for name, where in places:
         db = work / f"scan-{name}.db"
-        run([BIN / "epsilon-tag", "scan", photos, "--db", db, "--device", where, "-q"])
-        hits = json.loads(run([BIN / "epsilon-tag", "search", "tree", "--db", db, "--json", "-n", "100000"]).stdout)
+        cli("tagger.cli", ["scan", photos, "--db", db, "--device", where, "-q"])
+        hits = json.loads(cli("tagger.cli", ["search", "tree", "--db", db, "--json", "-n", "100000"]))
         found.append({hit["path"]: hit["score"] for hit in hits})
     cpu, other = found if len(found) == 2 else found * 2
     worst = max((abs(cpu[p] - other.get(p, float("inf"))) for p in cpu), default=0.0)

@@ -20,7 +20,8 @@ from tests.tagging import run_script, tag, tag_json
 def corel_library(
     tmp_path_factory,
 ):
-    """The 499 Corel-5K test photos (never seen by the default model), linked, not copied."""
+    """Every other Corel-5K test photo (250 of 499, never seen by the default model), linked,
+    not copied: a scan of all 499 cost the suite 30 CPU seconds for the same two checks."""
     root = DATA / "corel5k"
     if not (root / "annotations.tsv").exists():
         pytest.skip(f"real data not available: {root}")
@@ -28,13 +29,13 @@ def corel_library(
     folder.mkdir()
     labels = {}
     with open(root / "annotations.tsv") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            if row["split"] == "test":
-                (folder / f"{row['id']}.jpeg").symlink_to(root / row["path"])
-                # A photo is stored (and found) by its real path, whatever link reached it.
-                labels[str((root / row["path"]).resolve())] = set(row["words"].split(","))
+        test = [row for row in csv.DictReader(handle, delimiter="\t") if row["split"] == "test"]
+    for row in test[::2]:
+        (folder / f"{row['id']}.jpeg").symlink_to(root / row["path"])
+        # A photo is stored (and found) by its real path, whatever link reached it.
+        labels[str((root / row["path"]).resolve())] = set(row["words"].split(","))
     db = folder.parent / "corel.db"
-    assert tag_json(db, "scan", folder, "-q")["new"] == len(labels) == 499
+    assert tag_json(db, "scan", folder, "-q")["new"] == len(labels) == 250
     return db, labels
 
 
@@ -48,7 +49,7 @@ def precision_at_10(db, labels, query: str, label: str) -> tuple[int, float]:
 def test_water_finds_water_photos(corel_library):
     db, labels = corel_library
     hits, chance = precision_at_10(db, labels, "water", "water")
-    assert chance < 3 and hits >= 6, (hits, chance)  # measured 9 of 10 against 2.3 by chance
+    assert chance < 3 and hits >= 6, (hits, chance)  # measured 10 of 10 against 2.8 by chance
 
 
 @pytest.mark.slow
@@ -56,7 +57,8 @@ def test_a_zero_shot_word_works_without_a_rescan(corel_library):
     db, labels = corel_library
     vocabulary = {row["word"] for row in tag_json(db, "vocab", "list")}
     before = sqlite3.connect(db).execute("SELECT max(scanned_at), count(*) FROM photos").fetchone()
-    # Neither word is in the vocabulary, the model never trained on them; measured 10 and 7 of 10.
+    # Neither word is in the vocabulary, the model never trained on them; measured 7 and 7 of 10
+    # (against 0.5 and 0.6 by chance).
     for query, label in (("jetliner", "plane"), ("snowfall", "snow")):
         assert query not in vocabulary
         hits, chance = precision_at_10(db, labels, query, label)

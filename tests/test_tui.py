@@ -26,14 +26,23 @@ def scanned(tmp_path_factory, candidates_model):
 
 
 async def settle(pilot, rounds: int = 3):
-    from textual.worker import WorkerCancelled
+    """Until the app is quiet ``rounds`` times in a row: no worker pending or running, every
+    event handled. A worker's result starts the next one (tags -> photos -> preview), so a
+    fixed number of waits caught that chain half way when the machine was busy (a snapshot
+    with the photo list's columns not yet sized)."""
+    from textual.worker import WorkerCancelled, WorkerState
 
-    for _ in range(rounds):
+    quiet = 0
+    for _ in range(400):  # 20 s at most
         try:
             await pilot.app.workers.wait_for_complete()
         except WorkerCancelled:  # an exclusive worker superseded by a newer one: by design
             pass
         await pilot.pause(0.05)
+        busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in pilot.app.workers)
+        quiet = 0 if busy else quiet + 1
+        if quiet >= rounds:
+            return
 
 
 def cells(table: DataTable, column: int) -> list[str]:
