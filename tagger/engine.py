@@ -94,7 +94,9 @@ class Engine:
         """Load a bundle and the backbone it was trained on. A backbone that is not shipped
         (a ViT from a file) needs ``backbone_weights``, checked against the bundle's record."""
         from trainer.checkpoint import Bundle
+        from trainer.memory import keep_freed_memory
 
+        keep_freed_memory()  # this process is about to run the model on batch after batch
         folder = Path(model).expanduser() if model else default_model()
         dev = resolve_device(device)
         bundle = Bundle.load(folder, device=dev)

@@ -19,7 +19,11 @@ def world() -> tuple[int, int]:
 
 
 def setup(device: str) -> torch.device:
-    """Join the process group torchrun describes (if any) and return this rank's device."""
+    """Join the process group torchrun describes (if any) and return this rank's device.
+    The process is about to run the model: freed memory is kept for the next batch."""
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
         dist.init_process_group("nccl" if use_cuda else "gloo")

@@ -1,0 +1,38 @@
+"""How a process that runs the model (scan, train, evaluate) asks the C library for memory.
+
+A forward pass allocates and frees the same large blocks (a batch's activations, up to tens
+of MB) again and again. glibc's defaults give such a block back to the kernel when it is
+freed (its own mmap, or a trim of the heap), so the next batch faults every page in again,
+zero-filled by the kernel. Keeping freed memory for reuse removes that: on `epsilon-tag scan`
+of 250 Corel-5K photos (`--workers 0`, one thread, this 2-core machine) the process's system
+time went from 6.0 to 2.7-3.5 s and its wall time from 23.2 to 20.3-21.3 s, for a peak RSS
+within 5% (1.44 vs 1.37-1.49 GB); five forward passes of EfficientNet-Lite0 on 8 photos
+fault 2-9 thousand pages instead of 122 thousand.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+# Blocks up to 32 MiB (glibc's largest mmap threshold) come from the heap; freed heap memory
+# is kept up to 2 GiB; the heap grows 256 MiB at a time (untouched pages cost nothing).
+SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, (1 << 31) - 1), (_M_TOP_PAD, 256 << 20))
+# A person's own malloc settings win.
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse. Returns whether it did: not on other
+    systems or C libraries, nor where the environment sets malloc's parameters already."""
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_SETTINGS):
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
+    except (OSError, AttributeError):  # no mallopt: not glibc
+        return False
+    return all(mallopt(parameter, value) == 1 for parameter, value in SETTINGS)
