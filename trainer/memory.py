@@ -5,9 +5,9 @@ of MB) again and again. glibc's defaults give such a block back to the kernel wh
 freed (its own mmap, or a trim of the heap), so the next batch faults every page in again,
 zero-filled by the kernel. Keeping freed memory for reuse removes that: on `epsilon-tag scan`
 of 250 Corel-5K photos (`--workers 0`, one thread, this 2-core machine) the process's system
-time went from 6.0 to 2.7-3.5 s and its wall time from 23.2 to 20.3-21.3 s, for a peak RSS
-within 5% (1.44 vs 1.37-1.49 GB); five forward passes of EfficientNet-Lite0 on 8 photos
-fault 2-9 thousand pages instead of 122 thousand.
+time went from 5.6-6.5 s to 2.7-3.5 s and its wall time from 21.3-26.5 s to 20.3-21.3 s, for
+the same peak RSS (1.37-1.49 GB either way); five forward passes of EfficientNet-Lite0 on 8
+photos fault 2-9 thousand pages in instead of 122 thousand (docs/benchmarks.md).
 """
 
 from __future__ import annotations
