@@ -82,16 +82,16 @@ def test_json_limits_dates_and_scores_follow_the_model(small_library):
     assert len(hits) == 4 and all({"path", "score", "taken_at"} <= set(h) for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     # The score is the model's rule, corrected by its tag rule (a part of the word's level
-    # over the library off: the default's 0.9 quantile), recomputed here from the stored vectors.
+    # over the library off: its mean or a quantile), recomputed here from the stored vectors.
     with Library(db) as library:
         stored = library.semantic_vectors()
         ids, semantic = stored.ids, stored.semantic
         source = WordSource.of_library(library)
         raw = scores(semantic, source.vector("beach")[None])[:, 0]
         expected = raw - library.tag_rule.strength * source.means["beach"]
-        rule = library.tag_rule
-        assert rule.strength > 0 and rule.quantile == 0.9
-        assert source.means["beach"] == pytest.approx(np.quantile(raw.astype(np.float64), 0.9), abs=1e-5)
+        rule, exact = library.tag_rule, raw.astype(np.float64)
+        level = exact.mean() if rule.quantile is None else np.quantile(exact, rule.quantile)
+        assert rule.strength > 0 and source.means["beach"] == pytest.approx(level, abs=1e-5)
         by_path = {library.photos([i])[i]["path"]: s for i, s in zip(ids.tolist(), expected)}
     for hit in hits:
         assert hit["score"] == pytest.approx(by_path[hit["path"]], abs=1e-4)
