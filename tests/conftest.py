@@ -17,14 +17,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         sys.modules["torch"].set_num_threads(1)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with slow tests first (each module's tests kept together, in their order):
-    the parallel workers start on the long tests and the quick ones fill the end, instead
-    of one long test (the GPU check's dry run, 40 s) running alone at the end."""
-    heavy = {item.module.__name__ for item in items if item.get_closest_marker("slow") and item.module}
-    items.sort(key=lambda item: item.module is None or item.module.__name__ not in heavy)
-
-
 # The project's real data sits beside the checkout as ../shared (CI lays it out the same).
 SHARED = Path(os.environ.get("EPSILON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
