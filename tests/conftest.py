@@ -16,7 +16,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 
-
 # The project's real data sits beside the checkout as ../shared (CI lays it out the same).
 SHARED = Path(os.environ.get("EPSILON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
