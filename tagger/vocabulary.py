@@ -161,7 +161,7 @@ def word_levels(raw: np.ndarray, rule: TagRule) -> np.ndarray:
 
 def library_levels(semantic: np.ndarray | Rows, vectors: np.ndarray, rule: TagRule) -> np.ndarray:
     """``word_levels`` of stored S against word vectors, scoring only the sampled photos."""
-    return rule.levels(scores(semantic[sample_rows(len(semantic))], vectors))
+    return word_levels(scores(semantic[sample_rows(len(semantic))], vectors), rule)
 
 
 def top_tags(

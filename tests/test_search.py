@@ -14,6 +14,7 @@ from tagger.vocabulary import WordSource, scores
 from tests.conftest import DATA
 from tests.photo_factory import make_photo
 from tests.tagging import run_script, tag, tag_json
+from tests.test_tagrule import level
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +90,8 @@ def test_json_limits_dates_and_scores_follow_the_model(small_library):
         source = WordSource.of_library(library)
         raw = scores(semantic, source.vector("beach")[None])[:, 0]
         expected = raw - library.tag_rule.strength * source.means["beach"]
-        rule, exact = library.tag_rule, raw.astype(np.float64)
-        level = exact.mean() if rule.quantile is None else np.quantile(exact, rule.quantile)
-        assert rule.strength > 0 and source.means["beach"] == pytest.approx(level, abs=1e-5)
+        rule = library.tag_rule
+        assert rule.strength > 0 and source.means["beach"] == pytest.approx(level(raw, rule.quantile), abs=1e-5)
         by_path = {library.photos([i])[i]["path"]: s for i, s in zip(ids.tolist(), expected)}
     for hit in hits:
         assert hit["score"] == pytest.approx(by_path[hit["path"]], abs=1e-4)
