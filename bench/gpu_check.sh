@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--dry-run" ]; then
-    exec "${PYTHON:-.venv/bin/python}" bench/gpu_check.py --device cpu --nproc 2 --batch 2 --epochs 1
+    exec "${PYTHON:-.venv/bin/python}" bench/gpu_check.py --device cpu --nproc 2 --batch 1 --epochs 1 --vit vit_tiny_patch16_224
 fi
 if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
     echo "FAIL setup: no NVIDIA GPU visible (nvidia-smi); run on a GPU machine, or pass --dry-run" >&2

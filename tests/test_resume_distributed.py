@@ -1,18 +1,17 @@
-"""A kill mid-extraction resumes exactly; a run resumes with other runtime values, never as
-another run. (A killed training run and torchrun: tests/test_streaming.py, streaming
-against the cached path; bench/gpu_check.sh --dry-run runs a cached torchrun.)"""
+"""A kill mid-extraction resumes exactly and torchrun's ranks share an extraction; a run
+resumes with other runtime values, never as another run. (A killed training run:
+tests/test_streaming.py; two ranks under torchrun: bench/gpu_check.sh --dry-run, which
+tests/test_gpu_check.py runs.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
+from tests import child
 from tests.test_train_cli import SMALL, run_cli
 from tests.tiny_datasets import make_corel
 from trainer.features import DONE, PENDING, FeatureCache
@@ -54,19 +53,15 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-def child(script: str, args, kill_at: int = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, KILL_AT=str(kill_at))
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, env=env)
-
-
 @pytest.mark.slow
-def test_killed_extraction_resumes_where_it_stopped(tmp_path):
+def test_killed_extraction_resumes_where_it_stopped_and_ranks_share_it(tmp_path, monkeypatch):
     data = make_corel(tmp_path / "data", n_train=20, n_test=2)
     paths = sorted((data / "images").glob("*.jpeg"))
-    killed = child(EXTRACT, [tmp_path / "cache", *paths], kill_at=3)
+    killed = child.run(EXTRACT, [tmp_path / "cache", *paths], env={"KILL_AT": 3})
     assert killed.returncode == -9  # SIGKILL, mid-run
     status = FeatureCache.open(tmp_path / "cache").status
     assert (status == DONE).sum() == 8 and (status == PENDING).sum() == len(paths) - 8  # two batches of 4 landed
+    from trainer import features
     from trainer.backbones import build_backbone
     from trainer.features import extract_features
 
@@ -90,6 +85,20 @@ def test_killed_extraction_resumes_where_it_stopped(tmp_path):
     assert a.ok.all()
     np.testing.assert_array_equal(a.tokens, b.tokens)
     np.testing.assert_array_equal(a.logits, b.logits)
+
+    # As two torchrun ranks would, one after the other (rank 0 lays the cache out): each
+    # takes every other batch, and together they fill the cache as one process does.
+    for rank in (0, 1):
+        monkeypatch.setattr(features, "world", lambda rank=rank: (rank, 2))
+        extract_features(paths, backbone, tmp_path / "sharded", batch_size=4, workers=0, progress=False)
+        status = FeatureCache.open(tmp_path / "sharded").status
+        if rank == 0:
+            taken = [i for i in range(len(paths)) if (i // 4) % 2 == 0]
+            assert np.flatnonzero(status == DONE).tolist() == taken
+    sharded = FeatureCache.open(tmp_path / "sharded")
+    assert sharded.ok.all()
+    np.testing.assert_array_equal(sharded.tokens, b.tokens)
+    np.testing.assert_array_equal(sharded.logits, b.logits)
 
 
 @pytest.mark.slow

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from tagger.cli import app
+from tests import child
 from tests.conftest import DATA, require
 from tests.photo_factory import make_library, make_photo
 from tests.tagging import run_script, tag, tag_json
@@ -212,13 +211,7 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
     make_library(lib, 20)
     db = tmp_path / "lib.db"
     args = ["scan", lib, "--db", db, "--batch-size", "4", "-q"]
-    killed = subprocess.run(
-        [sys.executable, "-c", CHILD, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "DIE_WITH": die_with},
-        timeout=300,
-    )
+    killed = child.run(CHILD, args, env={"DIE_WITH": die_with})
     assert killed.returncode == code, killed.stderr
     if die_with == "SIGINT":
         assert "run the same command to continue" in killed.stderr and "Traceback" not in killed.stderr
@@ -260,11 +253,10 @@ def test_unusable_model_or_device_is_a_clear_error(tmp_path):
     (broken / "config.json").write_text("{not json")
     (broken / "model.safetensors").write_bytes(b"")
     db = tmp_path / "lib.db"
-    # Through the console script once (what people see: the message, no traceback)...
-    result = run_script("scan", tmp_path / "lib", "--db", db, "-q", "--model", broken)
-    assert result.returncode == 2 and "not valid JSON" in result.stderr and "Traceback" not in result.stderr
-    # ...and in process for the others (the same error path; a new process would import torch again).
+    # In process: what the console script prints for a told error (no traceback) is checked
+    # with one that needs no model, in test_the_database_comes_from_the_environment.
     for args, expected in (
+        (["--model", broken], "not valid JSON"),
         (["--model", tmp_path / "nowhere"], "No model bundle"),
         (["--device", "cuda"], "no CUDA GPU"),
     ):
@@ -331,23 +323,9 @@ def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "first", "-q")  # a library with a model and words already
     make_library(tmp_path / "photos", 48, start_seed=100)
-    scanning = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tagger.cli",
-            "scan",
-            str(tmp_path / "photos"),
-            "--db",
-            str(db),
-            "--workers",
-            "0",
-            "--batch-size",
-            "4",
-            "-q",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    scanning = child.Child(
+        "from tagger.cli import main\nmain()",
+        ["scan", tmp_path / "photos", "--db", db, "--workers", "0", "--batch-size", "4", "-q"],
     )
     try:
         for _ in range(600):
@@ -358,9 +336,9 @@ def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
         removed = run_script("vocab", "remove", "tree", "--db", db)
         in_between = rows(db, "SELECT count(*) FROM photos")[0][0]
     finally:
-        _, err = scanning.communicate(timeout=300)
+        scanned = scanning.wait()
     assert added.returncode == 0 and removed.returncode == 0, added.stderr + removed.stderr
-    assert scanning.returncode == 0, err
+    assert scanned.returncode == 0, scanned.stderr
     assert in_between < 50  # the words changed while the scan was running
     with Library(db) as library:
         assert library.counts()["photos"] == 50

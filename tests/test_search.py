@@ -46,16 +46,13 @@ def precision_at_10(db, labels, query: str, label: str) -> tuple[int, float]:
     return sum(label in labels[p] for p in paths), chance
 
 
+# One test, so that the scan is made once: split across xdist's workers, each scanned it.
 @pytest.mark.slow
-def test_water_finds_water_photos(corel_library):
+def test_real_photos_are_found_by_a_seen_word_and_by_zero_shot_words_without_a_rescan(corel_library):
     db, labels = corel_library
     hits, chance = precision_at_10(db, labels, "water", "water")
     assert chance < 3 and hits >= 6, (hits, chance)  # measured 10 of 10 against 2.8 by chance
 
-
-@pytest.mark.slow
-def test_a_zero_shot_word_works_without_a_rescan(corel_library):
-    db, labels = corel_library
     vocabulary = {row["word"] for row in tag_json(db, "vocab", "list")}
     before = sqlite3.connect(db).execute("SELECT max(scanned_at), count(*) FROM photos").fetchone()
     # Neither word is in the vocabulary, the model never trained on them; measured 7 and 7 of 10

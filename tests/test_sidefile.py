@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tagger import sidefile
 from tagger.library import Library
+from tests import child
 from tests.photo_factory import make_library
 from tests.tagging import assert_tags_consistent, synthetic_library, tag, tag_json
 
@@ -152,13 +151,7 @@ cli.main()
 def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, kill_at=2):
     lib, db = tmp_path / "lib", tmp_path / "lib.db"
     make_library(lib, 6)
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_IN_SNAPSHOT, "scan", str(lib), "--db", str(db), "-q"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KILL_AT": str(kill_at)},
-        timeout=300,
-    )
+    killed = child.run(KILL_IN_SNAPSHOT, ["scan", lib, "--db", db, "-q"], env={"KILL_AT": kill_at})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # Cut short: a half-written snapshot, maybe of a transaction that never committed (the
     # scan snapshots S when it first computes the word means). Neither is ever read.
@@ -201,13 +194,7 @@ def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, a
     with Library(db) as library:
         words = len(library.words())
     extra = [str(lib)] if args == ["scan"] else []
-    killed = subprocess.run(
-        [sys.executable, "-c", KILL_IN_TRANSACTION, *args, *extra, "--db", str(db)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KILL_IN": kill_in},
-        timeout=300,
-    )
+    killed = child.run(KILL_IN_TRANSACTION, [*args, *extra, "--db", db], env={"KILL_IN": kill_in})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     after = in_sqlite(db)
     assert after[0].tolist() == before[0].tolist()

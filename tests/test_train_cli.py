@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-from tests.conftest import entry_point
 from tests.tiny_datasets import make_corel, make_nus_wide, make_open_images
 from trainer.checkpoint import Bundle
 
@@ -31,23 +30,21 @@ SMALL = [
 ]
 
 
-def run_cli(*args, check=True, process=False) -> subprocess.CompletedProcess:
-    """``epsilon-train ARGS``: in this process through typer's runner (torch is imported once
-    for the whole suite, not once per call), or with ``process`` as the installed console
-    script in a child process. A crash (not a clean exit) fails the test with its traceback."""
-    if process:
-        result = subprocess.run([entry_point("epsilon-train"), *map(str, args)], capture_output=True, text=True)
-    else:
-        import traceback
+def run_cli(*args, check=True) -> subprocess.CompletedProcess:
+    """``epsilon-train ARGS`` in this process through typer's runner: torch is imported once
+    for the whole suite, not once per call. (The console script itself: tests/test_cli.py;
+    `python -m trainer.cli` in real processes: torchrun's ranks in bench/gpu_check.py's dry
+    run.) A crash (not a clean exit) fails the test with its traceback."""
+    import traceback
 
-        from typer.testing import CliRunner
+    from typer.testing import CliRunner
 
-        from trainer.cli import app
+    from trainer.cli import app
 
-        ran = CliRunner().invoke(app, [str(a) for a in args])
-        if ran.exception is not None and not isinstance(ran.exception, SystemExit):
-            raise AssertionError("epsilon-train crashed:\n" + "".join(traceback.format_exception(ran.exception)))
-        result = subprocess.CompletedProcess(args, ran.exit_code, ran.stdout, ran.stderr)
+    ran = CliRunner().invoke(app, [str(a) for a in args])
+    if ran.exception is not None and not isinstance(ran.exception, SystemExit):
+        raise AssertionError("epsilon-train crashed:\n" + "".join(traceback.format_exception(ran.exception)))
+    result = subprocess.CompletedProcess(args, ran.exit_code, ran.stdout, ran.stderr)
     if check and result.returncode != 0:
         raise AssertionError(f"epsilon-train {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
     return result
@@ -60,7 +57,7 @@ def run_cli(*args, check=True, process=False) -> subprocess.CompletedProcess:
 def test_train_evaluate_end_to_end(tmp_path, name, make, ks):
     data = make(tmp_path / "data")
     out, cache = tmp_path / "run", tmp_path / "cache"
-    run_cli(name, "--data", data, "--out", out, "--cache", cache, "--epochs", "2", *SMALL, process=name == "nus-wide")
+    run_cli(name, "--data", data, "--out", out, "--cache", cache, "--epochs", "2", *SMALL)
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert set(history[-1]["test"]) == {"zsl", "gzsl"}

@@ -241,6 +241,25 @@ async def test_a_100000_photo_library_loads_rows_a_page_at_a_time(hundred_thousa
         assert photos.row_count == 200 and max(asked) <= 100
 
 
+async def test_names_are_whole_in_the_first_frame_drawn_after_a_page_comes(snapshot_library):
+    """DataTable measures new rows only once idle: a frame drawn before then stayed cached with
+    the names cut to the header's width (a snapshot under load caught it)."""
+    from dataclasses import replace
+
+    from tagger.tui.widgets import Page, PhotoPanel
+
+    app = EpsilonTagApp(snapshot_library)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        panel = app.query_one(PhotoPanel)
+        name = "a-photo-with-a-rather-long-name.jpg"
+        panel.append(Page([replace(panel.hits[0], path=f"/photos/{name}")], {}))  # no await: not idle yet
+        width = panel.table.columns["photo"].get_render_width(panel.table)
+        assert width >= len(name), width
+        await settle(pilot)
+        assert panel.table.columns["photo"].get_render_width(panel.table) == width
+
+
 # Snapshots at 80x24: a library of fixed fake paths (the photos do not exist, so the
 # preview says so), so the pictures are the same on every machine.
 @pytest.fixture(scope="module")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from ..images import photo_facts
 from ..library import MISSING, SEEN
@@ -153,15 +155,17 @@ class PhotoPanel(Vertical):
 
     def append(self, page: Page) -> None:
         table = self.table
-        for hit in page.hits:
-            name = hit.path.rsplit("/", 1)[-1]
-            table.add_row(
-                Text(f"{hit.score:.2f}", justify="right"),
-                name,
-                (hit.taken_at or "")[:10],
-                ", ".join(page.top_words.get(hit.photo_id, [])),
-                key=str(len(self.hits)),
-            )
+        names = [hit.path.rsplit("/", 1)[-1] for hit in page.hits]
+        words = [", ".join(page.top_words.get(hit.photo_id, [])) for hit in page.hits]
+        # The text columns take their widths before their rows come: DataTable measures new
+        # rows only once idle, and a frame drawn before that (a busy machine) stayed cached at
+        # the old width, names cut to the header's five characters until the cursor moved.
+        for key, texts in (("photo", names), ("tags", words)):
+            column = table.columns[ColumnKey(key)]
+            column.content_width = max([column.content_width, *map(cell_len, texts)])
+        for hit, name, tags in zip(page.hits, names, words):
+            score = Text(f"{hit.score:.2f}", justify="right")
+            table.add_row(score, name, (hit.taken_at or "")[:10], tags, key=str(len(self.hits)))
             self.hits.append(hit)
         total = len(self.ranking) if self.ranking is not None else 0
         self.border_title = f"{self.title}  {total:,} photos"
