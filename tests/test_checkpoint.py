@@ -136,8 +136,7 @@ def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
     as_json = run_cli("info", tmp_path / "b", "--json")
     assert json.loads(as_json.stdout)["metrics"] == {"zsl_map": 0.25}
     (tmp_path / "b" / WEIGHTS_FILE).write_bytes(b"")
-    # A told error (the console script's own start: tests/test_cli.py and the training run
-    # through it in tests/test_train_cli.py).
+    # A told error, in process (the console script's own start: tests/test_cli.py).
     broken = run_cli("info", tmp_path / "b", check=False)
     assert broken.returncode == 2
     assert "Error:" in broken.stderr and "Traceback" not in broken.stderr
