@@ -55,12 +55,12 @@ def open_images_5(db: Path) -> tuple[float, float, np.ndarray]:
     for j, label in enumerate(LABELS):
         hits = json.loads(
             subprocess.run(
-                [CLI, "search", label, "--json", "-n", "100000", "--db", str(db)],
+                [CLI, "search", label, "--json", "-n", "100000", "--min-score", "0", "--db", str(db)],
                 check=True,
                 capture_output=True,
                 text=True,
             ).stdout
-        )
+        )["hits"]
         for hit in hits:
             score[names.index(Path(hit["path"]).stem), j] = hit["score"]
     labels = np.array([[1 if truth[n][c] == "1" else -1 for c in LABELS] for n in names])

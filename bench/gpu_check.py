@@ -132,7 +132,8 @@ def scan_matches_cpu(work: Path, device: str, sample: bool) -> str:
     for name, where in places:
         db = work / f"scan-{name}.db"
         cli("tagger.cli", ["scan", photos, "--db", db, "--device", where, "-q"])
-        hits = json.loads(cli("tagger.cli", ["search", "tree", "--db", db, "--json", "-n", "100000"]))
+        found_json = cli("tagger.cli", ["search", "tree", "--db", db, "--json", "-n", "100000", "--min-score", "0"])
+        hits = json.loads(found_json)["hits"]
         found.append({hit["path"]: hit["score"] for hit in hits})
     cpu, other = found if len(found) == 2 else found * 2
     worst = max((abs(cpu[p] - other.get(p, float("inf"))) for p in cpu), default=0.0)

@@ -255,13 +255,13 @@ def search(
         None,
         "--min-score",
         help=(
-            "Leave out photos scoring below this (the score a tag has: a cosine, less a part of the word's library "
-            "mean)."
+            "List photos from this confidence up (0..1) instead of from the relevance floor; 0 lists every photo, "
+            "best first."
         ),
     ),
     after: str | None = typer.Option(None, "--after", help="Taken on or after this date (2021, 2021-06, 2021-06-30)."),
     before: str | None = typer.Option(None, "--before", help="Taken before this date."),
-    scores: bool = typer.Option(False, "--scores", help="Print the score before each path."),
+    scores: bool = typer.Option(False, "--scores", help="Print the confidence before each path."),
     print0: bool = typer.Option(
         False,
         "--print0",
@@ -271,18 +271,37 @@ def search(
     as_json: bool = Json,
     db: Path | None = Db,
 ) -> None:
-    """Photos ranked by how well they match the words, best first; one path per line.
+    """Photos that match the words, most confident first; one path per line.
 
-    Several words rank by their mean score: `epsilon-tag search beach sunset`.
-    Pipe the paths on: `epsilon-tag search boat -0 | xargs -0 cp -t ~/boats`.
+    A photo is listed when the words are likely true of it (from the relevance floor up,
+    the confidence from which a photo shows a word as its best tag); a word no photo
+    matches well finds nothing. Several words must each match: `epsilon-tag search beach
+    sunset`. Pipe the paths on: `epsilon-tag search boat -0 | xargs -0 cp -t ~/boats`.
     """
-    from .search import search as run_search
+    from .search import rank
 
     with _clearly(), _open(db, readonly=True) as library:
-        hits = run_search(library, words, limit=limit, min_score=min_score, after=after, before=before)
+        ranking = rank(library, words, min_score=min_score, after=after, before=before)
+        hits = ranking.page(library, 0, limit)
     if as_json:
-        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+        found = {
+            "query": words,
+            "floor": ranking.floor,
+            "matches": len(ranking),
+            "best": ranking.best,
+            "hits": [h.to_dict() for h in hits],
+        }
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
         return
+    if not hits:
+        if ranking.best is None:
+            typer.echo("The library holds no photo to search (in these dates).", err=True)
+        else:
+            typer.echo(
+                f"No photo matches {' '.join(words)!r} well (the best confidence is {ranking.best:.2f}, the floor "
+                f"{ranking.floor or 0:.2f}): `--min-score 0` lists every photo by confidence.",
+                err=True,
+            )
     for hit in hits:
         typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path, nl=not print0)
         if print0:
@@ -329,15 +348,20 @@ def vocab_add(
     db: Path | None = Db,
 ) -> None:
     """Add words; the whole library is re-scored from stored vectors at once (no re-scan)."""
-    from .vocabulary import WordSource, add_words
+    from .vocabulary import WordSource, add_words, known_forms, normalise_word
 
     with _clearly(), _open(db) as library:
         source = WordSource.of_library(library)
         if embeddings:
             source.embeddings_id = embeddings
+        present = known_forms(library, [normalise_word(w) for w in words])
         counts = add_words(library, words, source)
     for word, count in counts.items():
-        typer.echo(f"{word}: {count} photos")
+        held = present.get(word)
+        if held is None:
+            typer.echo(f"{word}: {count} photos")
+        else:
+            typer.echo(f"{word}: already in the vocabulary{'' if held == word else f' as {held!r}'} ({count} photos)")
 
 
 @vocab_app.command("remove")

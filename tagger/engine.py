@@ -51,6 +51,14 @@ def model_id(model: str | Path | None = None) -> str:
         raise BundleError(f"The bundle at {folder} has no weights hash in {CONFIG_FILE}; re-export it.") from None
 
 
+def records_classes(model: dict) -> bool:
+    """Whether a model (a bundle config's "model" section) carries the backbone's ImageNet-1k
+    head (its prior), whose best classes a scan records for the tag rule's ImageNet evidence."""
+    from trainer.wordnet import IMAGENET_CLASSES
+
+    return model.get("prior", "none") != "none" and model.get("prior_classes") == IMAGENET_CLASSES
+
+
 DEVICES = "auto, cpu, cuda or cuda:N"
 
 
@@ -126,9 +134,29 @@ class Engine:
 
     def semantic(self, pixels: torch.Tensor) -> np.ndarray:
         """B x 3 x H x W preprocessed pixels -> B x M x d_w semantic vectors (float16)."""
-        import torch
+        return self.recognise(pixels)[0]
 
+    def recognise(self, pixels: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """B x 3 x H x W preprocessed pixels -> the semantic vectors S (B x M x d_w, float16)
+        and, where the model carries the backbone's ImageNet head, each photo's best classes
+        (B x 2 x CLASSES_KEPT: indices over probabilities, as the library keeps them)."""
+        import torch
+        import torch.nn.functional as F
+
+        from trainer.tagrule import top_classes
+
+        model = self.bundle.model
         pixels = pixels.to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda"):
-            s = self.bundle.model(self.backbone(pixels))
-        return s.float().cpu().numpy().astype(np.float16)
+            tokens = self.backbone(pixels)
+            s = model(tokens)
+        semantic = s.float().cpu().numpy().astype(np.float16)
+        if not self.has_classes:
+            return semantic, None
+        with torch.inference_mode():
+            logits = F.linear(tokens.mean(dim=1).float(), model.prior_weight.float(), model.prior_bias.float())
+        return semantic, top_classes(logits.cpu().numpy())
+
+    @property
+    def has_classes(self) -> bool:
+        return records_classes(self.bundle.config.to_dict())

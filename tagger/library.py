@@ -24,13 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from trainer.errors import UserError
-from trainer.tagrule import TagRule
+from trainer.tagrule import CLASSES_KEPT, NO_CLASSES, TagRule
 
 from . import sidefile
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OK, MISSING = "ok", "missing"
 SEEN, ZERO_SHOT = "seen", "zero-shot"
+DEFAULT, USER = "default", "user"  # where a vocabulary word came from
+CLASSES_SHAPE = (2, CLASSES_KEPT)  # a photo's ImageNet classes record (trainer.tagrule.top_classes)
+READ_VERSION = 1  # what reading a photo records now: S, and its ImageNet classes where the model has a head
 DEFAULT_TAGS_PER_PHOTO = 10
 # How long a command waits for another writer (a scan commits a batch in well under a second).
 BUSY_TIMEOUT_S = 30.0
@@ -143,8 +146,31 @@ def _v4(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS photos_model ON photos(model_id, status)")
 
 
+def _v5(db: Database) -> None:
+    # Which stored tags a photo shows is decided per photo (trainer.tagrule: a photo with no
+    # word at the threshold shows its best one), so it is kept with each tag, not read off
+    # a score threshold. Existing tags show as the rule they were stored under decided.
+    db.execute("ALTER TABLE tags ADD COLUMN shown INTEGER NOT NULL DEFAULT 0")
+    row = db.execute("SELECT value FROM meta WHERE key = 'tag_rule'").fetchone()
+    rule = TagRule.from_dict(json.loads(row[0]) if row else None)
+    db.execute("UPDATE tags SET shown = 1 WHERE score >= ?", [-1e9 if rule.threshold is None else rule.threshold])
+    # Counts per word and a word's photos read the shown tags through this index alone.
+    db.execute("CREATE INDEX tags_shown ON tags(word_id, photo_id) WHERE shown")
+    # What the backbone recognised in each photo, its best ImageNet classes and their
+    # probabilities (ImageNetClasses); NULL for a photo read before: read again at the next scan.
+    db.execute("ALTER TABLE vectors ADD COLUMN classes BLOB")
+    # Each word's model label (NULL: zero-shot), the ImageNet classes below it in WordNet
+    # (NULL: not worked out yet) and whether the default vocabulary or a person added it.
+    db.execute("ALTER TABLE words ADD COLUMN label TEXT")
+    db.execute("ALTER TABLE words ADD COLUMN classes BLOB")
+    db.execute("ALTER TABLE words ADD COLUMN origin TEXT")
+    # What a photo's read recorded (READ_VERSION): 0, S alone (before this schema); a scan
+    # reads such photos again where the model records more, as it does after a model change.
+    db.execute("ALTER TABLE photos ADD COLUMN read_version INTEGER NOT NULL DEFAULT 0")
+
+
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
-MIGRATIONS = [_v1, _v2, _v3, _v4]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a migration was added without bumping SCHEMA_VERSION"
 
 
@@ -178,6 +204,7 @@ class Known:
     hash: str | None
     status: str
     model_id: str | None
+    read_version: int = READ_VERSION
 
 
 @dataclass(frozen=True)
@@ -186,7 +213,22 @@ class Word:
     word: str
     kind: str
     vector: np.ndarray  # d_w float32, unit length
-    mean: float | None = None  # mean raw score over the library's photos, when computed
+    mean: float | None = None  # the word's level over the library's photos (trainer.tagrule), when computed
+    label: str | None = None  # the model label it is (seen words), else None
+    classes: np.ndarray | None = None  # ImageNet classes below it; None: not worked out yet
+    origin: str | None = None  # DEFAULT or USER; None: a library older than the record
+
+
+@dataclass(frozen=True)
+class NewWord:
+    """A word to add: its vector, kind, the model label it is, the ImageNet classes below it."""
+
+    word: str
+    kind: str
+    vector: np.ndarray
+    label: str | None = None
+    classes: np.ndarray | None = None
+    origin: str | None = None
 
 
 @dataclass
@@ -201,8 +243,9 @@ class PhotoRecord:
     height: int | None
     meta: dict  # PhotoMeta fields
     semantic: np.ndarray  # M x d_w
-    tags: list[tuple[int, float]]  # (word id, score), best first
+    tags: list[tuple[int, float, bool]]  # (word id, confidence, shown), best first
     damage: str | None = None  # tagged, but the file is damaged: kept with the failures too
+    classes: np.ndarray | None = None  # 2 x CLASSES_KEPT (trainer.tagrule.top_classes), None: the model has no head
 
 
 class Rows:
@@ -238,6 +281,7 @@ class Stored:
     ids: np.ndarray  # N photo ids
     semantic: np.ndarray | Rows  # N x rows x d_w float16 (a view of the side file for the whole library)
     floor: np.ndarray  # N float32: score of the lowest kept tag, -inf while a photo has room
+    classes: np.ndarray | Rows | None = None  # N x 2 x CLASSES_KEPT float16 (trainer.tagrule.top_classes)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -257,7 +301,8 @@ class Library:
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path).expanduser()
         self._depth = 0
-        self._cache: tuple | None = None
+        # The whole library's S and classes, by column, until the vectors table changes.
+        self._cache: dict[str, tuple] = {}
         # Every photo's floor for one generation (in memory, and the floors file), and the
         # floors a write transaction leaves, kept once it commits.
         self._floor_table: tuple[str, np.ndarray, np.ndarray] | None = None
@@ -462,15 +507,10 @@ class Library:
         """The model's hubness correction and which stored tags are shown (kept)."""
         return TagRule.from_dict(self.get_meta("tag_rule"))
 
-    def _kept_from(self) -> float:
-        # The lowest score a kept tag has; every stored tag where the rule sets none.
-        floor = self.tag_rule.min_score
-        return -np.inf if floor is None else floor
-
     # ---- what a scan needs to decide -------------------------------------------
 
     def known_photos(self) -> dict[str, Known]:
-        rows = self.db.execute("SELECT id, path, size, mtime_ns, hash, status, model_id FROM photos")
+        rows = self.db.execute("SELECT id, path, size, mtime_ns, hash, status, model_id, read_version FROM photos")
         return {row[1]: Known(*row) for row in rows}
 
     def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
@@ -486,15 +526,15 @@ class Library:
             for r in records:
                 m = r.meta
                 photo_id = conn.execute(
-                    """INSERT INTO photos (path, size, mtime_ns, hash, width, height, taken_at, camera, lens,
-                        latitude, longitude, orientation, status, model_id, scanned_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?)
+                    f"""INSERT INTO photos (path, size, mtime_ns, hash, width, height, taken_at, camera, lens,
+                        latitude, longitude, orientation, status, model_id, scanned_at, read_version)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?, {READ_VERSION:d})
                        ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
                         hash = excluded.hash, width = excluded.width, height = excluded.height,
                         taken_at = excluded.taken_at, camera = excluded.camera, lens = excluded.lens,
                         latitude = excluded.latitude, longitude = excluded.longitude,
                         orientation = excluded.orientation, status = 'ok', model_id = excluded.model_id,
-                        scanned_at = excluded.scanned_at
+                        scanned_at = excluded.scanned_at, read_version = excluded.read_version
                        RETURNING id""",
                     [
                         r.path,
@@ -514,8 +554,12 @@ class Library:
                     ],
                 ).fetchone()[0]
                 conn.execute(
-                    "INSERT OR REPLACE INTO vectors (photo_id, s) VALUES (?, ?)",
-                    [photo_id, np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes()],
+                    "INSERT OR REPLACE INTO vectors (photo_id, s, classes) VALUES (?, ?, ?)",
+                    [
+                        photo_id,
+                        np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes(),
+                        None if r.classes is None else np.ascontiguousarray(r.classes, dtype=np.float16).tobytes(),
+                    ],
                 )
                 tags[photo_id] = r.tags
             if records:
@@ -532,14 +576,14 @@ class Library:
 
     def replace_tags(
         self,
-        tags_by_photo: Mapping[int, Sequence[tuple[int, float]]],
+        tags_by_photo: Mapping[int, Sequence[tuple[int, float, bool]]],
         current: Mapping[int, Sequence[tuple[int, float, int]]] | None = None,
         *,
         keep_floors: bool = False,
     ) -> None:
-        """New top tags (best first) for many photos. With ``current`` (their tags now, as
-        ``tags_of`` gives them) only the rows that differ are written: adding a word to a
-        large library touches a few rows per photo instead of all of them."""
+        """New top tags (word id, confidence, shown; best first) for many photos. With
+        ``current`` (their tags now, as ``tags_of`` gives them) only the rows that differ are
+        written: adding a word to a large library touches a few rows per photo instead of all."""
         with self.transaction():
             conn = self.db.conn
             if current is None:
@@ -550,18 +594,18 @@ class Library:
                 current = {}
             gone, added, moved = [], [], []
             for photo_id, tags in tags_by_photo.items():
-                # A tag's score changes too when the library's word means do (trainer.tagrule).
-                before = {w: score for w, score, _ in current.get(photo_id, ())}
-                after = {int(w): float(s) for w, s in tags}
+                # A tag's confidence changes too when the library's word levels do (trainer.tagrule).
+                before = {w: (score, shown) for w, score, shown in current.get(photo_id, ())}
+                after = {int(w): (float(s), int(bool(on))) for w, s, on in tags}
                 gone += [(photo_id, w) for w in before if w not in after]
-                for w, s in after.items():
+                for w, (score, shown) in after.items():
                     if w not in before:
-                        added.append((photo_id, w, s))
-                    elif abs(before[w] - s) > 1e-7:
-                        moved.append((s, photo_id, w))
+                        added.append((photo_id, w, score, shown))
+                    elif abs(before[w][0] - score) > 1e-7 or before[w][1] != shown:
+                        moved.append((score, shown, photo_id, w))
             conn.executemany("DELETE FROM tags WHERE photo_id = ? AND word_id = ?", gone)
-            conn.executemany("UPDATE tags SET score = ? WHERE photo_id = ? AND word_id = ?", moved)
-            conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, 0)", added)
+            conn.executemany("UPDATE tags SET score = ?, shown = ? WHERE photo_id = ? AND word_id = ?", moved)
+            conn.executemany("INSERT INTO tags (photo_id, word_id, score, rank, shown) VALUES (?, ?, ?, 0, ?)", added)
             k = self.tags_per_photo
             # A photo's floor is its k-th score; None while it has room for more tags.
             floors = {p: (float(tags[k - 1][1]) if len(tags) >= k else None) for p, tags in tags_by_photo.items()}
@@ -577,28 +621,31 @@ class Library:
                 self._new_floors = _FLOORS_UNKNOWN  # this transaction's floors are SQLite's alone
 
     def offer_tags(self, offers: Sequence[tuple[int, int, float]]) -> None:
-        """New candidate tags (photo id, word id, score) for photos that may take them; each
-        photo keeps its best ``tags_per_photo`` and its floor (the k-th best score) follows.
-        All in SQL, a few statements per photo: a word that enters 17,000 photos of a
+        """New candidate tags (photo id, word id, confidence) for photos that may take them: a
+        new word, or a word that a new word below it now makes more confident (duck ->
+        bird). Each photo keeps its best ``tags_per_photo``, its floor (the k-th best
+        confidence) follows, and which of them it shows is decided again by the library's
+        rule. All in SQL, a few statements per photo: a word that enters 17,000 photos of a
         million-photo library no longer reads their tags into Python (0.7 s) to write them back.
 
-        A tag pushed out below the keep threshold stays, a row past the k-th: no kept-tag
-        query can see it (they all ask for the threshold), the photo's next re-tag deletes
-        it, and deleting it here would rewrite a random page of the tags_word index per
-        photo (58 of the 128 MB of WAL a million-photo add wrote)."""
+        A tag pushed out below the rule's threshold stays, a row past the k-th, not shown;
+        the photo's next re-tag deletes it, and deleting it here would rewrite a random page
+        of the tags_word index per photo (58 of the 128 MB of WAL a million-photo add wrote)."""
         with self.transaction():
-            conn, k = self.db.conn, self.tags_per_photo
+            conn, k, rule = self.db.conn, self.tags_per_photo, self.tag_rule
             conn.executemany(
-                "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, 0)",
+                "INSERT INTO tags (photo_id, word_id, score, rank, shown) VALUES (?, ?, ?, 0, 0) "
+                "ON CONFLICT(photo_id, word_id) DO UPDATE SET score = max(score, excluded.score)",
                 [(int(p), int(w), float(s)) for p, w, s in offers],
             )
             photos = [(p, k) for p in sorted({int(p) for p, _, _ in offers})]
-            kept_from = self._kept_from()
+            threshold = -np.inf if rule.threshold is None else rule.threshold
             conn.executemany(
                 "DELETE FROM tags WHERE photo_id = ?1 AND score >= ?3 AND word_id NOT IN (SELECT t.word_id "
                 f"FROM tags t WHERE t.photo_id = ?1 ORDER BY {_BEST_FIRST} LIMIT ?2)",
-                [(p, k, kept_from) for p, k in photos],
+                [(p, k, threshold) for p, k in photos],
             )
+            self._decide_shown([p for p, _ in photos], rule)
             conn.executemany(
                 "INSERT INTO floors (photo_id, floor) SELECT t.photo_id, t.score FROM tags t WHERE t.photo_id = ?1 "
                 f"ORDER BY {_BEST_FIRST} LIMIT 1 OFFSET ?2 - 1 "
@@ -613,6 +660,22 @@ class Library:
                 ).fetchall()
             )
             self._floors_changed(floors)
+
+    def _decide_shown(self, photo_ids: Sequence[int], rule: TagRule) -> None:
+        """Which stored tags these photos show, as ``TagRule.kept`` decides it: their best
+        ``max_tags`` at the threshold, else their best one from the fallback on."""
+        threshold = -1e9 if rule.threshold is None else rule.threshold
+        fallback = 2.0 if rule.fallback is None or rule.threshold is None else rule.fallback
+        self.db.conn.executemany(
+            f"""WITH top AS (SELECT t.word_id, t.score FROM tags t WHERE t.photo_id = ?1
+                             ORDER BY {_BEST_FIRST} LIMIT ?2)
+                UPDATE tags SET shown = (
+                    (score >= ?3 AND word_id IN (SELECT word_id FROM top))
+                    OR (score >= ?4 AND word_id = (SELECT word_id FROM top ORDER BY score DESC, word_id LIMIT 1)
+                        AND (SELECT max(score) FROM top) < ?3))
+                WHERE photo_id = ?1""",
+            [(int(p), rule.max_tags, threshold, fallback) for p in photo_ids],
+        )
 
     def move(self, photo_id: int, path: str, size: int, mtime_ns: int) -> None:
         """A file found under a new path with the content of a known photo keeps its tags."""
@@ -644,8 +707,28 @@ class Library:
     # ---- vocabulary --------------------------------------------------------------
 
     def words(self) -> list[Word]:
-        rows = self.db.execute("SELECT id, word, kind, vector, mean FROM words ORDER BY id")
-        return [Word(i, w, k, np.frombuffer(v, dtype=np.float32), m) for i, w, k, v, m in rows]
+        rows = self.db.execute("SELECT id, word, kind, vector, mean, label, classes, origin FROM words ORDER BY id")
+        return [
+            Word(
+                i,
+                w,
+                k,
+                np.frombuffer(v, dtype=np.float32),
+                m,
+                lab,
+                None if c is None else np.frombuffer(c, np.int16),
+                o,
+            )
+            for i, w, k, v, m, lab, c, o in rows
+        ]
+
+    def describe_words(self, descriptions: Mapping[int, tuple[str | None, np.ndarray]]) -> None:
+        """Record each word's model label and the ImageNet classes below it (word id -> both)."""
+        with self.transaction():
+            self.db.conn.executemany(
+                "UPDATE words SET label = ?, classes = ? WHERE id = ?",
+                [(label, np.asarray(c, np.int16).tobytes(), int(i)) for i, (label, c) in descriptions.items()],
+            )
 
     def set_word_means(self, means: dict[int, float]) -> None:
         with self.transaction():
@@ -653,29 +736,32 @@ class Library:
                 "UPDATE words SET mean = ? WHERE id = ?", [(float(m), int(i)) for i, m in means.items()]
             )
 
-    def add_words(
-        self, entries: Sequence[tuple[str, str, np.ndarray]], means: Sequence[float | None] | None = None
-    ) -> list[int]:
-        """Insert (word, kind, vector) rows, with their library means when known; returns
-        their ids. Words already present are updated."""
+    def add_words(self, entries: Sequence[NewWord], means: Sequence[float | None] | None = None) -> list[int]:
+        """Insert words, with their library levels when known; returns their ids. Words
+        already present are updated (a person adding a default word makes it theirs)."""
         at = now()
         means = [None] * len(entries) if means is None else means
         with self.transaction():
             return [
                 self.db.execute(
-                    """INSERT INTO words (word, kind, vector, added_at, mean) VALUES (?, ?, ?, ?, ?)
+                    """INSERT INTO words (word, kind, vector, added_at, mean, label, classes, origin)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT(word) DO UPDATE SET kind = excluded.kind, vector = excluded.vector,
-                        mean = excluded.mean
+                        mean = excluded.mean, label = excluded.label, classes = excluded.classes,
+                        origin = excluded.origin
                        RETURNING id""",
                     [
-                        word,
-                        kind,
-                        np.asarray(vector, dtype=np.float32).tobytes(),
+                        e.word,
+                        e.kind,
+                        np.asarray(e.vector, dtype=np.float32).tobytes(),
                         at,
                         None if mean is None else float(mean),
+                        e.label,
+                        None if e.classes is None else np.asarray(e.classes, np.int16).tobytes(),
+                        e.origin,
                     ],
                 ).fetchone()[0]
-                for (word, kind, vector), mean in zip(entries, means)
+                for e, mean in zip(entries, means)
             ]
 
     def remove_words(self, ids: Sequence[int]) -> None:
@@ -697,11 +783,10 @@ class Library:
     def _word_counts(self, word_ids: Sequence[int] | None) -> dict[int, int]:
         only = "" if word_ids is None else "AND word_id IN (SELECT value FROM json_each(?))"
         # Missing photos are few: leaving them out by a small list keeps this a scan of the
-        # covering index tags_word (0.1 s for 1M tags) instead of a join per row (1 s).
+        # covering index tags_shown instead of a join per row.
         rows = self.db.execute(
-            "SELECT word_id, count(*) FROM tags WHERE score >= ? AND photo_id NOT IN "
-            f"({_NOT_OK}) {only} GROUP BY word_id",
-            [self._kept_from()] + ([] if word_ids is None else [json.dumps([int(i) for i in word_ids])]),
+            f"SELECT word_id, count(*) FROM tags WHERE shown AND photo_id NOT IN ({_NOT_OK}) {only} GROUP BY word_id",
+            [] if word_ids is None else [json.dumps([int(i) for i in word_ids])],
         )
         return dict(rows.fetchall())
 
@@ -744,14 +829,19 @@ class Library:
                 self.db.execute(f"SELECT id FROM photos WHERE {' AND '.join(where)}", params).fetchall(), dtype=np.int64
             ).reshape(-1)
             rows = self.db.execute(
-                "SELECT v.photo_id, v.s, f.floor FROM vectors v LEFT JOIN floors f ON f.photo_id = v.photo_id "
-                "WHERE v.photo_id IN (SELECT value FROM json_each(?))",
+                "SELECT v.photo_id, v.s, f.floor, v.classes FROM vectors v "
+                "LEFT JOIN floors f ON f.photo_id = v.photo_id "
+                "WHERE v.photo_id IN (SELECT value FROM json_each(?)) ORDER BY v.photo_id",
                 [json.dumps(wanted.tolist())],
             ).fetchall()
             stored = self._stored(rows, shape)
             keep = np.isin(stored.ids, wanted)
-            return stored if keep.all() else Stored(stored.ids[keep], stored.semantic[keep], stored.floor[keep])
-        all_ids, semantic = self._all_vectors(shape)
+            if keep.all():
+                return stored
+            classes = None if stored.classes is None else stored.classes[keep]
+            return Stored(stored.ids[keep], stored.semantic[keep], stored.floor[keep], classes)
+        all_ids, semantic = self._all_rows("s", shape)
+        _, classes = self._all_rows("classes", CLASSES_SHAPE)
         if after or before or ids is not None:
             keep = np.isin(
                 all_ids,
@@ -777,26 +867,31 @@ class Library:
         rows = None if keep.all() else np.flatnonzero(keep)
         chosen = all_ids if rows is None else all_ids[rows]
         floor = self._floors(chosen) if floors else np.full(len(chosen), -np.inf, dtype=np.float32)
-        return Stored(chosen, Rows(semantic, rows), floor)
+        return Stored(chosen, Rows(semantic, rows), floor, Rows(classes, rows))
+
+    def _side_path(self, column: str) -> Path:
+        return self.path.with_name(self.path.name + ("-vectors" if column == "s" else f"-{column}"))
 
     @property
     def vectors_path(self) -> Path:
         """The side file with every photo's S (a snapshot of the vectors table)."""
-        return self.path.with_name(self.path.name + "-vectors")
+        return self._side_path("s")
 
-    def _all_vectors(self, shape) -> tuple[np.ndarray, np.ndarray]:
-        """Every stored S, sorted by photo id: from the side file, memory-mapped, when it is
-        a snapshot of this very state of the vectors table (its generation), else read from
-        SQLite and written as the new snapshot. Kept in memory until S changes."""
+    def _all_rows(self, column: str, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored S (``column`` "s") or classes record, sorted by photo id: from its side
+        file, memory-mapped, when that is a snapshot of this very state of the vectors table
+        (its generation), else read from SQLite and written as the new snapshot. Kept in
+        memory until the vectors table changes."""
         with self._reading():  # the generation and the rows it names, from one state of the library
             generation = str(self.get_meta("vectors_generation", ""))
             key = (generation, tuple(shape))
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1]
-            found = sidefile.read(self.vectors_path, generation, tuple(shape))
+            cached = self._cache.get(column)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            found = sidefile.read(self._side_path(column), generation, tuple(shape))
             if found is None:
-                found = self._snapshot(generation, tuple(shape))
-        self._cache = (key, found)
+                found = self._snapshot(column, generation, tuple(shape))
+        self._cache[column] = (key, found)
         return found
 
     @property
@@ -820,29 +915,36 @@ class Library:
         finally:
             self.db.conn.rollback()
 
-    def _snapshot(self, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Read every S out of SQLite in one ordered pass, straight into a new side file
-        (bounded memory), then map it; in memory where the folder cannot be written."""
-        rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
+    def _snapshot(self, column: str, generation: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Read every S (or classes record) out of SQLite in one ordered pass, straight into a
+        new side file (bounded memory), then map it; in memory where the folder cannot be written."""
+        # A photo read before classes were recorded has none: the record that says so.
+        value = "s" if column == "s" else f"coalesce({column}, ?)"
+        params = [] if column == "s" else [NO_CLASSES.tobytes()]
+        select = f"SELECT photo_id, {value} FROM vectors ORDER BY photo_id"
         count = int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
         if self._may_write_beside():
             try:
-                sidefile.write(self.vectors_path, generation, shape, count, rows)
-                found = sidefile.read(self.vectors_path, generation, shape)
+                path = self._side_path(column)
+                sidefile.write(path, generation, shape, count, self.db.execute(select, params))
+                found = sidefile.read(path, generation, shape)
                 if found is not None:
                     return found
             except OSError:
                 pass  # a full disk: serve from memory this time
-            rows = self.db.execute("SELECT photo_id, s FROM vectors ORDER BY photo_id")
-        stored = self._stored([(i, b, None) for i, b in rows.fetchall()], list(shape))
-        return stored.ids, np.asarray(stored.semantic)  # an array here: read from SQLite
+        rows = self.db.execute(select, params).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, *shape), np.float16)
+        ids, blobs = zip(*rows)
+        return np.array(ids, np.int64), np.frombuffer(b"".join(blobs), np.float16).reshape(len(rows), *shape)
 
     def refresh_side_files(self) -> None:
         """Bring the S side file and the summary up to date now (a scan does, so that the
         searches, `stats` and the TUI after it do not)."""
         shape = self.get_meta("semantic_shape")
         if shape is not None:
-            self._all_vectors(shape)
+            self._all_rows("s", shape)
+            self._all_rows("classes", CLASSES_SHAPE)
         self.counts()
         self.word_counts()
 
@@ -914,22 +1016,31 @@ class Library:
 
     @staticmethod
     def _stored(rows, shape) -> Stored:
+        """(photo id, S, floor, classes) rows as one Stored."""
         if not rows:
-            return Stored(np.zeros(0, np.int64), np.zeros((0, *shape), np.float16), np.zeros(0, np.float32))
-        ids, blobs, floors = zip(*rows)
+            return Stored(
+                np.zeros(0, np.int64),
+                np.zeros((0, *shape), np.float16),
+                np.zeros(0, np.float32),
+                np.zeros((0, *CLASSES_SHAPE), np.float16),
+            )
+        ids, blobs, floors, classes = zip(*rows)
         floor = np.array(floors, dtype=np.float32)  # NULL -> nan: a photo with room takes any word
         return Stored(
             np.array(ids, dtype=np.int64),
             np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(rows), *shape),
             np.where(np.isnan(floor), -np.inf, floor),
+            np.frombuffer(b"".join(NO_CLASSES.tobytes() if c is None else c for c in classes), np.float16).reshape(
+                len(rows), *CLASSES_SHAPE
+            ),
         )
 
     def word_photos(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, scores) of the present photos showing a word among their kept tags, best first."""
         rows = self.db.execute(
             "SELECT t.photo_id, t.score FROM tags t JOIN photos p ON p.id = t.photo_id "
-            "WHERE t.word_id = ? AND t.score >= ? AND p.status = 'ok' ORDER BY t.score DESC",
-            [word_id, self._kept_from()],
+            "WHERE t.word_id = ? AND t.shown AND p.status = 'ok' ORDER BY t.score DESC",
+            [word_id],
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)
 
@@ -937,8 +1048,8 @@ class Library:
         """Each photo's n best kept words."""
         rows = self.db.execute(
             "SELECT t.photo_id, w.word FROM tags t JOIN words w ON w.id = t.word_id "
-            f"WHERE t.photo_id IN (SELECT value FROM json_each(?)) AND t.score >= ? ORDER BY {_BEST_FIRST}",
-            [json.dumps([int(i) for i in photo_ids]), self._kept_from()],
+            f"WHERE t.photo_id IN (SELECT value FROM json_each(?)) AND t.shown ORDER BY {_BEST_FIRST}",
+            [json.dumps([int(i) for i in photo_ids])],
         )
         out: dict[int, list[str]] = {int(i): [] for i in photo_ids}
         for photo_id, word in rows:
@@ -947,18 +1058,17 @@ class Library:
         return out
 
     def tags_of(self, photo_ids: Sequence[int]) -> dict[int, list[tuple[int, float, int]]]:
-        """Each photo's stored tags as (word id, score, rank), best first: its
-        ``tags_per_photo`` candidates, then any row ``offer_tags`` left below the keep
+        """Each photo's stored tags as (word id, confidence, shown), best first: its
+        ``tags_per_photo`` candidates, then any row ``offer_tags`` left below the
         threshold (``replace_tags`` given these deletes it)."""
         rows = self.db.execute(
-            "SELECT t.photo_id, t.word_id, t.score FROM tags t WHERE t.photo_id IN (SELECT value FROM json_each(?)) "
-            f"ORDER BY {_BEST_FIRST}",
+            "SELECT t.photo_id, t.word_id, t.score, t.shown FROM tags t "
+            f"WHERE t.photo_id IN (SELECT value FROM json_each(?)) ORDER BY {_BEST_FIRST}",
             [json.dumps([int(i) for i in photo_ids])],
         )
         out: dict[int, list[tuple[int, float, int]]] = {int(i): [] for i in photo_ids}
-        for photo_id, word_id, score in rows:
-            tags = out[photo_id]
-            tags.append((word_id, score, len(tags) + 1))
+        for photo_id, word_id, score, shown in rows:
+            out[photo_id].append((word_id, score, shown))
         return out
 
     # ---- reading for people -----------------------------------------------------------
@@ -977,9 +1087,9 @@ class Library:
         return list(
             self.db.query(
                 "SELECT w.word, w.kind, t.score, row_number() OVER (ORDER BY t.score DESC, t.word_id) AS rank "
-                "FROM tags t JOIN words w ON w.id = t.word_id WHERE t.photo_id = ? AND t.score >= ? "
+                "FROM tags t JOIN words w ON w.id = t.word_id WHERE t.photo_id = ? AND (t.shown OR ?) "
                 "ORDER BY rank LIMIT ?",  # the stored candidates; rows past them are pushed-out leftovers
-                [photo_id, -np.inf if every else self._kept_from(), self.tags_per_photo],
+                [photo_id, bool(every), self.tags_per_photo],
             )
         )
 
@@ -1028,7 +1138,7 @@ class Library:
             "words": one("SELECT count(*) FROM words"),
             "seen_words": one("SELECT count(*) FROM words WHERE kind = 'seen'"),
             "zero_shot_words": one("SELECT count(*) FROM words WHERE kind = 'zero-shot'"),
-            "tags": self.db.execute("SELECT count(*) FROM tags WHERE score >= ?", [self._kept_from()]).fetchone()[0],
+            "tags": one("SELECT count(*) FROM tags WHERE shown"),
             "taken_first": one("SELECT min(taken_at) FROM photos WHERE status = 'ok'"),
             "taken_last": one("SELECT max(taken_at) FROM photos WHERE status = 'ok'"),
             "cameras": one("SELECT count(DISTINCT camera) FROM photos WHERE status = 'ok'"),

@@ -19,22 +19,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.assets import default_words
+from trainer.assets import default_words, retired_words
 from trainer.embeddings import DEFAULT_EMBEDDINGS
 from trainer.errors import InputError
 from trainer.tagrule import TagRule
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
-from .library import MISSING, OK, Failure, Known, Library, PhotoRecord
+from .library import DEFAULT, MISSING, OK, READ_VERSION, USER, Failure, Known, Library, PhotoRecord
 from .vocabulary import (
     LEVEL_SAMPLE,
+    Vocabulary,
     WordSource,
+    describe_missing,
     ensure_vocabulary,
     fill_vocabulary,
+    known_forms,
     renormalise,
     retag,
     top_tags,
-    vocabulary_matrix,
 )
 from .walk import Skipped, as_text, walk_photos
 
@@ -147,6 +149,10 @@ def _under(path: str, folders: Sequence[str]) -> bool:
     return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
 
 
+# Version of the default vocabulary's policy (trainer.assets: excluded.txt) a library follows.
+VOCABULARY_POLICY = 1
+
+
 def prepare_library(library: Library, engine: Engine, embeddings: str | None = None) -> list[str]:
     """Record the model in the library and fill an empty vocabulary with the default words.
     Returns the default words that have no vector (left out)."""
@@ -160,6 +166,7 @@ def prepare_library(library: Library, engine: Engine, embeddings: str | None = N
         engine.label_table(),
         bundle.seen_labels,
         engine.semantic_shape[1],
+        labels=[*bundle.seen_labels, *bundle.unseen_labels],
     )
     library.set_meta(
         model_id=engine.model_id,
@@ -170,24 +177,53 @@ def prepare_library(library: Library, engine: Engine, embeddings: str | None = N
         tags_per_photo=library.tags_per_photo,
         tag_rule=TagRule.from_dict(bundle.tagging).to_dict(),
     )
+    defaults = default_words(bundle.seen_labels, bundle.unseen_labels)
     if previous is not None and previous != engine.model_id:
         # Another model may live in another word space: the vocabulary is rebuilt with the
-        # same words, and every photo is read again (its model id no longer matches), so
-        # the word means are computed afresh too.
+        # same words (each still the default's or a person's), and every photo is read again
+        # (its model id no longer matches), so the word levels are computed afresh too.
         words = library.words()
         with library.transaction():
             library.remove_words([w.id for w in words])
             library.set_meta(means_photos=None)
-            return fill_vocabulary(library, source, [w.word for w in words])[1]
-    return ensure_vocabulary(library, source, default_words(bundle.seen_labels, bundle.unseen_labels))[1]
+            left_out = []
+            for origin in (DEFAULT, USER, None):
+                left_out += fill_vocabulary(library, source, [w.word for w in words if w.origin == origin], origin)[1]
+            _follow_vocabulary_policy(library, source, defaults)
+            return left_out
+    added, left_out = ensure_vocabulary(library, source, defaults)
+    if added:
+        library.set_meta(vocabulary_policy=VOCABULARY_POLICY)  # made under the policy
+    else:
+        _follow_vocabulary_policy(library, source, defaults)
+    return left_out
+
+
+def _follow_vocabulary_policy(library: Library, source: WordSource, defaults: list[str]) -> None:
+    """A library made before the default vocabulary's policy: the default words it has retired
+    (sensitive words, words a photo cannot show, second forms of one concept) go, the new
+    default words come, and every word gets its model label and ImageNet classes. Words a
+    person added stay; a library older than that record cannot tell them, so only words that
+    were once default words go."""
+    if library.get_meta("vocabulary_policy") == VOCABULARY_POLICY:
+        describe_missing(library, source)
+        return
+    retired = retired_words()
+    with library.transaction():
+        gone = [w.id for w in library.words() if w.origin is None and w.word in retired]
+        library.remove_words(gone)
+        have = known_forms(library, defaults)
+        fill_vocabulary(library, source, [w for w in defaults if w not in have], DEFAULT)
+        describe_missing(library, source)
+        library.set_meta(vocabulary_policy=VOCABULARY_POLICY, means_photos=None)
 
 
 def follow_tag_rule(library: Library, tagging: dict | None) -> bool:
     """The library takes its model's tag rule when the model's rule was chosen again without
-    new weights (`epsilon-train calibrate --write`, or an upgrade that ships one): a new
-    threshold only changes which stored tags show; a new strength changes the stored scores,
-    so every photo is re-tagged from its S; a new level (mean or quantile) is computed for
-    every word first. Returns whether the rule changed."""
+    new weights (`epsilon-train calibrate --write`, or an upgrade that ships one): every
+    photo is re-tagged from its stored S and classes (a new threshold changes which words
+    lift the words above them, so confidences move too), after a new level (mean or
+    quantile) is computed for every word. Returns whether the rule changed."""
     rule = TagRule.from_dict(tagging)
     before = library.tag_rule
     if rule == before:
@@ -196,7 +232,7 @@ def follow_tag_rule(library: Library, tagging: dict | None) -> bool:
         library.set_meta(tag_rule=rule.to_dict())
         if rule.quantile != before.quantile:
             renormalise(library, force=True)
-        elif rule.strength != before.strength:
+        else:
             retag(library)
     return True
 
@@ -232,7 +268,7 @@ def scan(
     A root that holds no photo now although the library has photos there is taken for an
     unplugged drive or an empty mount point: nothing under it is marked missing or pruned,
     unless ``allow_empty``."""
-    from .engine import check_device, model_config
+    from .engine import check_device, model_config, records_classes
     from .engine import model_id as model_id_of
     from .vocabulary import check_embeddings
 
@@ -244,8 +280,11 @@ def scan(
     folders = [str(Path(r).expanduser().resolve()) for r in roots]
     library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(folders)))
     current_model = engine.model_id if engine else model_id_of(model)
+    config = None if engine else model_config(model)
     if library.model_id == current_model:
-        follow_tag_rule(library, engine.bundle.tagging if engine else model_config(model).get("tagging"))
+        follow_tag_rule(library, engine.bundle.tagging if engine else config.get("tagging"))  # type: ignore[union-attr]
+    # Photos read before the library recorded what this model records (its ImageNet classes) are read again.
+    read_again = records_classes(engine.bundle.config.to_dict() if engine else config["model"])  # type: ignore[index]
     known = library.known_photos()
     failed_before = library.known_failures()
 
@@ -279,7 +318,8 @@ def scan(
         job = _Job(path, info.st_size, info.st_mtime_ns)
         row = known.get(path)
         same_file = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
-        if row is not None and same_file and row.model_id == current_model and not force:
+        current = row is not None and (row.read_version >= READ_VERSION or not read_again)
+        if row is not None and same_file and row.model_id == current_model and current and not force:
             if row.status != OK:
                 back.append(row.id)  # missing before, back where it was
             report.unchanged += 1
@@ -474,23 +514,24 @@ def _read_and_tag(
     try:
         for indices, pixels, results in loader:
             ok = [n for n, r in enumerate(results) if not isinstance(r, str)]
-            semantic = engine.semantic(pixels[ok]) if ok else np.zeros((0, *engine.semantic_shape), np.float16)
+            semantic, classes = (
+                engine.recognise(pixels[ok]) if ok else (np.zeros((0, *engine.semantic_shape), np.float16), None)
+            )
             with library.transaction():
                 # The words as they are now, under the write lock: another process may have
                 # added or removed some since the last batch (`vocab add` while scanning).
-                word_ids, vectors, means = vocabulary_matrix(library)
-                tags = top_tags(semantic, word_ids, vectors, k, means=means, rule=rule)
+                tags = top_tags(semantic, classes, Vocabulary.of_library(library), k, rule)
                 records, failures, updated = [], [], 0
-                tagged = zip(semantic, tags)  # one per decoded photo, in batch order
+                tagged = zip(semantic, [None] * len(semantic) if classes is None else classes, tags)
                 for i, result in zip(indices, results):
                     job, in_library = jobs[i]
                     if isinstance(result, str):
                         failures.append(Failure(job.path, result, job.size, job.mtime_ns))
                         continue
                     digest, meta, (width, height), damage = result
-                    s, t = next(tagged)
+                    s, c, t = next(tagged)
                     records.append(
-                        PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage)
+                        PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage, c)
                     )
                     updated += in_library
                     if damage:

@@ -1,9 +1,13 @@
 """Search: the query semantics shared by the CLI and the TUI.
 
-Every word of a query is scored against every photo's stored semantic vectors, whether
-the word is in the vocabulary or not (zero-shot: no re-scan), and corrected for hubness
-as tags are (``trainer.tagrule``), so a search score is a tag score; several words rank
-photos by the mean of their scores.
+Every word of a query is scored against every photo's stored semantic vectors and
+ImageNet classes, whether the word is in the vocabulary or not (zero-shot: no re-scan),
+as a confidence that the word is true of the photo (``trainer.tagrule``), the words that
+imply it included: a search score is a tag's confidence, and a photo tagged "duck" is
+found by "bird". Several words rank photos by the geometric mean of their confidences
+(a photo must match each). Photos below the relevance floor, the confidence from which a
+photo shows a word as its best tag (the rule's fallback), are left out: a word no photo
+matches well finds nothing, instead of the least bad photos.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import numpy as np
 
 from trainer.errors import InputError
 
-from .library import Library, LibraryError
-from .vocabulary import WordSource, normalise_word, scores, word_levels
+from .library import Library, LibraryError, Word
+from .vocabulary import Vocabulary, WordSource, confidences, known_forms, normalise_word, scores, word_levels
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
 
@@ -77,18 +81,22 @@ def check_date(value: str | None, option: str) -> str | None:
 def check_score(value: float | None, option: str) -> float | None:
     import math
 
-    if value is not None and not math.isfinite(value):
-        raise InputError(f"{option} takes a number (scores lie around -1..1), not {value}")
+    if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise InputError(f"{option} takes a confidence between 0 and 1, not {value}")
     return value
 
 
 @dataclass(frozen=True)
 class Ranking:
     """Photo ids ranked best first, with their scores; rows are fetched a page at a time,
-    so a list of 100,000 results costs two arrays until someone looks at it."""
+    so a list of 100,000 results costs two arrays until someone looks at it. ``floor``: the
+    score a photo needed (None: every photo is there); ``best``: the best score of all,
+    listed or not."""
 
     ids: np.ndarray
     scores: np.ndarray
+    floor: float | None = None
+    best: float | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -112,33 +120,49 @@ def rank(
     before: str | None = None,
     source: WordSource | None = None,
 ) -> Ranking:
-    """Every present photo ranked by its (mean) score for the query's words."""
+    """Present photos ranked by their (geometric mean) confidence for the query's words,
+    from the relevance floor up (``min_score``: from that confidence up instead; 0: every
+    photo)."""
     if library.model_id is None:
         raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
     source = source or WordSource.of_library(library)
-    terms = parse_query(query, list(source.table))
+    held = library.words()
+    terms = parse_query(query, [w.word for w in held])
     if not terms:
         raise InputError("Give at least one word to search for.")
-    vectors = np.stack([source.vector(t) for t in terms])  # unknown words raise before any scoring
+    floor = check_score(min_score, "--min-score")
     after, before = check_date(after, "--after"), check_date(before, "--before")
-    stored = library.semantic_vectors(after=after, before=before)
-    raw = scores(stored.semantic, vectors)
-    # A word's level is over the whole library, whatever the dates asked for.
     rule = library.tag_rule
-    means = np.array([source.means.get(t, np.nan) for t in terms], dtype=np.float32)
-    unknown = np.isnan(means)
-    if unknown.any():
-        every = (
-            raw[:, unknown] if not (after or before) else scores(library.semantic_vectors().semantic, vectors[unknown])
-        )
-        means[unknown] = word_levels(every, rule)
-    corrected = rule.correct(raw, means)
-    combined = corrected.mean(axis=1) if len(stored) else np.zeros(0, np.float32)
+    if floor is None:
+        floor = rule.fallback if rule.fallback is not None else rule.threshold
+    # A term is the vocabulary's word where it is one of its forms ("cars": "car"); else it
+    # is described as a word to add would be (unknown words raise before any scoring).
+    forms = known_forms(library, terms)
+    extra = [source.describe(t) for t in terms if t not in forms]
+    stored = library.semantic_vectors(after=after, before=before)
+    levels = _levels(library, stored, [e.vector for e in extra], rule, after or before)
+    added = [
+        Word(-1 - i, e.word, e.kind, e.vector, float(level), e.label, e.classes)
+        for i, (e, level) in enumerate(zip(extra, levels))
+    ]
+    vocabulary = Vocabulary.of([*held, *added])
+    position = {w: i for i, w in enumerate(vocabulary.words)}
+    columns = [position[forms.get(t, t)] for t in terms]
+    confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns)
+    combined = np.exp(np.log(np.maximum(confidence, 1e-12)).mean(axis=1)) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
-    threshold = check_score(min_score, "--min-score")
-    if threshold is not None:
-        order = order[combined[order] >= threshold]
-    return Ranking(stored.ids[order], combined[order])
+    best = float(combined[order[0]]) if len(order) else None
+    if floor is not None:
+        order = order[combined[order] >= floor]
+    return Ranking(stored.ids[order], combined[order], floor, best)
+
+
+def _levels(library: Library, stored, vectors: list[np.ndarray], rule, dated) -> np.ndarray:
+    """Levels of words not in the vocabulary, over the whole library whatever the dates asked for."""
+    if not vectors:
+        return np.zeros(0, np.float32)
+    every = library.semantic_vectors() if dated else stored
+    return word_levels(scores(every.semantic, np.stack(vectors)), rule)
 
 
 def search(

@@ -1,11 +1,12 @@
-"""The vocabulary: words, their vectors, and scoring stored semantic vectors against them.
+"""The vocabulary: words, what is known of each, and the confidence of each word on each photo.
 
-Every photo keeps its top ``tags_per_photo`` words. Because each photo's semantic vectors
-S are stored, a word added later is scored against the whole library from the database,
-without decoding a single photo: score = max over the M rows of <S_m, w> (the model's own
-rule, ``trainer.model.score``), corrected for hubness by the model's tag rule
-(``trainer.tagrule``: a part of each word's level, its mean or a quantile of its scores
-over the library, is subtracted).
+Every photo keeps its best ``tags_per_photo`` words by confidence (trainer.tagrule), and
+shows the ones the model's rule decides. Because each photo's semantic vectors S and the
+ImageNet classes its backbone recognised are stored, a word added later is scored against
+the whole library from the database, without decoding a single photo: its raw score is
+the model's own rule (max over the M rows of <S_m, w>), and its confidence adds what the
+model knows of the word (a label it was trained on, ImageNet classes below it in WordNet)
+and of the words it implies or that imply it (duck -> bird).
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from trainer.assets import normalise_word
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from trainer.errors import UserError
-from trainer.tagrule import TagRule
+from trainer.tagrule import TagRule, Words, class_mass, implied
 
-from .library import SEEN, ZERO_SHOT, Library, Rows
+from .library import DEFAULT, SEEN, USER, ZERO_SHOT, Library, NewWord, Rows
 
 # Rows of S scored at once: bounds memory whatever the library's size.
 _CHUNK = 16384
@@ -41,7 +43,9 @@ class VocabularyError(UserError, RuntimeError):
 
 class WordSource:
     """Vectors for words: a fixed table first (the library's vocabulary, a model's labels),
-    then the word embeddings, loaded only when a word is not in the table."""
+    then the word embeddings, loaded only when a word is not in the table. A word that is
+    a form of one of the model's labels ("boat" of the label "boats", "bike" of "bicycle":
+    one WordNet concept) takes that label's vector and is a seen word."""
 
     def __init__(
         self,
@@ -50,10 +54,12 @@ class WordSource:
         seen: Iterable[str] = (),
         dim: int | None = None,
         means: dict[str, float] | None = None,
+        labels: Iterable[str] | None = None,
     ) -> None:
         self.embeddings_id = embeddings
         self.table = dict(table or {})
         self.seen = {normalise_word(w) for w in seen}
+        self.labels = list(dict.fromkeys(normalise_word(w) for w in (self.seen if labels is None else labels)))
         self.dim = dim  # the model's word-vector size; None accepts any
         self.means = dict(means or {})  # library levels of the table's words, where computed
         self._vectors: WordVectors | None = None
@@ -82,21 +88,38 @@ class WordSource:
                 ) from exc
         return self._vectors
 
+    def label_of(self, word: str) -> str | None:
+        """The model label a word is (itself, or a form or synonym of it), or None."""
+        from trainer.wordnet import label_for
+
+        return label_for(word, self.labels)
+
     def kind(self, word: str) -> str:
-        return SEEN if normalise_word(word) in self.seen else ZERO_SHOT
+        return SEEN if self.label_of(word) in self.seen else ZERO_SHOT
 
     def vector(self, word: str) -> np.ndarray:
         """Unit vector of a word or phrase; raises ``UnknownWordError`` with suggestions."""
         key = normalise_word(word)
         if key in self.table:
             return np.asarray(self.table[key], dtype=np.float32)
-        vector = self.vectors.vector(key)
+        label = self.label_of(key)
+        if label is not None and label in self.table:
+            return np.asarray(self.table[label], dtype=np.float32)
+        vector = self.vectors.vector(label or key)
         if self.dim is not None and len(vector) != self.dim:
             raise VocabularyError(
                 f"The word vectors {self.embeddings_id!r} are {len(vector)}-d but the model needs {self.dim}-d "
                 f"vectors: pass --embeddings with the kind it was trained with."
             )
         return vector
+
+    def describe(self, word: str, origin: str | None = USER) -> NewWord:
+        """Everything a library keeps of a new word; raises ``UnknownWordError``."""
+        from trainer.wordnet import wordnet
+
+        key = normalise_word(word)
+        label = self.label_of(key)
+        return NewWord(key, self.kind(key), self.vector(key), label, wordnet().classes(key), origin)
 
     def neighbours(self, word: str, n: int = 10) -> list[tuple[str, float]]:
         return self.vectors.neighbours(normalise_word(word), n)
@@ -108,7 +131,7 @@ def check_embeddings(source: str) -> None:
 
 
 def scores(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
-    """N x W scores of stored S (N x M x d_w, any float type) against W word vectors:
+    """N x W raw scores of stored S (N x M x d_w, any float type) against W word vectors:
     ``trainer.model.score``'s rule (max over rows of <S_m, unit w>), in NumPy so that a
     search never pays for importing torch; tests hold the two equal."""
     words = np.asarray(vectors, dtype=np.float32)
@@ -145,7 +168,7 @@ def sample_rows(n: int) -> slice | np.ndarray:
 
 
 def needs_refresh(photos: int, photos_at_last: int | None) -> bool:
-    """Whether the library changed enough since its means were computed to compute them again."""
+    """Whether the library changed enough since its levels were computed to compute them again."""
     if not photos:
         return False
     if not photos_at_last:
@@ -155,7 +178,7 @@ def needs_refresh(photos: int, photos_at_last: int | None) -> bool:
 
 def word_levels(raw: np.ndarray, rule: TagRule) -> np.ndarray:
     """Each word's level over the photos (N x W raw scores -> W), from an even sample of a
-    large library: what the hubness correction subtracts a part of."""
+    large library: what the evidence ``over_level`` is measured from."""
     return rule.levels(raw[sample_rows(len(raw))])
 
 
@@ -164,73 +187,175 @@ def library_levels(semantic: np.ndarray | Rows, vectors: np.ndarray, rule: TagRu
     return word_levels(scores(semantic[sample_rows(len(semantic))], vectors), rule)
 
 
-def top_tags(
-    semantic: np.ndarray,
-    word_ids: np.ndarray,
-    vectors: np.ndarray,
-    k: int,
+@dataclass(frozen=True)
+class Vocabulary:
+    """A library's words as one scoring needs them, in word-id order: ids, names, vectors,
+    levels (0 where not computed yet), model labels, ImageNet classes, and for each word the
+    positions of the words that imply it."""
+
+    ids: np.ndarray
+    words: list[str]
+    vectors: np.ndarray  # W x d_w
+    levels: np.ndarray  # W
+    labels: list[str | None]
+    classes: list[np.ndarray]
+    implied_by: list[list[int]]
+
+    @classmethod
+    def of_library(cls, library: Library) -> Vocabulary:
+        return cls.of(library.words())
+
+    @classmethod
+    def of(cls, words: Sequence) -> Vocabulary:
+        """From ``Library.words()`` rows."""
+        from trainer.wordnet import implications
+
+        names = [w.word for w in words]
+        return cls(
+            np.array([w.id for w in words], dtype=np.int64),
+            names,
+            np.stack([w.vector for w in words]) if words else np.zeros((0, 1), np.float32),
+            np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32),
+            [w.label for w in words],
+            [np.zeros(0, np.int16) if w.classes is None else w.classes for w in words],
+            implications(tuple(names)) if words else [],
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def above(self, positions: Iterable[int]) -> list[int]:
+        """The positions of the words these words imply (duck -> bird, animal)."""
+        wanted = set(positions)
+        return [j for j, below in enumerate(self.implied_by) if wanted & set(below)]
+
+
+def _mass(
+    classes: np.ndarray | Rows | None, word_classes: Sequence[np.ndarray]
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """N x W ImageNet mass of each word, and which photos recorded their classes at all."""
+    if classes is None:
+        return None, np.zeros(0, bool)
+    from trainer.wordnet import IMAGENET_CLASSES
+
+    record = np.asarray(classes, dtype=np.float32)
+    indices = record[:, 0].astype(np.int64)
+    recorded = indices[:, 0] >= 0
+    return class_mass(indices, record[:, 1], word_classes, IMAGENET_CLASSES), recorded
+
+
+def confidences(
+    semantic: np.ndarray | Rows,
+    classes: np.ndarray | Rows | None,
+    vocabulary: Vocabulary,
+    rule: TagRule,
+    columns: Sequence[int] | None = None,
     *,
-    means: np.ndarray | None = None,
-    rule: TagRule = TagRule(),
-) -> list[list[tuple[int, float]]]:
-    """Each photo's k best words as (word id, corrected score), best first."""
-    if len(word_ids) == 0:
-        return [[] for _ in range(len(semantic))]
-    s = scores(semantic, vectors)
-    if means is not None:
-        s = rule.correct(s, means)
-    k = min(k, s.shape[1])
-    best = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    out = []
-    for row, cols in zip(s, best):
-        cols = cols[np.argsort(-row[cols], kind="stable")]
-        out.append([(int(word_ids[c]), float(row[c])) for c in cols])
+    raw: np.ndarray | None = None,
+) -> np.ndarray:
+    """N x W: the confidence of each vocabulary word (or of the words at ``columns``) on
+    each photo, the words that imply it included. ``raw``: the raw scores of ``columns``
+    when the caller has them already."""
+    wanted = list(range(len(vocabulary))) if columns is None else list(columns)
+    needed = list(dict.fromkeys(wanted + [a for c in wanted for a in vocabulary.implied_by[c]]))
+    at = {p: i for i, p in enumerate(needed)}
+    words = Words(
+        vocabulary.levels[needed], [vocabulary.labels[p] for p in needed], [vocabulary.classes[p] for p in needed]
+    )
+    below = [[at[a] for a in vocabulary.implied_by[p] if a in at] for p in needed]
+    out = np.empty((len(semantic), len(wanted)), np.float32)
+    for start in range(0, len(semantic), _CHUNK):
+        part = scores(semantic[start : start + _CHUNK], vocabulary.vectors[needed])
+        if raw is not None:
+            part[:, : len(wanted)] = raw[start : start + _CHUNK]
+        mass, recorded = _mass(None if classes is None else classes[start : start + _CHUNK], words.classes)
+        confidence = rule.confidence(part, words, mass, recorded)
+        out[start : start + _CHUNK] = implied(confidence, below, rule.threshold)[:, : len(wanted)]
     return out
 
 
-def vocabulary_matrix(library: Library) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Word ids, their vectors (W x d_w) and their library means (0 where not computed yet)."""
-    words = library.words()
-    if not words:
-        return np.zeros(0, np.int64), np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-    return (
-        np.array([w.id for w in words], dtype=np.int64),
-        np.stack([w.vector for w in words]),
-        np.array([0.0 if w.mean is None else w.mean for w in words], dtype=np.float32),
-    )
+def top_tags(
+    semantic: np.ndarray | Rows,
+    classes: np.ndarray | Rows | None,
+    vocabulary: Vocabulary,
+    k: int,
+    rule: TagRule = TagRule(),
+) -> list[list[tuple[int, float, bool]]]:
+    """Each photo's k most confident words as (word id, confidence, shown), best first."""
+    if not len(vocabulary):
+        return [[] for _ in range(len(semantic))]
+    out = []
+    for start in range(0, len(semantic), _CHUNK):
+        c = confidences(
+            semantic[start : start + _CHUNK],
+            None if classes is None else classes[start : start + _CHUNK],
+            vocabulary,
+            rule,
+        )
+        shown = rule.kept(c)
+        kk = min(k, c.shape[1])
+        best = np.argpartition(-c, kk - 1, axis=1)[:, :kk]
+        for row, on, cols in zip(c, shown, best):
+            cols = cols[np.lexsort((vocabulary.ids[cols], -row[cols]))]
+            out.append([(int(vocabulary.ids[j]), float(row[j]), bool(on[j])) for j in cols])
+    return out
 
 
 def add_words(library: Library, words: Sequence[str], source: WordSource) -> dict[str, int]:
     """Add words (checked against the word vectors first: nothing is written if one is
     unknown), score the whole library against them from the stored vectors, and return
-    how many present photos carry each word among their top tags."""
+    how many present photos show each word. A word already there, or a form of one
+    ("cars" beside "car"), is not added again (``known_forms`` says which)."""
     if library.model_id is None:  # its words would miss the model's own, and their kinds
         raise VocabularyError("The library has no photos tagged yet: run `epsilon-tag scan FOLDER` first.")
     wanted = list(dict.fromkeys(normalise_word(w) for w in words if normalise_word(w)))
     if not wanted:
         raise VocabularyError("Give at least one word to add.")
-    existing = {w.word for w in library.words()}
-    entries = [(w, source.kind(w), source.vector(w)) for w in wanted if w not in existing]
+    present = known_forms(library, wanted)
+    entries = [source.describe(w) for w in wanted if w not in present]
     rule = library.tag_rule
     with library.transaction():
         if entries:
             stored = library.semantic_vectors(floors=True)
-            photo_ids = stored.ids
-            raw = scores(stored.semantic, np.stack([e[2] for e in entries]))
-            means = word_levels(raw, rule)
-            new_ids = library.add_words(entries, list(means))
-            new_scores = rule.correct(raw, means)
-            rows, cols = np.nonzero(new_scores > stored.floor[:, None])  # where a new word beats a photo's floor
-            offers = zip(photo_ids[rows].tolist(), np.asarray(new_ids)[cols].tolist(), new_scores[rows, cols].tolist())
-            library.offer_tags(list(offers))
-    ids = {w.word: w.id for w in library.words() if w.word in wanted}
-    counts = library.word_counts(list(ids.values()))
-    return {w: counts.get(ids[w], 0) for w in wanted}
+            raw = scores(stored.semantic, np.stack([e.vector for e in entries]))
+            new_ids = library.add_words(entries, list(word_levels(raw, rule)))
+            vocabulary = Vocabulary.of_library(library)
+            columns = [int(np.flatnonzero(vocabulary.ids == i)[0]) for i in new_ids]
+            confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
+            offers: list[tuple[int, int, float]] = []
+            for c, column in enumerate(columns):
+                # The new word where it beats a photo's floor, and every word it implies there.
+                rows = np.flatnonzero(confidence[:, c] > stored.floor)
+                for target in [column, *vocabulary.above([column])]:
+                    word_id = int(vocabulary.ids[target])
+                    offers += zip(stored.ids[rows].tolist(), [word_id] * len(rows), confidence[rows, c].tolist())
+            library.offer_tags(offers)
+    ids = {w.word: w.id for w in library.words()}
+    counts = library.word_counts([ids[w] for w in wanted if w in ids])
+    return {w: counts.get(ids.get(present.get(w, w), -1), 0) for w in wanted}
+
+
+def known_forms(library: Library, words: Sequence[str]) -> dict[str, str]:
+    """Which of these words the vocabulary already holds, itself or as a form of one of its
+    words (plural, synonym: one WordNet concept): word -> the vocabulary's word."""
+    from trainer.wordnet import wordnet
+
+    held = [w.word for w in library.words()]
+    net = wordnet()
+    concepts = {net.concept(w): w for w in held}
+    out = {}
+    for word in words:
+        if word in held:
+            out[word] = word
+        elif net.concept(word) in concepts:
+            out[word] = concepts[net.concept(word)]
+    return out
 
 
 def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
-    """Remove words and give the photos that carried them their next best words.
-    Returns how many photos each word was taken from."""
+    """Remove words and give the photos that carried them their next best words (and the
+    words they implied their own confidence again). Returns how many photos each word was
+    taken from."""
     by_word = {w.word: w for w in library.words()}
     wanted = list(dict.fromkeys(normalise_word(w) for w in words))
     for word in wanted:
@@ -241,24 +366,29 @@ def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
     ids = [by_word[w].id for w in wanted]
     counts = library.word_counts(ids)
     taken = {w: counts.get(by_word[w].id, 0) for w in wanted}
+    vocabulary = Vocabulary.of_library(library)
+    positions = [int(np.flatnonzero(vocabulary.ids == i)[0]) for i in ids]
+    above = [int(vocabulary.ids[j]) for j in vocabulary.above(positions)]
     with library.transaction():
-        affected = library.photos_tagged(ids)
+        affected = library.photos_tagged(ids + above)
         library.remove_words(ids)
         retag(library, affected)
     return taken
 
 
 def retag(library: Library, photo_ids: Sequence[int] | np.ndarray | None = None) -> int:
-    """Recompute the top tags of some photos (all when None) from their stored vectors;
-    only the tag rows that change are written."""
-    word_ids, vectors, means = vocabulary_matrix(library)
+    """Recompute the stored tags of some photos (all when None) from their stored vectors
+    and classes; only the tag rows that change are written."""
+    vocabulary = Vocabulary.of_library(library)
     stored = library.semantic_vectors(ids=photo_ids)
-    ids, semantic = stored.ids, stored.semantic
+    ids = stored.ids
     k, rule = library.tags_per_photo, library.tag_rule
     with library.transaction():
         for start in range(0, len(ids), _CHUNK):
             chunk_ids = [int(i) for i in ids[start : start + _CHUNK]]
-            chunk = top_tags(semantic[start : start + _CHUNK], word_ids, vectors, k, means=means, rule=rule)
+            part = slice(start, start + _CHUNK)
+            classes = None if stored.classes is None else stored.classes[part]
+            chunk = top_tags(stored.semantic[part], classes, vocabulary, k, rule)
             library.replace_tags(dict(zip(chunk_ids, chunk)), library.tags_of(chunk_ids), keep_floors=True)
     return len(ids)
 
@@ -269,14 +399,27 @@ def renormalise(library: Library, *, force: bool = False) -> bool:
     count = library.count_scored()
     if not force and not needs_refresh(count, library.get_meta("means_photos")):
         return False
-    word_ids, vectors, _ = vocabulary_matrix(library)
+    words = library.words()
     with library.transaction():
         stored = library.semantic_vectors()
+        vectors = np.stack([w.vector for w in words]) if words else np.zeros((0, 1), np.float32)
         levels = library_levels(stored.semantic, vectors, library.tag_rule)
-        library.set_word_means(dict(zip(word_ids.tolist(), levels.tolist())))
+        library.set_word_means(dict(zip([w.id for w in words], levels.tolist())))
         library.set_meta(means_photos=len(stored))
         retag(library)
     return True
+
+
+def describe_missing(library: Library, source: WordSource) -> int:
+    """Work out the model label and ImageNet classes of words stored without them (a library
+    older than their record); returns how many."""
+    from trainer.wordnet import wordnet
+
+    missing = [w for w in library.words() if w.classes is None]
+    if missing:
+        net = wordnet()
+        library.describe_words({w.id: (source.label_of(w.word), net.classes(w.word)) for w in missing})
+    return len(missing)
 
 
 def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:
@@ -291,13 +434,15 @@ def ensure_vocabulary(library: Library, source: WordSource, words: Sequence[str]
     return added, unknown
 
 
-def fill_vocabulary(library: Library, source: WordSource, words: Sequence[str]) -> tuple[int, list[str]]:
-    """Add ``words`` with their vectors; returns (added, words the vectors do not know).
-    A source that cannot be read at all is an error (VocabularyError), not unknown words."""
+def fill_vocabulary(
+    library: Library, source: WordSource, words: Sequence[str], origin: str | None = DEFAULT
+) -> tuple[int, list[str]]:
+    """Add ``words`` with everything known of them; returns (added, words the vectors do not
+    know). A source that cannot be read at all is an error (VocabularyError), not unknown words."""
     entries, unknown = [], []
     for word in words:
         try:
-            entries.append((word, source.kind(word), source.vector(word)))
+            entries.append(source.describe(word, origin))
         except UnknownWordError:  # no vector for this word: the rest still make a vocabulary
             unknown.append(word)
     library.add_words(entries)

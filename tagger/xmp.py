@@ -153,10 +153,9 @@ def export_sidecars(
     min_score: float | None = None,
     top: int | None = None,
 ) -> tuple[int, int, list[tuple[str, str]]]:
-    """Write every present photo's kept tags to its sidecar: those the model's tag rule
-    keeps, or, with ``min_score``, every stored tag scoring at least that; at most ``top``.
+    """Write every present photo's tags to its sidecar: those it shows (the model's tag rule),
+    or, with ``min_score``, every stored tag at least that confident; at most ``top``.
     Returns (sidecars written new, sidecars merged, [(path, reason) that failed])."""
-    floor = library.tag_rule.min_score if min_score is None else min_score
     written = merged = 0
     failed: list[tuple[str, str]] = []
     photos = list(library.present_photos(under))
@@ -180,8 +179,8 @@ def export_sidecars(
     for row in photos:
         if row["path"] in clashing:
             continue
-        tags = library.photo_tags(row["id"], every=True)
-        keywords = [t["word"] for t in tags if floor is None or t["score"] >= floor][:top]
+        tags = library.photo_tags(row["id"], every=min_score is not None)
+        keywords = [t["word"] for t in tags if min_score is None or t["score"] >= min_score][:top]
         try:
             _, existed = write_sidecar(row["path"], keywords, naming)
         except SidecarError as exc:

@@ -75,7 +75,7 @@ def entry_point(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def candidates_model(tmp_path_factory) -> Path:
-    """The shipped model with its keep threshold off: every stored candidate tag is shown.
+    """The shipped model with its threshold off: every stored candidate tag is shown.
     The generated test photos are colour blobs, of which the shipped rule (rightly) keeps no
     tag; tests of browsing and export need photos that show some."""
     from trainer.assets import asset_path
@@ -84,5 +84,5 @@ def candidates_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "candidates"
     shutil.copytree(asset_path("default"), folder)
     tagging = Bundle.load(folder).tagging
-    Bundle.update_config(folder, tagging={**tagging, "min_score": None})
+    Bundle.update_config(folder, tagging={**tagging, "threshold": None, "fallback": None})
     return folder

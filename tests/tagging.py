@@ -62,13 +62,13 @@ def synthetic_library(
 ):
     """A library of ``photos`` fake photos with random unit semantic vectors, tagged
     against ``words`` (a list of (word, unit vector)), written through the library API;
-    with ``rule`` (a model's tagging section) the library's word means are then computed
+    with ``rule`` (a model's tagging section) the library's word levels are then computed
     and every photo re-tagged by it, as a scan does. ``common`` (a d-vector) is added to
     every row before normalising: a direction all photos share, as hub words exploit."""
     import numpy as np
 
-    from tagger.library import Library, PhotoRecord
-    from tagger.vocabulary import top_tags, vocabulary_matrix
+    from tagger.library import DEFAULT, Library, NewWord, PhotoRecord
+    from tagger.vocabulary import Vocabulary, top_tags
 
     rng = np.random.default_rng(seed)
     library = Library(path)
@@ -80,15 +80,15 @@ def synthetic_library(
         tags_per_photo=k,
         tag_rule=rule,
     )
-    library.add_words([(w, "zero-shot", v) for w, v in words])
-    word_ids, vectors, _ = vocabulary_matrix(library)
+    library.add_words([NewWord(w, "zero-shot", v, None, np.zeros(0, np.int16), DEFAULT) for w, v in words])
+    vocabulary = Vocabulary.of_library(library)
     for start in range(0, photos, batch):
         semantic = rng.standard_normal((min(batch, photos - start), m, d)).astype(np.float32)
         if common is not None:
             semantic += np.asarray(common, dtype=np.float32)
         semantic /= np.linalg.norm(semantic, axis=-1, keepdims=True)
         semantic = semantic.astype(np.float16)
-        tags = top_tags(semantic, word_ids, vectors, k)
+        tags = top_tags(semantic, None, vocabulary, k, library.tag_rule)
         library.save_batch(
             [
                 PhotoRecord(
@@ -115,20 +115,21 @@ def synthetic_library(
 
 
 def assert_tags_consistent(library) -> None:
-    """The library's invariant: every present photo's first ``tags_per_photo`` stored tags
-    are the top tags of the current vocabulary recomputed from its S (with the stored word
-    means and tag rule), and any row after them is below the keep threshold (never shown)."""
+    """The library's invariant: every present photo's first ``tags_per_photo`` stored tags are the
+    most confident words of the current vocabulary recomputed from its S and classes (with
+    the stored word levels and tag rule), each shown as the rule decides, and any row after
+    them is not shown."""
     import numpy as np
 
-    from tagger.vocabulary import top_tags, vocabulary_matrix
+    from tagger.vocabulary import Vocabulary, top_tags
 
     stored = library.semantic_vectors()
-    word_ids, vectors, means = vocabulary_matrix(library)
-    expected = top_tags(stored.semantic, word_ids, vectors, library.tags_per_photo, means=means, rule=library.tag_rule)
+    k = library.tags_per_photo
+    expected = top_tags(stored.semantic, stored.classes, Vocabulary.of_library(library), k, library.tag_rule)
     got = library.tags_of(stored.ids)
-    kept_from = library._kept_from()
     for photo_id, want in zip(stored.ids.tolist(), expected):
-        have, beyond = got[photo_id][: library.tags_per_photo], got[photo_id][library.tags_per_photo :]
-        assert all(score < kept_from for _, score, _ in beyond), f"photo {photo_id}: {beyond} would be shown"
-        assert [w for w, _, _ in have] == [w for w, _ in want], f"photo {photo_id}: {have} != {want}"
-        np.testing.assert_allclose([s for _, s, _ in have], [s for _, s in want], atol=1e-5)
+        have, beyond = got[photo_id][:k], got[photo_id][k:]
+        assert not any(shown for _, _, shown in beyond), f"photo {photo_id}: {beyond} would be shown"
+        assert [w for w, _, _ in have] == [w for w, _, _ in want], f"photo {photo_id}: {have} != {want}"
+        np.testing.assert_allclose([s for _, s, _ in have], [s for _, s, _ in want], atol=1e-5)
+        assert [bool(on) for _, _, on in have] == [on for _, _, on in want], f"photo {photo_id}: shown flags differ"

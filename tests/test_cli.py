@@ -98,7 +98,7 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together with shapes (3,50) (8,50)")
 
-    monkeypatch.setattr(tagger.search, "search", broken)
+    monkeypatch.setattr(tagger.search, "rank", broken)
     crashed = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
     assert crashed.exit_code == 1 and isinstance(crashed.exception, ValueError)
     assert BUG.format(where="below") in crashed.stderr and "Error:" not in crashed.stderr
@@ -106,7 +106,7 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     def mistake(*args, **kwargs):
         raise InputError("--after takes a date like 2021")
 
-    monkeypatch.setattr(tagger.search, "search", mistake)
+    monkeypatch.setattr(tagger.search, "rank", mistake)
     told = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
     assert told.exit_code == 2 and told.stderr.strip() == "Error: --after takes a date like 2021"
     assert issubclass(InputError, ValueError) and issubclass(InputError, UserError)

@@ -69,3 +69,26 @@ def test_held_out_fold_is_seeded_disjoint_and_capped():
     np.testing.assert_array_equal(held, held_out_fold(100, 0.1, seed=3)[1])
     assert not np.array_equal(held, held_out_fold(100, 0.1, seed=4)[1])
     assert len(held_out_fold(100, 0.5, seed=0, limit=7)[1]) == 7
+
+
+def test_a_tagged_folder_marks_every_word_on_every_photo(tmp_path):
+    from tests.photo_factory import make_photo
+    from trainer.datasets.tagged import groups
+
+    root = tmp_path / "tagged"
+    root.mkdir()
+    make_photo(root / "a.jpg", seed=1)
+    make_photo(tmp_path / "beside" / "b.jpg", seed=2)  # paths may start at the folder above
+    (root / "vocabulary.txt").write_text("sky\nboat\nPolar Bear\n")
+    (root / "labels.tsv").write_text("set\tpath\twords\none\ta.jpg\tsky;boat\ntwo\tbeside/b.jpg\t\n")
+    data = load_dataset("tagged", root)
+    assert data.seen_labels == ["sky", "boat", "polar bear"] and len(data.train) == 0
+    assert [p.name for p in data.test.images] == ["a.jpg", "b.jpg"]
+    np.testing.assert_array_equal(data.test.seen, [[1, 1, -1], [-1, -1, -1]])  # unmarked: absent
+    assert groups(root) == ["one", "two"]
+    (root / "labels.tsv").write_text("path\twords\na.jpg\tzeppelin\n")
+    with pytest.raises(DataError, match="marked 'zeppelin', which vocabulary.txt lacks"):
+        load_dataset("tagged", root)
+    (root / "labels.tsv").write_text("path\twords\n../../etc/hostname\tsky\n")
+    with pytest.raises(DataError, match="not a file under"):
+        load_dataset("tagged", root)

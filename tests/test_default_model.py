@@ -35,23 +35,23 @@ def test_default_bundle_is_complete_and_small(default):
 
 
 def test_the_shipped_tag_rule_is_the_one_its_validation_run_chose(default):
-    """`epsilon-train calibrate --write` stores every correction's best row and the keep
-    threshold's row beside the rule: the rule must be what those rows choose."""
-    from trainer.calibrate import QUANTILES, STRENGTHS, _best
+    """`epsilon-train calibrate --write` stores the threshold grid it chose from beside the
+    rule: the shipped threshold must be the grid's best F0.5 (ties: the lower threshold), its
+    fallback at or below it, and its seen-label calibration cover the model's own labels."""
+    from trainer.calibrate import THRESHOLDS
     from trainer.tagrule import TagRule
 
     tagging = default.tagging
-    rows = tagging["validation"]
-    assert {(r["quantile"], r["strength"]) for r in rows} == {
-        (q, s) for q in QUANTILES for s in STRENGTHS if s or q is None
-    }
-    best = _best(rows)
     chosen = TagRule.from_dict(tagging)
-    assert (chosen.quantile, chosen.strength) == (best["quantile"], best["strength"])
-    assert chosen.min_score == tagging["threshold_over_vocabulary"]["min_score"]
-    over = tagging["threshold_over_vocabulary"]
-    assert (over["quantile"], over["strength"]) == (chosen.quantile, chosen.strength)
-    assert tagging["chosen_on"] == ["corel5k-held-out", "coco-open_images_5"]
+    grid = tagging["validation"]["threshold_grid"]
+    assert [row["threshold"] for row in grid] == list(THRESHOLDS)
+    best = max(grid, key=lambda r: (round(r["f_half"], 4), -r["threshold"]))
+    assert chosen.threshold == best["threshold"]
+    assert chosen.fallback is not None and chosen.fallback <= chosen.threshold
+    assert chosen.seen is not None and set(chosen.seen.words) == set(default.seen_labels)
+    assert tagging["chosen_on"] == ["tagged-everyday_tags", "corel5k-held-out"]
+    chosen_figures = tagging["validation"]["chosen"]
+    assert chosen_figures["precision"] > 0.6 and chosen_figures["photos_showing_nothing"] <= 0.03 * 240
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from tagger.library import SCHEMA_VERSION, Library, LibraryError, PhotoRecord
+from tagger.library import SCHEMA_VERSION, Library, LibraryError, NewWord, PhotoRecord
 
 
 def record(path: str) -> PhotoRecord:
@@ -41,7 +41,7 @@ def test_a_failed_batch_leaves_no_trace(tmp_path):
     library.set_meta(model_id="m", semantic_shape=[2, 3])
     library.save_batch([record("/a.jpg")], [], "m")
     bad = record("/b.jpg")
-    bad.tags = [(999, 0.5)]  # a word that does not exist: the foreign key fails mid-batch
+    bad.tags = [(999, 0.5, True)]  # a word that does not exist: the foreign key fails mid-batch
     with pytest.raises(sqlite3.IntegrityError):
         library.save_batch([record("/c.jpg"), bad], [], "m")
     assert sorted(library.known_photos()) == ["/a.jpg"]
@@ -128,10 +128,20 @@ def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path, table):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, no -shm
 
 
+def as_version_4(library: Library) -> None:
+    """Set a library made by this version back to what version 4 wrote (before schema 5)."""
+    library.db.execute("DROP INDEX tags_shown")
+    for table, column in (("tags", "shown"), ("vectors", "classes"), ("photos", "read_version")):
+        library.db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    for column in ("label", "classes", "origin"):
+        library.db.execute(f"ALTER TABLE words DROP COLUMN {column}")
+
+
 def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path):
     db = tmp_path / "lib.db"
     with Library(db) as library:  # made by this version, then set back to what version 1 wrote
-        library.add_words([("sky", "seen", np.ones(4, np.float32))])
+        library.add_words([NewWord("sky", "seen", np.ones(4, np.float32))])
+        as_version_4(library)
         library.db.execute("ALTER TABLE words DROP COLUMN mean")
         library.db.execute("DROP TABLE floors")
         library.db.execute("CREATE INDEX vectors_floor ON vectors(floor)")
@@ -150,12 +160,14 @@ def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path):
     db = tmp_path / "lib.db"
     with synthetic_library(db, 12, words, k=3) as library:  # then set back to what version 2 wrote
         floors = dict(library.db.execute("SELECT photo_id, floor FROM floors").fetchall())
+        as_version_4(library)
         library.db.execute("CREATE INDEX vectors_floor ON vectors(floor)")
         library.db.conn.executemany(
             "UPDATE vectors SET floor = ? WHERE photo_id = ?", [(f, i) for i, f in floors.items()]
         )
         library.db.execute("DROP TABLE floors")
         library.db.execute("PRAGMA user_version = 2")
+        library.db.conn.commit()  # the UPDATE opened a transaction: without this, closing rolls it back
     with Library(db) as library:
         assert library.schema_version == SCHEMA_VERSION
         assert dict(library.db.execute("SELECT photo_id, floor FROM floors").fetchall()) == floors
@@ -175,8 +187,10 @@ def test_a_version_3_library_keeps_its_tags_and_their_order(tmp_path):
         before = library.tags_of(list(range(1, 16)))
         shown = library.photo_tags(4)
         # Version 3 kept each tag's rank; what it left there is never read again.
+        as_version_4(library)
         library.db.execute("UPDATE tags SET rank = 99 - word_id")
         library.db.execute("PRAGMA user_version = 3")
+        library.db.conn.commit()  # the UPDATE opened a transaction: without this, closing rolls it back
     with Library(db) as library:
         assert library.schema_version == SCHEMA_VERSION
         assert library.tags_of(list(range(1, 16))) == before  # ranks read from the scores

@@ -282,12 +282,12 @@ def test_an_epsilon_train_bundle_plugs_into_the_tagger(tmp_path, dataset):
     words = {r["word"]: r["kind"] for r in tag_json(db, "vocab", "list")}
     unseen = "albatross" if dataset == "corel5k" else "sunset"  # zero-shot words of each split
     assert words[unseen] == "zero-shot" and "seen" in words.values()
-    assert len(tag_json(db, "search", unseen)) == 3
+    assert len(tag_json(db, "search", unseen)["hits"]) == 3  # a model without a tag rule: no floor
     # The library remembers its model: a plain rescan reads nothing again...
     assert tag_json(db, "scan", tmp_path / "lib", "-q")["unchanged"] == 3
     # ...and another model re-reads every photo.
     assert tag_json(db, "scan", tmp_path / "lib", "-q", "--model", default_model())["updated"] == 3
-    assert len(tag_json(db, "search", "zeppelin")) == 3
+    assert len(tag_json(db, "search", "zeppelin", "--min-score", "0")["hits"]) == 3
 
 
 def default_model():
@@ -307,7 +307,7 @@ def test_a_missing_photo_back_at_its_path_is_present_again(tmp_path):
     back = tag_json(db, "scan", lib, "-q")
     assert (back["unchanged"], back["new"], back["moved"]) == (3, 0, 0)
     assert photo(db, paths[0])["photo"]["status"] == "ok"
-    assert str(paths[0]) in tag(db, "search", "water").split("\n")
+    assert str(paths[0]) in tag(db, "search", "water", "--min-score", "0").split("\n")
 
 
 @pytest.mark.slow
@@ -356,7 +356,7 @@ def test_a_renamed_root_is_a_move_and_the_old_root_is_forgotten(tmp_path):
     report = tag_json(db, "scan", tmp_path / "lib2", "-q")
     assert (report["moved"], report["new"], report["missing"]) == (4, 0, 0)
     assert report["forgotten_roots"] == [str(tmp_path / "lib")]
-    hits = tag_json(db, "search", "boat")
+    hits = tag_json(db, "search", "boat", "--min-score", "0")["hits"]
     assert len(hits) == 4 and all(h["path"].startswith(str(tmp_path / "lib2")) for h in hits)
     assert {p.name: photo(db, p, "--all")["tags"] for p in (tmp_path / "lib2").rglob("*.jpg")} == before
     assert tag_json(db, "roots", "list") == [{"root": str(tmp_path / "lib2"), "photos": 4, "present": True}]
@@ -415,7 +415,8 @@ def test_a_folder_reached_by_a_link_is_one_set_of_photos(tmp_path):
 
 def test_a_rescan_takes_the_rule_its_model_was_given_since(tmp_path, candidates_model):
     """`epsilon-train calibrate --write` (or an upgrade) gives a model a new tag rule
-    without new weights: the next scan adopts it, re-reading no photo."""
+    without new weights: the next scan adopts it and re-tags every photo from its stored S
+    and classes, re-reading none."""
     import shutil
 
     import numpy as np
@@ -430,35 +431,38 @@ def test_a_rescan_takes_the_rule_its_model_was_given_since(tmp_path, candidates_
     make_library(tmp_path / "lib", 3)
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "lib", "-q", "--model", model)
-    stored = "SELECT photo_id, word_id, score FROM tags ORDER BY photo_id, word_id"
+    stored = "SELECT photo_id, word_id, score, shown FROM tags ORDER BY photo_id, word_id"
     before = rows(db, stored)
     with Library(db) as library:
         first = library.tag_rule
-    assert first.min_score is None and first.strength == 0.75
+    assert first.threshold is None and first.quantile == 0.9 and all(r[3] for r in before)
 
-    # A new threshold: it only says which stored tags show.
-    Bundle.update_config(model, tagging={**first.to_dict(), "min_score": 0.3})
+    # A threshold: fewer tags show.
+    Bundle.update_config(model, tagging={**first.to_dict(), "threshold": 0.3})
     assert tag_json(db, "scan", "-q")["unchanged"] == 3
     with Library(db) as library:
-        assert library.tag_rule.min_score == 0.3
-    assert rows(db, stored) == before
+        assert library.tag_rule.threshold == 0.3
+        assert_tags_consistent(library)
+    shown = rows(db, stored)  # a general word is lifted by shown words alone now: candidates may change too
+    assert 0 < sum(r[3] for r in shown) < sum(r[3] for r in before)
 
-    # A new strength: the stored scores are corrected by it, so every photo is re-tagged.
-    Bundle.update_config(model, tagging={"strength": 0.25, "min_score": None, "max_tags": 10})
+    # New weights: every confidence moves.
+    weights = {**first.to_dict()["weights"], "score": first.weights[0] + 1.0}
+    Bundle.update_config(model, tagging={**first.to_dict(), "threshold": 0.3, "weights": weights})
     assert tag_json(db, "scan", "-q")["unchanged"] == 3
     with Library(db) as library:
-        assert library.tag_rule.strength == 0.25
+        assert library.tag_rule.weights[0] == first.weights[0] + 1.0
         assert_tags_consistent(library)
     retagged = rows(db, stored)
-    assert retagged != before
+    assert retagged != shown
 
-    # A new level (a quantile for the mean): every word's level is computed again, then every photo re-tagged.
-    Bundle.update_config(model, tagging={"strength": 0.25, "min_score": None, "max_tags": 10, "quantile": 0.9})
+    # A new level (the mean for the quantile): every word's level is computed again, then every photo re-tagged.
+    Bundle.update_config(model, tagging={**first.to_dict(), "threshold": 0.3, "weights": weights, "quantile": None})
     assert tag_json(db, "scan", "-q")["unchanged"] == 3
     with Library(db) as library:
-        assert library.tag_rule.quantile == 0.9
+        assert library.tag_rule.quantile is None
         assert_tags_consistent(library)
         words = library.words()
         raw = scores(library.semantic_vectors().semantic, np.stack([w.vector for w in words]))
-        np.testing.assert_allclose([w.mean for w in words], np.quantile(raw, 0.9, axis=0), atol=1e-6)
+        np.testing.assert_allclose([w.mean for w in words], raw.mean(axis=0), atol=1e-6)
     assert rows(db, stored) != retagged

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from tagger.library import Library
-from tagger.vocabulary import WordSource, scores
+from tagger.vocabulary import Vocabulary, confidences
 from tests.conftest import DATA
 from tests.photo_factory import make_photo
 from tests.tagging import run_script, tag, tag_json
-from tests.test_tagrule import level
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def corel_library(
 
 
 def precision_at_10(db, labels, query: str, label: str) -> tuple[int, float]:
-    paths = tag(db, "search", query, "-n", "10").split("\n")[:10]
+    paths = tag(db, "search", query, "-n", "10", "--min-score", "0").split("\n")[:10]
     chance = 10 * np.mean([label in words for words in labels.values()])
     return sum(label in labels[p] for p in paths), chance
 
@@ -74,52 +73,59 @@ def small_library(tmp_path):
     return db, folder
 
 
+def every_hit(db, *words):
+    """Every photo ranked for the words (--min-score 0): the synthetic photos match no real word well."""
+    return tag_json(db, "search", *words, "--min-score", "0")["hits"]
+
+
 def test_json_limits_dates_and_scores_follow_the_model(small_library):
     db, folder = small_library
-    hits = tag_json(db, "search", "beach")
+    found = tag_json(db, "search", "beach", "--min-score", "0")
+    hits = found["hits"]
+    assert found["floor"] == 0.0 and found["matches"] == 4 and found["query"] == ["beach"]
     assert len(hits) == 4 and all({"path", "score", "taken_at"} <= set(h) for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    # The score is the model's rule, corrected by its tag rule (a part of the word's level
-    # over the library off: its mean or a quantile), recomputed here from the stored vectors.
+    # The score is the word's confidence on the photo, as its tags have it (trainer.tagrule),
+    # recomputed here from the stored vectors and classes through the tagging path.
     with Library(db) as library:
         stored = library.semantic_vectors()
-        ids, semantic = stored.ids, stored.semantic
-        source = WordSource.of_library(library)
-        raw = scores(semantic, source.vector("beach")[None])[:, 0]
-        expected = raw - library.tag_rule.strength * source.means["beach"]
-        rule = library.tag_rule
-        assert rule.strength > 0 and source.means["beach"] == pytest.approx(level(raw, rule.quantile), abs=1e-5)
-        by_path = {library.photos([i])[i]["path"]: s for i, s in zip(ids.tolist(), expected)}
+        vocabulary = Vocabulary.of_library(library)
+        column = vocabulary.words.index("beach")
+        expected = confidences(stored.semantic, stored.classes, vocabulary, library.tag_rule, [column])[:, 0]
+        by_path = {library.photos([i])[i]["path"]: s for i, s in zip(stored.ids.tolist(), expected)}
+        floor = library.tag_rule.fallback
     for hit in hits:
         assert hit["score"] == pytest.approx(by_path[hit["path"]], abs=1e-4)
-    assert len(tag_json(db, "search", "beach", "-n", "2")) == 2
-    assert {h["taken_at"][:4] for h in tag_json(db, "search", "beach", "--after", "2020")} == {"2020", "2021"}
-    assert {h["taken_at"][:4] for h in tag_json(db, "search", "beach", "--before", "2020-07-15")} == {"2019", "2020"}
-    assert tag_json(db, "search", "beach", "--after", "2020-01", "--before", "2021")[0]["taken_at"].startswith(
-        "2020-07"
-    )
+    # Without --min-score: the photos from the relevance floor up, and the floor said.
+    default = tag_json(db, "search", "beach")
+    assert default["floor"] == floor and default["matches"] == sum(s >= floor for s in by_path.values())
+    assert len(tag_json(db, "search", "beach", "-n", "2", "--min-score", "0")["hits"]) == 2
+    assert {h["taken_at"][:4] for h in every_hit(db, "beach", "--after", "2020")} == {"2020", "2021"}
+    assert {h["taken_at"][:4] for h in every_hit(db, "beach", "--before", "2020-07-15")} == {"2019", "2020"}
+    assert every_hit(db, "beach", "--after", "2020-01", "--before", "2021")[0]["taken_at"].startswith("2020-07")
     cut = hits[1]["score"] - 5e-5  # JSON rounds scores to 4 decimals: just below the second
-    assert len(tag_json(db, "search", "beach", "--min-score", cut)) == 2
+    assert len(tag_json(db, "search", "beach", "--min-score", cut)["hits"]) == 2
     assert tag(db, "search", "beach", "--after", "June", code=2) == ""
+    assert tag(db, "search", "beach", "--min-score", "2", code=2) == ""  # a confidence lies in 0..1
 
 
-def test_several_words_rank_by_their_mean_score(small_library):
+def test_several_words_rank_by_the_geometric_mean_of_their_confidences(small_library):
     db, _ = small_library
-    one = {h["path"]: h["score"] for h in tag_json(db, "search", "beach")}
-    two = {h["path"]: h["score"] for h in tag_json(db, "search", "sunset")}
-    both = tag_json(db, "search", "beach sunset")
-    assert [h["path"] for h in both] == sorted(one, key=lambda p: -(one[p] + two[p]))
-    for hit in both:
-        assert hit["score"] == pytest.approx((one[hit["path"]] + two[hit["path"]]) / 2, abs=2e-4)
-    assert tag_json(db, "search", "beach", "sunset") == both  # two arguments or one: the same query
+    one = {h["path"]: h["score"] for h in every_hit(db, "beach")}
+    two = {h["path"]: h["score"] for h in every_hit(db, "sunset")}
+    both = every_hit(db, "beach sunset")
+    assert [h["path"] for h in both] == sorted(one, key=lambda p: -(one[p] * two[p]))
+    for hit in both:  # each word must match: a photo strong on one only ranks low
+        assert hit["score"] == pytest.approx((one[hit["path"]] * two[hit["path"]]) ** 0.5, abs=2e-4)
+    assert every_hit(db, "beach", "sunset") == both  # two arguments or one: the same query
 
 
 def test_plain_output_pipes_and_hostile_input_stays_data(small_library):
     db, folder = small_library
-    lines = tag(db, "search", "beach").splitlines()
+    lines = tag(db, "search", "beach", "--min-score", "0").splitlines()
     assert sorted(lines) == sorted(str(p) for p in folder.glob("*.jpg"))
     # Words never reach SQL: this is searched as the words it holds, and the table stays.
-    result = run_script("search", "water'; DROP TABLE photos; --", "--db", db)
+    result = run_script("search", "water'; DROP TABLE photos; --", "--min-score", "0", "--db", db)
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 4
     assert sqlite3.connect(db).execute("SELECT count(*) FROM photos").fetchone() == (4,)
     unknown = run_script("search", "zzqxj", "--db", db)
@@ -132,8 +138,8 @@ def test_search_reads_while_a_scan_holds_a_write(small_library):
     writer.execute("BEGIN IMMEDIATE")  # what a scan holds while it commits a batch
     writer.execute("DELETE FROM tags")
     try:
-        result = run_script("search", "beach", "--json", "--db", db, timeout=60)
+        result = run_script("search", "beach", "--json", "--min-score", "0", "--db", db, timeout=60)
         assert result.returncode == 0, result.stderr
-        assert len(json.loads(result.stdout)) == 4
+        assert len(json.loads(result.stdout)["hits"]) == 4
     finally:
         writer.execute("ROLLBACK")

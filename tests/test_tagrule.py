@@ -1,22 +1,31 @@
-"""The hubness correction and the tag rule: equal to a reference computation in the library,
-stable when words come and go, the same in search as in tags, and what show/export print."""
+"""The tag rule: confidences and shown tags equal a reference computation in the library,
+stay so when words come and go, are the same in search as in tags, reach show and export;
+the pieces (evidence, ImageNet mass, implications, the shown decision, old rules) by hand;
+and calibration against independent references."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from tagger.search import search
+from tagger.search import rank, search
 from tagger.vocabulary import REFRESH_FACTOR, WordSource, add_words, needs_refresh, remove_words, renormalise, scores
 from tests.tagging import synthetic_library, tag
 from tests.test_vocabulary import WORDS, glove, tags_table
 from trainer.errors import InputError
-from trainer.tagrule import TagRule
+from trainer.tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, implied, top_classes
 
-RULE = {"strength": 0.5, "min_score": 0.3, "max_tags": 5}
-# The same with a word's 0.9 quantile over the library for its level instead of its mean
-# (a higher level: lower corrected scores, so a lower threshold).
-RULES = [RULE, {**RULE, "quantile": 0.9, "min_score": 0.1}]
+# Rules as bundles write them: an older epsilon-tag's (strength and threshold on corrected
+# scores, the level a mean or a quantile), and this one's (weights of the evidence).
+LEGACY = {"strength": 0.5, "min_score": 0.3, "max_tags": 5}
+RULES = [
+    LEGACY,
+    {**LEGACY, "quantile": 0.9, "min_score": 0.1},
+    TagRule((4.0, 3.0, 0.0, 0.0, 0.0, 0.0), -1.0, 0.55, 0.4, 5, 0.9).to_dict(),
+]
+IDS = ["legacy-mean", "legacy-quantile", "calibrated"]
 
 
 def level(raw, quantile):
@@ -32,18 +41,24 @@ def level(raw, quantile):
 
 
 def reference(library):
-    """Every photo's tags recomputed from its S by hand: raw cosines, minus half of each
-    word's level over the library's photos, the 5 best, kept from the rule's threshold on."""
+    """Every photo's tags recomputed from its S by hand: raw cosines, each word's level over
+    the library's photos, the rule's logistic of score and score less level (no seen words,
+    no ImageNet classes in a synthetic library), the 5 best, shown from the threshold on."""
+    rule = library.tag_rule
     stored = library.semantic_vectors()
     words = library.words()
-    raw = scores(stored.semantic, np.stack([w.vector for w in words]))
-    means = level(raw, library.tag_rule.quantile)
-    corrected = raw - 0.5 * means
+    raw = scores(stored.semantic, np.stack([w.vector for w in words])).astype(np.float64)
+    levels = level(raw, rule.quantile)
+    w0, w1 = rule.weights[0], rule.weights[1]
+    confidence = 1 / (1 + np.exp(-(w0 * raw + w1 * (raw - levels) + rule.bias)))
     tags = {}
-    for photo_id, row in zip(stored.ids, corrected):
+    for photo_id, row in zip(stored.ids, confidence):
         best = np.argsort(-row, kind="stable")[:5]
-        tags[int(photo_id)] = [(words[j].word, float(row[j])) for j in best]
-    return {w.word: m for w, m in zip(words, means)}, tags
+        shown = [rule.threshold is None or row[j] >= rule.threshold for j in best]
+        if rule.fallback is not None and not any(shown) and row[best[0]] >= rule.fallback:
+            shown[0] = True
+        tags[int(photo_id)] = [(words[j].word, float(row[j]), on) for j, on in zip(best, shown)]
+    return {w.word: m for w, m in zip(words, levels)}, tags
 
 
 def stored_tags(library, every=True):
@@ -56,28 +71,45 @@ def stored_tags(library, every=True):
 def assert_tags_equal(got, expected):
     assert got.keys() == expected.keys()
     for photo_id in got:
-        assert [w for w, _ in got[photo_id]] == [w for w, _ in expected[photo_id]], photo_id
-        np.testing.assert_allclose([s for _, s in got[photo_id]], [s for _, s in expected[photo_id]], atol=2e-6)
+        assert [w for w, *_ in got[photo_id]] == [w for w, *_ in expected[photo_id]], photo_id
+        np.testing.assert_allclose([t[1] for t in got[photo_id]], [t[1] for t in expected[photo_id]], atol=2e-6)
 
 
-@pytest.mark.parametrize("rule", RULES, ids=["mean", "quantile"])
+@pytest.mark.parametrize("rule", RULES, ids=IDS)
 def test_stored_levels_and_tags_equal_a_reference_computation(tmp_path, rule):
     library = synthetic_library(tmp_path / "lib.db", 200, glove(WORDS), k=5, rule=rule)
-    means, expected = reference(library)
+    levels, expected = reference(library)
     for word in library.words():
-        assert word.mean == pytest.approx(means[word.word], abs=1e-6)
+        assert word.mean == pytest.approx(levels[word.word], abs=1e-6)
     assert_tags_equal(stored_tags(library), expected)
-    # People see the kept ones: the threshold and above.
-    kept = {pid: [(w, s) for w, s in tags if s >= rule["min_score"]] for pid, tags in expected.items()}
-    assert 0 < sum(map(len, kept.values())) < sum(map(len, expected.values()))
-    assert_tags_equal(stored_tags(library, every=False), kept)
+    # People see the shown ones.
+    shown = {pid: [(w, s) for w, s, on in tags if on] for pid, tags in expected.items()}
+    assert 0 < sum(map(len, shown.values())) < sum(map(len, expected.values()))
+    assert_tags_equal(stored_tags(library, every=False), shown)
     counts = library.word_counts()
     ids = {w.word: w.id for w in library.words()}
     for word in WORDS:
-        assert counts.get(ids[word], 0) == sum(word in [w for w, _ in tags] for tags in kept.values())
+        assert counts.get(ids[word], 0) == sum(word in [w for w, _ in tags] for tags in shown.values())
 
 
-def test_the_correction_takes_the_hub_off_every_photo(tmp_path):
+def test_an_older_rule_is_the_same_decision_in_the_new_form():
+    """A rule of strength 0.5 and threshold 0.3 keeps a tag where score - 0.5 x level >= 0.3.
+    By hand: levels 0.2 and 0.6; corrected scores 0.7 - 0.1 = 0.6, 0.35 - 0.1 = 0.25,
+    0.5 - 0.3 = 0.2, 0.65 - 0.3 = 0.35: the first and the last are kept, and the confidences
+    order the four as the corrected scores do."""
+    rule = TagRule.from_dict({"strength": 0.5, "min_score": 0.3})
+    raw = np.array([[0.7, 0.5], [0.35, 0.65]], np.float32)
+    words = Words(np.array([0.2, 0.6], np.float32), [None, None], [np.zeros(0), np.zeros(0)])
+    confidence = rule.confidence(raw, words)
+    corrected = raw - 0.5 * np.array([0.2, 0.6])
+    assert (confidence >= rule.threshold).tolist() == (corrected >= 0.3).tolist() == [[True, False], [False, True]]
+    assert np.argsort(confidence.ravel()).tolist() == np.argsort(corrected.ravel()).tolist()
+    # No threshold in the old rule: every stored tag is shown.
+    assert TagRule.from_dict({"strength": 0.75}).threshold is None
+    assert TagRule.from_dict(None) == TagRule() and TagRule.from_dict(rule.to_dict()) == rule
+
+
+def test_the_correction_by_a_words_level_takes_a_hub_off_every_photo(tmp_path):
     # A hub: every photo's S leans towards one direction, and a word along it ranks first
     # everywhere on raw cosines, whatever the photo shows.
     hub = np.random.default_rng(5).standard_normal(50)
@@ -92,42 +124,60 @@ def test_the_correction_takes_the_hub_off_every_photo(tmp_path):
     assert corrected_top.count("hub") < 0.25 * len(corrected_top)
 
 
-@pytest.mark.parametrize("rule", RULES, ids=["mean", "quantile"])
+@pytest.mark.parametrize("rule", RULES, ids=IDS)
 def test_adding_then_removing_a_word_leaves_everything_as_it_was(tmp_path, rule):
     library = synthetic_library(tmp_path / "lib.db", 150, glove(WORDS[:10]), k=5, rule=rule)
-    before_tags, before_means = tags_table(library), {w.word: w.mean for w in library.words()}
-    assert "road" not in before_means
+    before_tags, before_levels = tags_table(library), {w.word: w.mean for w in library.words()}
+    assert "road" not in before_levels
     counts = add_words(library, ["road", "polar bear"], WordSource.of_library(library))
-    means, expected = reference(library)
+    levels, expected = reference(library)
     assert_tags_equal(stored_tags(library), expected)  # incremental add = from scratch
     after = {w.word: w.mean for w in library.words()}
-    assert {w: after[w] for w in before_means} == before_means  # other words' means untouched
-    assert after["road"] == pytest.approx(means["road"], abs=1e-6)
-    assert counts["road"] == sum("road" in [w for w, s in t if s >= rule["min_score"]] for t in expected.values()) > 0
+    assert {w: after[w] for w in before_levels} == before_levels  # other words' levels untouched
+    assert after["road"] == pytest.approx(levels["road"], abs=1e-6)
+    assert counts["road"] == sum("road" in [w for w, _, on in t if on] for t in expected.values()) > 0
     remove_words(library, ["road", "polar bear"])
     assert tags_table(library) == before_tags
 
 
-@pytest.mark.parametrize("rule", RULES, ids=["mean", "quantile"])
-def test_search_scores_are_tag_scores(tmp_path, rule):
+@pytest.mark.parametrize("rule", RULES, ids=IDS)
+def test_search_scores_are_tag_confidences(tmp_path, rule):
     library = synthetic_library(tmp_path / "lib.db", 120, glove(WORDS), k=5, rule=rule)
-    means, expected = reference(library)
-    hits = search(library, "boat", limit=None)
-    by_path = {library.photos([h.photo_id])[h.photo_id]["path"]: h.score for h in hits}
-    tagged = {pid: dict(tags) for pid, tags in expected.items()}
+    _, expected = reference(library)
+    hits = search(library, "boat", limit=None, min_score=0)
+    tagged = {pid: {w: s for w, s, _ in tags} for pid, tags in expected.items()}
     for hit in hits:
         if "boat" in tagged[hit.photo_id]:
             assert hit.score == pytest.approx(tagged[hit.photo_id]["boat"], abs=2e-6)
-    assert len(by_path) == 120
+    assert len(hits) == 120  # --min-score 0: every photo
     # A word outside the vocabulary: its level is taken over the library's photos at once.
     stored = library.semantic_vectors()
-    raw = scores(stored.semantic, glove(["zeppelin"])[0][1][None])
-    expected_zero_shot = dict(zip(stored.ids.tolist(), raw[:, 0] - 0.5 * level(raw, rule.get("quantile"))[0]))
-    for hit in search(library, "zeppelin", limit=None):
+    raw = scores(stored.semantic, glove(["zeppelin"])[0][1][None]).astype(np.float64)
+    parsed = library.tag_rule
+    z = parsed.weights[0] * raw + parsed.weights[1] * (raw - level(raw, parsed.quantile)) + parsed.bias
+    expected_zero_shot = dict(zip(stored.ids.tolist(), 1 / (1 + np.exp(-z[:, 0]))))
+    for hit in search(library, "zeppelin", limit=None, min_score=0):
         assert hit.score == pytest.approx(expected_zero_shot[hit.photo_id], abs=2e-6)
     # Dates narrow the photos, not the level: the same photo scores the same.
-    dated = {h.photo_id: h.score for h in search(library, "zeppelin", limit=None, after="2015", before="2016")}
-    assert dated and all(s == pytest.approx(expected_zero_shot[p], abs=2e-6) for p, s in dated.items())
+    dated = search(library, "zeppelin", limit=None, after="2015", before="2016", min_score=0)
+    assert dated and all(h.score == pytest.approx(expected_zero_shot[h.photo_id], abs=2e-6) for h in dated)
+    # Without --min-score, only photos from the relevance floor up (the fallback, else the threshold).
+    ranking = rank(library, "zeppelin")
+    floor = parsed.fallback if parsed.fallback is not None else parsed.threshold
+    assert ranking.floor == floor and ranking.best == pytest.approx(max(expected_zero_shot.values()), abs=2e-6)
+    assert len(ranking) == sum(v >= floor for v in expected_zero_shot.values())
+
+
+def test_a_word_no_photo_matches_well_finds_nothing_and_says_so(tmp_path):
+    rule = TagRule((4.0, 3.0, 0.0, 0.0, 0.0, 0.0), -5.0, 0.55, 0.45, 5, 0.9).to_dict()
+    library = synthetic_library(tmp_path / "lib.db", 60, glove(WORDS), k=5, rule=rule)
+    library.close()
+    db = tmp_path / "lib.db"
+    found = json.loads(tag(db, "search", "zeppelin", "--json"))
+    assert found["floor"] == 0.45 and found["best"] < 0.45 and found["matches"] == 0 and found["hits"] == []
+    assert tag(db, "search", "zeppelin") == ""
+    every = json.loads(tag(db, "search", "zeppelin", "--json", "--min-score", "0", "-n", "100"))
+    assert every["matches"] == 60 and len(every["hits"]) == 60 and every["floor"] == 0.0
 
 
 def test_means_are_refreshed_as_the_library_grows_not_every_batch():
@@ -144,31 +194,94 @@ def test_means_are_refreshed_as_the_library_grows_not_every_batch():
     assert total < 5.5 * n
 
 
-def test_kept_tags_rule():
-    rule = TagRule(0.0, 0.5, 2)
-    corrected = np.array([[0.9, 0.6, 0.55, 0.1], [0.4, 0.3, 0.2, 0.1]])
-    np.testing.assert_array_equal(rule.kept(corrected), [[True, True, False, False], [False, False, False, False]])
-    assert TagRule.from_dict(None) == TagRule() and TagRule.from_dict(rule.to_dict()) == rule
-    np.testing.assert_allclose(
-        TagRule(0.5).correct(corrected, np.array([0.2, 0.0, 0.0, 1.0])), corrected - np.array([0.1, 0.0, 0.0, 0.5])
+def test_the_shown_tags_rule():
+    """At most 2 tags from 0.5; a photo with none there shows its best from 0.3."""
+    rule = TagRule(threshold=0.5, fallback=0.3, max_tags=2)
+    confidence = np.array([[0.9, 0.6, 0.55, 0.1], [0.4, 0.35, 0.2, 0.1], [0.25, 0.2, 0.1, 0.0]])
+    np.testing.assert_array_equal(
+        rule.kept(confidence),
+        [[True, True, False, False], [True, False, False, False], [False, False, False, False]],
     )
+    assert TagRule.from_dict(rule.to_dict()) == rule
 
 
 def test_a_words_level_is_its_mean_or_its_quantile():
     raw = np.array([[0.1, 0.5], [0.3, 0.5], [0.2, 0.9], [0.6, 0.1], [0.4, 0.2]], np.float32)
-    np.testing.assert_allclose(TagRule(0.5).levels(raw), [0.32, 0.44], rtol=1e-6)
+    np.testing.assert_allclose(TagRule().levels(raw), [0.32, 0.44], rtol=1e-6)
     # 0.9 x (5 - 1) = 3.6: 60% of the way from the 4th to the 5th sorted score.
-    np.testing.assert_allclose(TagRule(0.5, quantile=0.9).levels(raw), [0.4 + 0.6 * 0.2, 0.5 + 0.6 * 0.4], rtol=1e-6)
-    np.testing.assert_allclose(TagRule(0.5, quantile=0.9).levels(raw), level(raw, 0.9), rtol=1e-6)
-    assert TagRule(0.5, quantile=0.9).levels(np.zeros((0, 2), np.float32)).tolist() == [0.0, 0.0]
-    # A rule without a quantile (an older bundle's) means the mean; a quantile round-trips.
+    np.testing.assert_allclose(TagRule(quantile=0.9).levels(raw), [0.4 + 0.6 * 0.2, 0.5 + 0.6 * 0.4], rtol=1e-6)
+    np.testing.assert_allclose(TagRule(quantile=0.9).levels(raw), level(raw, 0.9), rtol=1e-6)
+    assert TagRule(quantile=0.9).levels(np.zeros((0, 2), np.float32)).tolist() == [0.0, 0.0]
+    # A rule without a quantile (an older bundle's) means the mean.
     assert TagRule.from_dict({"strength": 0.75, "min_score": 0.35}).quantile is None
-    assert TagRule.from_dict(TagRule(0.75, 0.2, 10, 0.9).to_dict()) == TagRule(0.75, 0.2, 10, 0.9)
     with pytest.raises(InputError, match="quantile lies between 0 and 1"):
         TagRule.from_dict({"strength": 0.75, "quantile": 90})
 
 
-def test_show_and_export_carry_the_kept_tags(tmp_path):
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"weights": {"score": 1.0}}, "weights name each of"),
+        ({"weights": dict.fromkeys(FEATURES, "x")}, "weight of score must be a number"),
+        ({"weights": dict.fromkeys(FEATURES, float("nan"))}, "must be a finite number"),
+        ({"strength": 0.5, "min_score": 0.3, "max_tags": 2.7}, "max_tags is a whole number"),
+        ({"strength": 0.5, "min_score": 0.3, "max_tags": 0}, "max_tags is a whole number"),
+        ({"strength": -1.0, "min_score": 0.3}, "strength is a number >= 0"),
+        ({"weights": dict.fromkeys(FEATURES, 0.0), "threshold": 1.5}, "threshold is a confidence"),
+        ({"weights": dict.fromkeys(FEATURES, 0.0), "seen": {"words": [1, 2]}}, "seen words must map"),
+        ("not a section", "must be a JSON object"),
+    ],
+)
+def test_a_bundles_tagging_section_is_checked_with_errors_that_name_the_field(section, message):
+    with pytest.raises(InputError, match=message):
+        TagRule.from_dict(section)  # type: ignore[arg-type]
+
+
+def test_the_evidence_and_the_confidence_are_one_computation():
+    """Two words on three photos, worked by hand: "dog", a seen label with ImageNet classes
+    3 and 7; "sky", zero-shot without classes. Photo 2 recorded no classes."""
+    seen = SeenWords(2.0, 1.0, -1.0, 0.9, {"dog": (0.25, 0.8)})
+    rule = TagRule((1.5, 2.0, 0.5, 1.0, 0.7, 0.3), -2.0, 0.5, None, 10, 0.9, seen)
+    raw = np.array([[0.6, 0.2], [0.1, 0.7], [0.4, 0.4]], np.float32)
+    words = Words(np.array([0.3, 0.5], np.float32), ["dog", None], [np.array([3, 7]), np.zeros(0, int)])
+    classes = np.array([[3, 7, 1], [1, 2, 4], [-1, -1, -1]])
+    probs = np.array([[0.5, 0.2, 0.3], [0.6, 0.3, 0.1], [0.0, 0.0, 0.0]])
+    mass = class_mass(classes, probs, words.classes, 10)
+    np.testing.assert_allclose(mass, [[0.7, 0.0], [0.0, 0.0], [0.0, 0.0]], atol=1e-7)
+    recorded = np.array([True, True, False])
+    evidence = rule.evidence(raw, words, mass, recorded)
+    # By hand for photo 0, "dog": P(labelled) = sigmoid(2 x 0.6 + 1 x (0.6 - 0.3) - 1 + 0.25),
+    # divided by 0.9 for the true words that labels miss (labelled 0.9), then as log-odds.
+    p = 1 / (1 + np.exp(-(1.2 + 0.3 - 1.0 + 0.25))) / 0.9
+    np.testing.assert_allclose(
+        evidence[0, 0], [0.6, 0.3, np.log(p / (1 - p)), 0.8, 1.0, np.log(0.7 / 0.3)], rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(evidence[0, 1], [0.2, -0.3, 0.0, 0.0, 0.0, 0.0], atol=1e-6)
+    assert evidence[1, 0, 4] == 1.0 and evidence[1, 0, 5] < -9  # classes recorded, none of a dog's
+    assert (evidence[2, :, 4:] == 0).all()  # nothing recorded: no ImageNet evidence at all
+    expected = 1 / (1 + np.exp(-(evidence @ np.array(rule.weights) + rule.bias)))
+    np.testing.assert_allclose(rule.confidence(raw, words, mass, recorded), expected, rtol=1e-5)
+
+
+def test_top_classes_keep_the_best_probabilities():
+    logits = np.log(np.array([[0.1, 0.6, 0.3] + [1e-9] * 17, [1.0] * 20]))
+    record = top_classes(logits).astype(np.float32)
+    assert record.shape == (2, 2, 16)
+    assert record[0, 0, :3].tolist() == [1, 2, 0]
+    np.testing.assert_allclose(record[0, 1, :3], [0.6, 0.3, 0.1], atol=1e-3)
+    np.testing.assert_allclose(record[1, 1], np.full(16, 0.05), atol=1e-4)  # 20 equal classes
+
+
+def test_a_word_is_lifted_by_the_confident_words_below_it():
+    """bird (position 0) is implied by duck (1) and gull (2). Only a word at the threshold
+    (0.5) lifts it: duck 0.8 makes bird 0.8 on photo 0; gull 0.45 on photo 1 does not."""
+    confidence = np.array([[0.3, 0.8, 0.1], [0.2, 0.1, 0.45]], np.float32)
+    lifted = implied(confidence, [[1, 2], [], []], threshold=0.5)
+    np.testing.assert_allclose(lifted, [[0.8, 0.8, 0.1], [0.2, 0.1, 0.45]])
+    np.testing.assert_allclose(implied(confidence, [[1, 2], [], []])[:, 0], [0.8, 0.45])  # no threshold: any
+
+
+def test_show_and_export_carry_the_shown_tags(tmp_path):
     from tagger.library import Library
     from tagger.xmp import read_keywords, sidecar_path
     from tests.photo_factory import make_library
@@ -177,103 +290,121 @@ def test_show_and_export_carry_the_kept_tags(tmp_path):
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "photos", "-q")
     with Library(db) as library:
-        library.set_meta(tag_rule={"strength": 0.5, "max_tags": 10})
+        rule = TagRule.from_dict({"strength": 0.5, "max_tags": 10})
+        library.set_meta(tag_rule=rule.to_dict())
         renormalise(library, force=True)
         photo = library.photo_by_path(str(next((tmp_path / "photos").rglob("*.jpg")).resolve()))
+        first = library.photo_tags(photo["id"], every=True)
+        threshold = (first[3]["score"] + first[4]["score"]) / 2  # about its 4 best
+        library.set_meta(tag_rule={**rule.to_dict(), "threshold": threshold})
+        renormalise(library, force=True)
         every = library.photo_tags(photo["id"], every=True)
-        threshold = (every[3]["score"] + every[4]["score"]) / 2  # this photo keeps its 4 best
-        library.set_meta(tag_rule={"strength": 0.5, "min_score": threshold, "max_tags": 10})
     kept = [t for t in every if t["score"] >= threshold]
-    assert len(kept) == 4 and len(every) == 10
+    assert 0 < len(kept) < len(every) == 10
     shown = tag(db, "show", photo["path"], "--json")
-    import json
-
     assert [t["word"] for t in json.loads(shown)["tags"]] == [t["word"] for t in kept]
     assert len(json.loads(tag(db, "show", photo["path"], "--all", "--json"))["tags"]) == 10
     tag(db, "export", "--xmp")
     assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
-    tag(db, "export", "--xmp", "--top", "2", "--min-score", "-1")
+    tag(db, "export", "--xmp", "--top", "2", "--min-score", "0")
     assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in every[:2]]
 
 
-def test_kept_tags_are_scored_against_annotated_cells_only():
-    from trainer.calibrate import kept_prf
+# ---- calibration ------------------------------------------------------------------------
 
-    kept = np.array([[True, False], [True, True]])
+
+def test_shown_tags_are_scored_against_annotated_cells_only():
+    from trainer.calibrate import figures
+
+    kept = np.array([[True, False, True], [True, True, False]])  # the third column: an unlabelled vocabulary word
     labels = np.array([[1, -1], [-1, 0]])  # (1, 1) is not annotated: neither right nor wrong
-    assert kept_prf(kept, labels) == pytest.approx((0.5, 1.0, 2 / 3))
-    assert kept_prf(np.zeros((2, 2), bool), labels) == (0.0, 0.0, 0.0)
+    found = figures(kept, labels)
+    assert (found["precision"], found["recall"]) == (0.5, 1.0) and found["f1"] == pytest.approx(2 / 3)
+    assert found["shown_per_photo"] == 2.0 and found["photos_showing_nothing"] == 0
+    assert figures(np.zeros((2, 3), bool), labels)["photos_showing_nothing"] == 2
 
 
-def test_calibration_chooses_the_weakest_correction_that_removes_a_hub():
-    """Word 0 scores 0.81 on every photo and is never right; each photo's one true word
-    scores 0.6, the others 0.1. Worked by hand: the word means are 0.81 and
-    (0.6 + 2 x 0.1) / 3; strength 0.25 leaves the hub (0.6075) above the true words
-    (0.533); strength 0.5 puts it at 0.405 under them (0.467), so the lowest threshold that
-    keeps only true words is 0.41, and stronger corrections only tie."""
-    from trainer.calibrate import ValidationSet, choose_rule
+def test_seen_labels_are_calibrated_with_shrunk_biases_and_their_average_precision():
+    from sklearn.metrics import average_precision_score
 
-    n = 30
-    raw = np.full((n, 4), 0.1, np.float32)
-    raw[:, 0] = 0.81
-    labels = -np.ones((n, 4), np.int8)
-    for i in range(n):
-        raw[i, 1 + i % 3], labels[i, 1 + i % 3] = 0.6, 1
-    rule, per_correction, _ = choose_rule([ValidationSet("toy", raw, labels)], max_tags=3)
-    assert rule == TagRule(0.5, 0.41, 3)  # a hub high everywhere: the mean prices it, ties go to the mean
-    by_strength = {row["strength"]: row["f1"] for row in per_correction if row["quantile"] is None}
-    assert by_strength[0.0] == pytest.approx(2 * 0.5 / 1.5) and by_strength[0.5] == 1.0 == by_strength[1.0]
+    from trainer.calibrate import fit_seen
+
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.random((n, 3)) < [0.3, 0.1, 0.5]
+    raw = np.where(truth, 0.6, 0.3) + rng.normal(0, [0.05, 0.15, 0.05], (n, 3))
+    labels = np.where(truth & (rng.random((n, 3)) < 0.7), 1, -1).astype(np.int8)  # 7 in 10 true words labelled
+    labels[:50, 2] = 0  # not annotated: left out
+    seen = fit_seen(raw.astype(np.float32), labels, ["a", "b", "c"])
+    for j, name in enumerate("abc"):
+        annotated = labels[:, j] != 0
+        assert seen.words[name][1] == pytest.approx(
+            average_precision_score(labels[annotated, j] > 0, raw[annotated, j])
+        )
+    assert seen.words["b"][1] < seen.words["a"][1]  # the noisier word is known less well
+    # Labels name 7 in 10 of the true words: the mean probability of the labelled ones is below 1.
+    assert 0.5 < seen.labelled < 1.0
+    # Probabilities rise with the score.
+    assert seen.probability("a", np.array([0.3]), 0.6)[0] < seen.probability("a", np.array([0.6]), 0.6)[0]
 
 
-def test_the_keep_threshold_is_chosen_with_the_whole_vocabulary_ranked():
-    """Worked by hand (max 2 tags, no hub, so every strength ties and the weakest, 0, wins).
-    "labelled": words a, b, all labelled; each photo's true word 0.6, the other 0.2.
-    "sparse": one labelled word c (0.5 where true, 0.3 where not) among 3 unlabelled
-    vocabulary words at 0.4 on every photo. With c alone, a threshold must drop its 0.3s:
-    the lowest that keeps only right tags is 0.31. Ranked with the vocabulary, a photo
-    without c keeps two vocabulary words (0.4) before c (0.3) whatever the threshold, so
-    only "labelled" still needs one: above 0.2, the lowest 0.21; c (0.5) stays above it."""
-    from trainer.calibrate import ValidationSet, choose_rule
+def _toy_tagged_set(seed=0, n=120):
+    from trainer.calibrate import ValidationSet
 
-    n = 8
-    truth = np.arange(n) % 2 == 0
-    raw = np.where(truth[:, None], [0.6, 0.2], [0.2, 0.6]).astype(np.float32)
-    labels = np.where(truth[:, None], [1, -1], [-1, 1]).astype(np.int8)
-    full = ValidationSet("labelled", raw, labels)
-    c = np.where(truth, 0.5, 0.3).astype(np.float32)[:, None]
-    sparse = ValidationSet(
-        "sparse", c, np.where(truth, 1, -1).astype(np.int8)[:, None], np.full((n, 3), 0.4, np.float32)
+    rng = np.random.default_rng(seed)
+    truth = rng.random((n, 4)) < 0.3
+    raw = (np.where(truth, 0.55, 0.3) + rng.normal(0, 0.1, (n, 6))[:, :4]).astype(np.float32)
+    extra = rng.normal(0.3, 0.1, (n, 2)).astype(np.float32)  # two unlabelled vocabulary words
+    return ValidationSet(
+        "toy",
+        ["w0", "w1", "w2", "w3", "u0", "u1"],
+        np.hstack([raw, extra]),
+        np.where(truth, 1, -1).astype(np.int8),
+        [None] * 6,
+        [np.zeros(0, int)] * 6,
+        None,
+        True,
     )
-    assert (full.share, sparse.share) == (1.0, 0.25)
-    rule, per_strength, kept = choose_rule([full, sparse], max_tags=2)
-    assert per_strength[0]["strength"] == 0.0 and per_strength[0]["min_score"] == pytest.approx(0.31)
-    assert rule == TagRule(0.0, 0.21, 2)
-    assert kept["sets"]["sparse"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "kept_per_photo": 2.0}
-    assert kept["sets"]["labelled"]["kept_per_photo"] == 1.0 and kept["f1"] == 1.0
-    # The vocabulary's words are corrected by their own means, as a library corrects them.
-    corrected, padded = sparse.ranked(TagRule(0.5))
-    np.testing.assert_allclose(corrected[:, 0], c[:, 0] - 0.5 * 0.4, rtol=1e-6)
-    np.testing.assert_allclose(corrected[:, 1:], 0.4 - 0.5 * 0.4, rtol=1e-6)
-    assert (padded[:, 1:] == 0).all() and (padded[:, 0] == sparse.labels[:, 0]).all()
 
 
-def test_calibration_takes_a_quantile_level_where_a_hub_is_high_on_a_few_photos_only():
-    """A hub high on a fifth of the photos, as ``snake`` is on reptiles and animals only.
-    Worked by hand (1 tag per photo, 40 photos): photos 0-3 show "a" (0.6) and the hub
-    scores 0.7 there; photos 4-39 show "b" (0.6), and the hub scores 0.5 on 4 of them.
-    The hub's mean (0.12) is about a's (0.06), so no strength of the mean correction takes
-    it off photos 0-3 (0.7 - 0.12 s > 0.6 - 0.06 s): the best is no correction, F1 0.9. Its
-    0.9 quantile is 0.52 (position 35.1 of the sorted scores: 0.5 + 0.1 x 0.2) against a's
-    0.06, and from strength 0.25 on every photo's best word is its true one."""
-    from trainer.calibrate import ValidationSet, choose_rule
+def test_the_confidence_model_is_a_logistic_regression_of_the_evidence():
+    from sklearn.linear_model import LogisticRegression
 
-    raw = np.zeros((40, 3), np.float32)  # columns: hub, a, b
-    labels = -np.ones((40, 3), np.int8)
-    raw[:4, 0], raw[4:8, 0] = 0.7, 0.5
-    raw[:4, 1], labels[:4, 1] = 0.6, 1
-    raw[4:, 2], labels[4:, 2] = 0.6, 1
-    rule, per_correction, _ = choose_rule([ValidationSet("toy", raw, labels)], max_tags=1)
-    f1 = {(row["quantile"], row["strength"]): row["f1"] for row in per_correction}
-    assert max(f for (q, _), f in f1.items() if q is None) == pytest.approx(0.9) == f1[(None, 0.0)]
-    assert f1[(0.9, 0.25)] == 1.0 and f1[(0.75, 0.25)] < 1.0  # the 0.75 quantile of the hub is 0
-    assert (rule.quantile, rule.strength, rule.max_tags) == (0.9, 0.25, 1)
+    from trainer.calibrate import LEVEL_QUANTILE, fit_confidence
+
+    toy = _toy_tagged_set()
+    weights, bias = fit_confidence([toy], None)
+    rule = TagRule(quantile=LEVEL_QUANTILE)
+    evidence = rule.evidence(toy.raw[:, :4], Words(rule.levels(toy.raw)[:4], [None] * 4, [np.zeros(0)] * 4))
+    x, y = evidence[..., :2].reshape(-1, 2), (toy.labels > 0).ravel()
+    reference = LogisticRegression(C=1.0, max_iter=10_000).fit(x, y)
+    # Score and score less level move together within a word, so the two weights trade off;
+    # the probabilities they give are what must agree.
+    ours = 1 / (1 + np.exp(-(x @ np.array(weights[:2]) + bias)))
+    np.testing.assert_allclose(ours, reference.predict_proba(x)[:, 1], atol=0.01)
+    assert weights[2:] == (0.0, 0.0, 0.0, 0.0)  # no seen labels, no ImageNet classes: no evidence there
+
+
+def test_the_threshold_is_the_best_f_half_and_the_fallback_leaves_few_photos_empty():
+    from dataclasses import replace
+
+    from trainer.calibrate import EMPTY_SHARE, FALLBACKS, THRESHOLDS, choose_rule, figures
+
+    toy = _toy_tagged_set(1)
+    rule, report = choose_rule([toy], None, max_tags=3)
+    base = replace(rule, threshold=None, fallback=None)
+    confidence = toy.confidence(base)  # no implications among these words: the threshold does not matter here
+
+    def shown(r):
+        return figures(r.kept(confidence), toy.labels)
+
+    best = max(THRESHOLDS, key=lambda t: (round(shown(replace(base, threshold=t))["f_half"], 6), -t))
+    assert rule.threshold == best
+    assert report["chosen"] == shown(rule) and len(report["threshold_grid"]) == len(THRESHOLDS)
+    fits = [
+        f
+        for f in FALLBACKS
+        if f <= best
+        and shown(replace(base, threshold=best, fallback=f))["photos_showing_nothing"] <= EMPTY_SHARE * len(toy.raw)
+    ]
+    assert rule.fallback == (fits[0] if fits else None)

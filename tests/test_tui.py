@@ -98,6 +98,32 @@ async def test_search_ranks_like_the_cli_and_zero_shot_words_work(scanned):
         assert any("Did you mean" in n.message for n in app._notifications)
 
 
+async def test_a_search_counts_its_matches_and_says_when_nothing_matches_well(scanned, tmp_path):
+    from dataclasses import replace
+
+    from tagger.library import Library
+    from tagger.vocabulary import retag
+
+    db = copy_library(scanned / "lib.db", tmp_path)
+    with Library(db) as library:  # a floor no photo of this library reaches
+        rule = library.tag_rule
+        library.set_meta(tag_rule=replace(rule, threshold=0.99, fallback=0.98).to_dict())
+        retag(library)
+    app = EpsilonTagApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"zeppelin", "enter")
+        await settle(pilot)
+        panel = app.query_one("#photos")
+        assert app.query_one("#photo-table", DataTable).row_count == 0
+        assert panel.border_title.endswith("0 matches")
+        assert any("No photo matches this well" in n.message for n in app._notifications)
+        app.query_one("#tag-table", DataTable).focus()
+        await pilot.press("down")  # a tag's photos are counted as photos, not matches
+        await settle(pilot)
+        assert panel.border_title.endswith(" photos")
+
+
 async def test_add_and_remove_a_word(scanned, tmp_path):
     db = copy_library(scanned / "lib.db", tmp_path)
     app = EpsilonTagApp(db)

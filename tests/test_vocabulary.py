@@ -7,10 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from tagger.vocabulary import VocabularyError, WordSource, add_words, remove_words, retag, scores, top_tags
+from tagger.vocabulary import (
+    Vocabulary,
+    VocabularyError,
+    WordSource,
+    add_words,
+    remove_words,
+    retag,
+    scores,
+    top_tags,
+)
 from tests.tagging import synthetic_library, tag
 from trainer.embeddings import UnknownWordError, load_embeddings
 from trainer.model import score
+from trainer.tagrule import TagRule
 
 WORDS = "sky water tree dog cat boat car beach snow city mountain flower bird horse road bridge".split()
 
@@ -41,11 +51,16 @@ def test_top_tags_are_the_k_best_in_order():
     semantic = rng.standard_normal((5, 4, 50)).astype(np.float32)
     vectors = rng.standard_normal((30, 50)).astype(np.float32)
     ids = np.arange(100, 130)
+    vocabulary = Vocabulary(
+        ids, [f"w{i}" for i in ids], vectors, np.zeros(30, np.float32), [None] * 30, [np.zeros(0)] * 30, [[]] * 30
+    )
     all_scores = scores(semantic, vectors)
-    for row, tags in zip(all_scores, top_tags(semantic, ids, vectors, 7)):
+    # The plain rule (no calibration): the confidence is the sigmoid of the raw score, every stored tag shown.
+    for row, tags in zip(all_scores, top_tags(semantic, None, vocabulary, 7)):
         best = np.argsort(-row)[:7]
         assert [t[0] for t in tags] == list(ids[best])
-        assert [t[1] for t in tags] == pytest.approx(list(row[best]))
+        assert [t[1] for t in tags] == pytest.approx(list(1 / (1 + np.exp(-row[best]))))
+        assert all(t[2] for t in tags)
 
 
 def test_adding_and_removing_words_equals_tagging_from_scratch(tmp_path):
@@ -83,11 +98,13 @@ def test_a_tag_pushed_out_below_the_threshold_is_never_shown_and_a_retag_clears_
 
     counts = add_words(library, ["boat", "road", "polar bear"], WordSource.of_library(library))
     beyond = library.db.execute(
-        "SELECT t.score FROM tags t WHERE (SELECT count(*) FROM tags u WHERE u.photo_id = t.photo_id "
+        "SELECT t.score, t.shown FROM tags t WHERE (SELECT count(*) FROM tags u WHERE u.photo_id = t.photo_id "
         "AND (u.score > t.score OR (u.score = t.score AND u.word_id < t.word_id))) >= 5"
     ).fetchall()
-    # Some photos keep a pushed-out candidate, and every such row is below the threshold.
-    assert max(rows_per_photo(library).values()) > 5 and beyond and all(s < rule["min_score"] for (s,) in beyond)
+    # Some photos keep a pushed-out candidate, and every such row is below the threshold, not shown.
+    threshold = TagRule.from_dict(rule).threshold
+    assert max(rows_per_photo(library).values()) > 5 and beyond
+    assert all(s < threshold and not on for s, on in beyond)
     assert all(len(library.photo_tags(p, every=True)) == 5 for p in rows_per_photo(library))
     assert_tags_consistent(library)
     incremental = shown(library)
@@ -120,17 +137,17 @@ def test_vocab_commands_end_to_end(tmp_path):
     tag(db, "scan", tmp_path / "photos", "-q")
     listed = {row.split(None, 2)[2] for row in tag(db, "vocab", "list").splitlines()}  # words may be phrases
     assert {"water", "sky", "boat"} <= listed and "zeppelin" not in listed
-    added = tag(db, "vocab", "add", "zeppelin", "Polar  Bear")
+    added = tag(db, "vocab", "add", "zeppelin", "Red  Panda")
     count = int(added.splitlines()[0].split(": ")[1].split()[0])
     rows = {
         r.split()[-1]: (int(r.split()[0]), r.split()[1])
         for r in tag(db, "vocab", "list", "--kind", "zero-shot").splitlines()
     }
-    assert rows["zeppelin"] == (count, "zero-shot") and "polar bear" in tag(db, "vocab", "list", "--sort", "name")
+    assert rows["zeppelin"] == (count, "zero-shot") and "red panda" in tag(db, "vocab", "list", "--sort", "name")
     assert "water" in tag(db, "vocab", "list", "--kind", "seen")  # a word the default model trained on
     assert "airship" in tag(db, "vocab", "similar", "blimp", "-n", "5")
     assert tag(db, "vocab", "add", "zepelin", code=2) == ""
     tag(db, "vocab", "remove", "zeppelin")
     assert "zeppelin" not in tag(db, "vocab", "list")
     with_vocab = tag(db, "vocab", "list")
-    assert len(with_vocab.splitlines()) == len(listed) + 1  # polar bear stays
+    assert len(with_vocab.splitlines()) == len(listed) + 1  # red panda stays

@@ -71,7 +71,7 @@ def test_stem_naming_and_failures_without_damage(tmp_path):
     tag(db, "scan", tmp_path / "photos", "-q")
     broken = photos[0].with_suffix(".xmp")
     broken.write_text("<x:xmpmeta not xml")
-    out = tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "-1")
+    out = tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "0")
     assert "1 written, 0 merged" in out and "1 failed" in out
     assert broken.read_text() == "<x:xmpmeta not xml"
     assert read_keywords(photos[1].with_suffix(".xmp"))

@@ -19,13 +19,48 @@ def normalise_word(word: str) -> str:
     return re.sub(r"\s+", " ", word.strip().lower())
 
 
+# The classes of excluded.txt that are about people (the rest: not visible, folded forms).
+SENSITIVE = ("religion", "ethnicity", "death", "health", "sex-gender", "body-judgement", "status-conduct")
+
+
+def _lines(*parts: str) -> list[str]:
+    """The lines of a shipped list, without comments and blank lines."""
+    text = asset_path("vocabulary", *parts).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def excluded_words() -> dict[str, str]:
+    """Words kept out of the default vocabulary, with their class (assets/vocabulary/excluded.txt):
+    a sensitive class (SENSITIVE), ``not-visible``, or ``folded:WORD`` for a form of WORD."""
+    return dict(line.split("\t", 1) for line in _lines("excluded.txt"))
+
+
+def retired_words() -> set[str]:
+    """Words of an earlier default vocabulary that the default no longer holds."""
+    return {normalise_word(w) for w in _lines("retired.txt")}
+
+
 def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
-    """A model's own labels, then the shipped list of common photo tags, without repeats:
-    the vocabulary a new library starts with, and the one the tag rule is calibrated with."""
-    shipped = asset_path("vocabulary", "photo-tags.txt").read_text().splitlines()
-    out: dict[str, None] = {}
-    for word in [*seen, *unseen, *shipped]:
+    """The vocabulary a new library starts with, and the one the tag rule is calibrated with:
+    the shipped list of things a photo shows (assets/vocabulary/photo-tags.txt), then the
+    model's own labels, each concept once. A label the policy keeps out (excluded.txt: a
+    sensitive word, or one a photo cannot show) is not added; a label that is a form of a
+    shipped word ("boats", "bike") is that word, which then takes the label's vector
+    (tagger.vocabulary.WordSource). Words a person adds are theirs: none of this applies."""
+    from .wordnet import wordnet
+
+    excluded = excluded_words()
+    net = wordnet()
+    # The shipped list is one word per concept by hand (WordNet would fold leaf into foliage).
+    out = dict.fromkeys(normalise_word(w) for w in _lines("photo-tags.txt"))
+    concepts = {net.concept(w) for w in out}
+    for word in [*seen, *unseen]:
         word = normalise_word(word)
-        if word and not word.startswith("#"):
+        why = excluded.get(word, "")
+        if why.startswith("folded:"):
+            word, why = why.removeprefix("folded:"), ""
+        concept = net.concept(word)
+        if word and not why and concept not in concepts:
             out.setdefault(word)
+            concepts.add(concept)
     return list(out)

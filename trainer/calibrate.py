@@ -1,32 +1,35 @@
 """Choosing the tagger's rule (trainer.tagrule) on labelled validation photos.
 
-Each validation set is a library in miniature: its photos' raw scores against its labelled
-words and against the rest of the vocabulary a library starts with (``default_words``:
-the model's labels and the shipped photo tags), every word's mean over those photos, and
-labels saying which tags are right (the rest of the vocabulary is unlabelled: neither
-right nor wrong). The kept tags of a photo (``TagRule.kept``: its ``max_tags`` best, at or
-above the threshold) are compared with its labels (micro F1 over photo x word cells).
+Three questions, each answered by the data that can answer it:
 
-Two steps, because the two parts of the rule answer different questions:
-1. the hubness correction, its level (the mean or a quantile) and strength: for each pair
-   on a grid, its best threshold with the labelled words alone; the pair with the best mean
-   F1 over the sets wins (a hub that tops the labelled words of many photos costs F1 in
-   every set). Quantiles stop at 0.9: above it a word's level rests on less than a tenth of
-   the library (10 photos of 100), and the rarer words it lets through are not labelled in
-   step 1 (on the default model, 0.95 edged 0.9 there, 0.456 to 0.450, and put ``hot dog``
-   among the 3 best tags of 26 ``open_images_5`` photos; trainer/results/everyday.md);
-2. the keep threshold for that correction, with each photo's words ranked over the whole
-   vocabulary, as a library ranks them: the F1 of each set weighted by the part of the
-   vocabulary its labels cover. Chosen with the labelled words alone, the default's
-   threshold (+0.23, where the 5 words of ``open_images_5`` separate) kept all 10 best of
-   its 871 words on every real photo; a set whose labels cover a few words of the
-   vocabulary cannot price a tag it does not label.
-Validation only: the Corel-5K fold the bundle was held out of when it was trained, and
-COCO-format folders such as ``open_images_5``, never a test split.
+1. How sure is the model of its own labels? For each label the model was trained on, a
+   logistic calibration of its raw score on the labelled photos its training held out
+   (Corel-5K's held-out fold for the default model): slopes shared by every label, a bias
+   of its own drawn towards the shared one (a label with two held-out photos says little),
+   corrected for labels that name only some of what a photo shows (Elkan and Noto, KDD
+   2008: a true word is labelled with some probability, the mean predicted probability of
+   the labelled ones), and the label's average precision there.
+2. How do the pieces of evidence combine into the probability that a word is true? A
+   logistic model over ``trainer.tagrule.FEATURES``, fitted on photos where every word of
+   a vocabulary was marked (``--tagged``): only there is an unmarked word a wrong word.
+   Sets that label a few words (Corel-5K, COCO folders) cannot say that, and fitted on
+   them the model learns that almost everything is true (their photos were picked for
+   their labels).
+3. Which tags does a photo show? The confidence threshold with the best F0.5 (precision
+   counted twice: a wrong tag lands in a photographer's sidecars, a missing one is found
+   by search) on the tagged sets, each photo's words ranked against the whole default
+   vocabulary as a library ranks them; then the fallback, the highest confidence from
+   which a photo's best word shows when no word reaches the threshold, such that at most
+   2% of the validation photos show nothing.
+
+Validation only: the held-out fold of the training split, tagged folders and COCO folders
+given for checking; never a test split. The rule is written into the bundle's "tagging"
+section with the figures it was chosen on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,103 +38,209 @@ import numpy as np
 
 from .assets import default_words, normalise_word
 from .embeddings import load_embeddings
-from .tagrule import TagRule
+from .tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, implied, top_classes
+from .wordnet import IMAGENET_CLASSES, implications, label_for
 
 if TYPE_CHECKING:  # the datasets import torch; calibration imports them when it runs
     from .datasets import Dataset, Split
 
-STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-QUANTILES = (None, 0.5, 0.75, 0.9)  # None: the mean
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(-0.5, 1.0, 0.01))
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
+FALLBACKS = tuple(round(t, 2) for t in np.arange(0.50, 0.0, -0.01))
+EMPTY_SHARE = 0.02  # at most this part of the validation photos shows no tag
+BETA = 0.5  # F-beta of the shown tags: precision weighs twice recall
+SEEN_BIAS_SD = 0.2  # how far a label's own bias may stray from the shared one (prior SD, logits)
+LEVEL_QUANTILE = 0.9  # a word's library level (trainer.tagrule: over_level)
 
 
 @dataclass
 class ValidationSet:
+    """One set of validation photos as a library sees it: every vocabulary word's raw score
+    on every photo, the photos' recorded ImageNet classes, and labels for some words."""
+
     name: str
-    raw: np.ndarray  # N photos x W words: the model's raw scores
-    labels: np.ndarray  # N x W in {+1, -1, 0}; 0 (not annotated) is neither right nor wrong
-    vocabulary: np.ndarray | None = None  # N x V raw scores of the vocabulary's unlabelled words
-
-    def labelled(self, rule: TagRule) -> tuple[np.ndarray, np.ndarray]:
-        """Corrected scores of the labelled words (each by its own level over the set), and their labels."""
-        return rule.correct(self.raw, rule.levels(self.raw)), self.labels
-
-    def ranked(self, rule: TagRule) -> tuple[np.ndarray, np.ndarray]:
-        """Corrected scores of the labelled words and the rest of the vocabulary side by side
-        (each corrected by its own level over the set, as a library does), and their labels."""
-        every = self.raw if self.vocabulary is None else np.hstack([self.raw, self.vocabulary])
-        labels = np.zeros(every.shape, dtype=self.labels.dtype)
-        labels[:, : self.raw.shape[1]] = self.labels
-        return rule.correct(every, rule.levels(every)), labels
+    words: list[str]  # the vocabulary ranked: the set's labelled words first
+    raw: np.ndarray  # N x W raw scores
+    labels: np.ndarray  # N x L in {+1, -1, 0} for the first L words; 0: not annotated
+    model_labels: list[str | None]  # each word's model label (seen words), else None
+    word_classes: list[np.ndarray]  # each word's ImageNet classes
+    classes: np.ndarray | None  # N x 2 x K: the photos' best classes (indices over probabilities)
+    exhaustive: bool  # every unmarked labelled word is absent (a tagged folder)
+    groups: list[str] | None = None  # each photo's group, for per-group figures
 
     @property
-    def share(self) -> float:
-        """The part of the ranked vocabulary its labels cover."""
-        return self.raw.shape[1] / (self.raw.shape[1] + (0 if self.vocabulary is None else self.vocabulary.shape[1]))
+    def labelled(self) -> int:
+        return self.labels.shape[1]
+
+    def words_of(self, rule: TagRule) -> Words:
+        return Words(rule.levels(self.raw), self.model_labels, self.word_classes)
+
+    def mass(self) -> np.ndarray | None:
+        if self.classes is None:
+            return None
+        return class_mass(self.classes[:, 0].astype(np.int64), self.classes[:, 1], self.word_classes, IMAGENET_CLASSES)
+
+    def confidence(self, rule: TagRule) -> np.ndarray:
+        """N x W confidences with implications, as a library of these photos computes them."""
+        raw_confidence = rule.confidence(self.raw, self.words_of(rule), self.mass())
+        return implied(raw_confidence, implications(tuple(self.words)), rule.threshold)
 
 
-def kept_prf(kept: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
-    """Micro precision, recall and F1 of kept tags against labels (unannotated cells ignored)."""
-    annotated = labels != 0
-    tp = int((kept & (labels > 0)).sum())
-    shown = int((kept & annotated).sum())
-    positives = int((labels > 0).sum())
-    precision = tp / shown if shown else 0.0
-    recall = tp / positives if positives else 0.0
-    return precision, recall, (2 * precision * recall / (precision + recall) if tp else 0.0)
-
-
-def _grid(
-    correction: TagRule, columns: list[tuple[np.ndarray, np.ndarray]], weights: list[float], names: list[str]
-) -> list[dict[str, Any]]:
-    """Every threshold for one correction: each set's kept-tag P/R/F1 (and tags kept per
-    photo) on its (corrected scores, labels), and their weighted mean F1."""
-    rows: list[dict[str, Any]] = []
-    for threshold in THRESHOLDS:
-        rule = replace(correction, min_score=threshold)
-        kept = [rule.kept(c) for c, _ in columns]
-        figures = [kept_prf(k, labels) for k, (_, labels) in zip(kept, columns)]
-        rows.append(
-            {
-                "quantile": rule.quantile,
-                "strength": float(rule.strength),
-                "min_score": float(threshold),
-                "f1": float(np.average([f[2] for f in figures], weights=weights)),
-                "sets": {
-                    name: {"precision": p, "recall": r, "f1": f, "kept_per_photo": float(k.sum(axis=1).mean())}
-                    for name, (p, r, f), k in zip(names, figures, kept)
-                },
-            }
-        )
-    return rows
-
-
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    # Ties: the weaker correction, then the mean before quantiles (lowest first), then the lower threshold.
-    return max(
-        rows,
-        key=lambda r: (round(r["f1"], 6), -r["strength"], -(r["quantile"] or 0.0), -r["min_score"]),
+def _counts(kept: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[right tags, judged tags, labelled positives, photos, tags shown, photos showing
+    nothing] of shown tags against labels: ``kept``'s first columns are the labelled words,
+    the rest (the vocabulary's other words) count only among the tags a photo shows."""
+    judged = kept[:, : labels.shape[1]]
+    return np.array(
+        [
+            (judged & (labels > 0)).sum(),
+            (judged & (labels != 0)).sum(),  # a cell labelled 0 (not annotated) is neither right nor wrong
+            (labels > 0).sum(),
+            len(kept),
+            kept.sum(),
+            (~kept.any(axis=1)).sum(),
+        ],
+        dtype=np.int64,
     )
 
 
-def choose_rule(sets: list[ValidationSet], max_tags: int = 10) -> tuple[TagRule, list[dict], dict]:
-    """The correction (level and strength) with the best mean kept-tag F1 over the sets'
-    labelled words, then the threshold for it with the whole vocabulary ranked (module
-    docstring). Returns the rule, every correction's best row (labelled words) and the
-    threshold's row."""
-    names = [s.name for s in sets]
-    per_correction = []
-    for quantile in QUANTILES:
-        for strength in STRENGTHS:
-            if not strength and quantile is not None:  # no correction: its level does not matter
-                continue
-            correction = TagRule(float(strength), None, max_tags, quantile)
-            labelled = [s.labelled(correction) for s in sets]
-            per_correction.append(_best(_grid(correction, labelled, [1.0] * len(sets), names)))
-    best = _best(per_correction)
-    correction = TagRule(best["strength"], None, max_tags, best["quantile"])
-    kept = _best(_grid(correction, [s.ranked(correction) for s in sets], [s.share for s in sets], names))
-    return replace(correction, min_score=float(kept["min_score"])), per_correction, kept
+def _figures(counts: np.ndarray) -> dict[str, float]:
+    right, judged, positives, photos, shown, nothing = (int(c) for c in counts)
+    p = right / judged if judged else 0.0
+    r = right / positives if positives else 0.0
+
+    def f(beta: float) -> float:
+        return (1 + beta**2) * p * r / (beta**2 * p + r) if right else 0.0
+
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": f(1.0),
+        "f_half": f(BETA),
+        "shown_per_photo": shown / photos if photos else 0.0,
+        "photos_showing_nothing": nothing,
+    }
+
+
+def figures(kept: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """What the shown tags of a set come to: P, R, F1 and F0.5 on its labelled words (the
+    first columns of ``kept``), tags shown per photo and photos showing no tag at all."""
+    return _figures(_counts(kept, labels))
+
+
+def _logistic(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, group_sd: float = 1.0, c: float = 1.0
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Logistic regression by L-BFGS, penalised as scikit-learn's ``LogisticRegression(C=c)``
+    (|w|^2 / 2c, the bias free): weights, bias, and with ``groups`` a bias of each group's
+    own with a Gaussian prior of SD ``group_sd`` around the shared one."""
+    import torch
+
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    count = 0 if groups is None else int(groups.max()) + 1
+    g = torch.zeros(count, dtype=torch.float64, requires_grad=True)
+    gt = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
+    optimiser = torch.optim.LBFGS([w, b, g], max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        z = xt @ w + b + (g[gt] if gt is not None else 0.0)
+        value = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="sum")
+        value = value + (w**2).sum() / (2 * c) + (g**2).sum() / (2 * group_sd**2)
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    return w.detach().numpy(), float(b.item()), g.detach().numpy()
+
+
+def fit_seen(raw: np.ndarray, labels: np.ndarray, names: list[str]) -> SeenWords:
+    """Question 1 (module docstring): each label's calibration on held-out photos (raw: N x
+    L scores, labels: N x L in {+1, -1, 0}), their level the quantile a library uses."""
+    from .metrics import average_precision
+
+    level = np.quantile(raw, LEVEL_QUANTILE, axis=0)
+    annotated = labels != 0
+    rows, cols = np.nonzero(annotated)
+    x = np.stack([raw[rows, cols], raw[rows, cols] - level[cols]], axis=1)
+    y = (labels[rows, cols] > 0).astype(np.float64)
+    (slope, slope_over), bias, word_bias = _logistic(x, y, cols, SEEN_BIAS_SD)
+    z = x @ np.array([slope, slope_over]) + bias + word_bias[cols]
+    predicted = 1.0 / (1.0 + np.exp(-z))
+    labelled = float(predicted[y > 0].mean()) if (y > 0).any() else 1.0
+    words = {}
+    for j, name in enumerate(names):
+        words[name] = (float(word_bias[j]), float(average_precision(raw[:, [j]], labels[:, [j]])[0]))
+    return SeenWords(float(slope), float(slope_over), float(bias), labelled, words)
+
+
+def fit_confidence(sets: list[ValidationSet], seen: SeenWords | None) -> tuple[tuple[float, ...], float]:
+    """Question 2: the logistic model over the evidence of the labelled words of exhaustively
+    tagged sets."""
+    xs, ys = [], []
+    for s in sets:
+        rule = TagRule(seen=seen, quantile=LEVEL_QUANTILE)
+        words = s.words_of(rule)
+        evidence = rule.evidence(s.raw[:, : s.labelled], _first(words, s.labelled), _first_mass(s.mass(), s.labelled))
+        xs.append(evidence.reshape(-1, len(FEATURES)))
+        ys.append((s.labels > 0).ravel().astype(np.float64))
+    w, b, _ = _logistic(np.concatenate(xs), np.concatenate(ys))
+    return tuple(float(v) for v in w), b
+
+
+def _first(words: Words, n: int) -> Words:
+    return Words(words.levels[:n], list(words.labels[:n]), list(words.classes[:n]))
+
+
+def _first_mass(mass: np.ndarray | None, n: int) -> np.ndarray | None:
+    return None if mass is None else mass[:, :n]
+
+
+def choose_rule(
+    tagged: list[ValidationSet], seen: SeenWords | None, max_tags: int = 10
+) -> tuple[TagRule, dict[str, Any]]:
+    """Questions 2 and 3 (module docstring): the rule, and the rows it was chosen from."""
+    if not tagged:
+        raise ValueError("choosing a tag rule needs at least one exhaustively tagged validation set")
+    weights, bias = fit_confidence(tagged, seen)
+    base = TagRule(weights, bias, None, None, max_tags, LEVEL_QUANTILE, seen)
+    confidence = [s.confidence(base) for s in tagged]
+
+    def shown(rule: TagRule) -> list[np.ndarray]:
+        return [rule.kept(c) for c in confidence]
+
+    def pooled(kept: list[np.ndarray]) -> dict[str, float]:
+        return _figures(np.sum([_counts(k, s.labels) for k, s in zip(kept, tagged)], axis=0))
+
+    grid = []
+    for threshold in THRESHOLDS:
+        row = pooled(shown(replace(base, threshold=threshold)))
+        grid.append({"threshold": threshold, **row})
+    best = max(grid, key=lambda r: (round(r["f_half"], 6), -r["threshold"]))
+    rule = replace(base, threshold=best["threshold"])
+    photos = sum(len(s.raw) for s in tagged)
+    for fallback in FALLBACKS:
+        if fallback > rule.threshold:  # type: ignore[operator]
+            continue
+        if pooled(shown(replace(rule, fallback=fallback)))["photos_showing_nothing"] <= EMPTY_SHARE * photos:
+            rule = replace(rule, fallback=fallback)
+            break
+    report = {"threshold_grid": [{k: round(v, 5) for k, v in r.items()} for r in grid], "chosen": pooled(shown(rule))}
+    return rule, report
+
+
+def evaluate_rule(rule: TagRule, s: ValidationSet) -> dict[str, Any]:
+    """The shown tags of one set under a rule, against its labels (and per group)."""
+    kept = rule.kept(s.confidence(rule))
+    out: dict[str, Any] = figures(kept, s.labels)
+    if s.groups:
+        out["groups"] = {
+            g: figures(kept[[x == g for x in s.groups]], s.labels[[x == g for x in s.groups]])
+            for g in dict.fromkeys(s.groups)
+        }
+    return out
 
 
 def validation_sets(
@@ -139,51 +248,102 @@ def validation_sets(
     *,
     corel: str | Path | None = None,
     coco: str | Path | None = None,
+    tagged: Sequence[str | Path] | None = None,
     cache: Path,
     workers: int = 2,
     device="cpu",
     progress: bool = True,
-) -> list[ValidationSet]:
-    """The bundle's raw scores and the labels of each validation set asked for."""
+) -> dict[str, list[ValidationSet]]:
+    """The bundle's scores on each validation set asked for, by kind: "corel" (the fold its
+    training held out), "coco" and "tagged"; every set ranked against the vocabulary a
+    library of this model starts with."""
     import torch
 
     from .datasets import held_out_fold, label_rows, load_dataset
+    from .datasets.tagged import groups as tagged_groups
     from .evaluate import semantic_vectors
     from .features import extract_features, list_digest
     from .model import score
     from .tokens import CachedTokens
+    from .wordnet import wordnet
 
     backbone = bundle.build_backbone(device=device)
-    source = bundle.embeddings.get("source")
-    # The vocabulary a library of this model starts with, and the vectors it looks words up in.
+    embeddings = bundle.embeddings.get("source")
+    table = _label_table(bundle)
+    labels = [normalise_word(w) for w in [*bundle.seen_labels, *bundle.unseen_labels]]
+    seen = {normalise_word(w) for w in bundle.seen_labels}
+    vectors = load_embeddings(embeddings) if embeddings else load_embeddings()
     vocabulary = default_words(bundle.seen_labels, bundle.unseen_labels)
-    words = load_embeddings(source) if source else load_embeddings()
-    sets: list[tuple[str, Dataset, Split, np.ndarray | None]] = []
+    wanted: list[tuple[str, str, Dataset, Split, np.ndarray | None, list[str] | None]] = []
     if corel is not None:
-        # The fold this bundle's training held out (its seed and fraction), all 374 words.
         train_cfg = bundle.training.get("config", {})
-        data = load_dataset("corel5k", corel, mode="all-seen", embeddings=source)
+        data = load_dataset("corel5k", corel, mode="all-seen", embeddings=embeddings)
         _, rows = held_out_fold(
             len(data.train),
             train_cfg.get("val_fraction", 0.1),
             train_cfg.get("seed", 0),
             train_cfg.get("val_max", 20_000),
         )
-        sets.append(("corel5k-held-out", data, data.train, rows))
+        wanted.append(("corel", "corel5k-held-out", data, data.train, rows, None))
     if coco is not None:
-        data = load_dataset("coco", coco, embeddings=source)
-        sets.append((f"coco-{Path(coco).name}", data, data.test, None))
-    out = []
-    for name, data, split, rows in sets:
+        data = load_dataset("coco", coco, embeddings=embeddings)
+        wanted.append(("coco", f"coco-{Path(coco).name}", data, data.test, None, None))
+    for folder in tagged or []:
+        data = load_dataset("tagged", folder, embeddings=embeddings)
+        wanted.append(("tagged", f"tagged-{Path(folder).name}", data, data.test, None, tagged_groups(Path(folder))))
+    net = wordnet()
+    model = bundle.model.to(device)
+    out: dict[str, list[ValidationSet]] = {"corel": [], "coco": [], "tagged": []}
+    for kind, name, data, split, rows, groups in wanted:
         if rows is not None:  # only the photos used are read
             split = split.subset(rows)
         folder = cache / f"{name}-{list_digest(split.images)[:12]}"  # another fold or folder: another cache
         features = extract_features(split.images, backbone, folder, workers=workers, device=device, progress=progress)
         ok = np.flatnonzero(features.ok)
-        semantic, ok = semantic_vectors(bundle.model.to(device), CachedTokens(features, device), ok, device)
-        raw = score(semantic, torch.from_numpy(data.seen_vectors)).numpy()
-        labelled = {normalise_word(w) for w in data.seen_labels}
-        others = [w for w in vocabulary if w not in labelled and w in words]
-        rest = score(semantic, torch.from_numpy(words.matrix(others))).numpy() if others else None
-        out.append(ValidationSet(name, raw, label_rows(split.seen, ok), rest))
+        tokens = CachedTokens(features, device)
+        semantic, ok = semantic_vectors(model, tokens, ok, device)
+        has_head = bundle.config.prior_classes == IMAGENET_CLASSES and features.logits.shape[1] == IMAGENET_CLASSES
+        classes = top_classes(np.asarray(features.logits[ok], dtype=np.float32)) if has_head else None
+        labelled = [normalise_word(w) for w in data.seen_labels]
+        words = labelled + [w for w in vocabulary if w not in set(labelled) and w in vectors]
+        model_labels = [label_for(w, labels) for w in words]
+        # A word takes its model label's vector, as a library gives it (tagger.vocabulary.WordSource).
+        word_vectors = np.stack([table[m] if m in table else vectors.vector(w) for w, m in zip(words, model_labels)])
+        raw = score(semantic, torch.from_numpy(word_vectors)).numpy()
+        out[kind].append(
+            ValidationSet(
+                name,
+                words,
+                raw,
+                label_rows(split.seen, ok),
+                [m if m in seen else None for m in model_labels],
+                [net.classes(w) for w in words],
+                classes,
+                kind == "tagged",
+                None if groups is None else [groups[i] for i in ok],
+            )
+        )
     return out
+
+
+def _label_table(bundle) -> dict[str, np.ndarray]:
+    """The bundle's own label vectors (unit length), by normalised label."""
+    table = {}
+    for labels, vectors in ((bundle.seen_labels, bundle.seen_vectors), (bundle.unseen_labels, bundle.unseen_vectors)):
+        if vectors is not None:
+            table.update({normalise_word(w): v / max(np.linalg.norm(v), 1e-12) for w, v in zip(labels, vectors)})
+    return table
+
+
+def calibrate(sets: dict[str, list[ValidationSet]], max_tags: int = 10) -> tuple[TagRule, dict[str, Any]]:
+    """The whole choice (module docstring): seen labels calibrated on the held-out fold
+    ("corel"), the rule on the tagged sets; every set's shown tags under it in the report."""
+    seen = None
+    for s in sets.get("corel", [])[:1]:
+        columns = [j for j in range(s.labelled) if s.model_labels[j] is not None]
+        names = [s.model_labels[j] for j in columns]
+        seen = fit_seen(s.raw[:, columns], s.labels[:, columns], names)  # type: ignore[arg-type]
+    rule, report = choose_rule(sets.get("tagged", []), seen, max_tags)
+    every = [s for kind in ("tagged", "corel", "coco") for s in sets.get(kind, [])]
+    report["sets"] = {s.name: evaluate_rule(rule, s) for s in every}
+    return rule, report

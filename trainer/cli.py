@@ -442,34 +442,45 @@ def evaluate(
 @app.command()
 def calibrate(
     bundle: Path = typer.Argument(..., help="A model bundle folder; its config.json gets the chosen rule (--write)."),
+    tagged: list[Path] = typer.Option(
+        [],
+        "--tagged",
+        help="A folder of photos with every word of its vocabulary marked (vocabulary.txt, labels.tsv), e.g. "
+        "../shared/data/everyday_tags: the rule is fitted here. Repeat for more.",
+    ),
     corel5k: Path | None = typer.Option(
-        None, "--corel5k", help="Corel-5K folder: the fold of its training split this bundle's training held out."
+        None, "--corel5k", help="Corel-5K folder: the fold its training held out calibrates the model's own labels."
     ),
     coco: Path | None = typer.Option(
-        None, "--coco", help="A COCO-format folder of labelled photos (validation only, e.g. open_images_5)."
+        None, "--coco", help="A COCO-format folder of labelled photos, reported under the rule (e.g. open_images_5)."
     ),
-    max_tags: int = typer.Option(10, "--max-tags", min=1, help="How many best words a photo keeps at most."),
+    max_tags: int = typer.Option(10, "--max-tags", min=1, max=100, help="How many tags a photo shows at most."),
     write: bool = typer.Option(False, "--write", help="Write the chosen rule into the bundle (its tagging section)."),
     cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(2, help="Image decoding processes."),
     quiet: bool = typer.Option(False, help="No progress bars."),
 ) -> None:
-    """Choose the tagger's rule on validation photos: the hubness correction (a word's mean
-    or quantile over the library, and the part of it subtracted) and the score a tag needs
-    to be kept (best mean kept-tag F1 over the sets given)."""
-    from .calibrate import choose_rule, validation_sets
+    """Choose the tagger's rule on validation photos: how sure the model is of its own
+    labels (--corel5k), how the evidence for a word becomes a confidence and which
+    confidence a shown tag needs (--tagged), then report every set under it."""
+    from .calibrate import calibrate as choose
+    from .calibrate import validation_sets
     from .checkpoint import Bundle
     from .distributed import setup
 
-    if corel5k is None and coco is None:
-        _fail("give at least one validation set: --corel5k DIR and/or --coco DIR")
+    if not tagged:
+        _fail(
+            "give at least one folder with every word marked: --tagged DIR (e.g. ../shared/data/everyday_tags); "
+            "--corel5k and --coco add to it"
+        )
     try:
         loaded = Bundle.load(bundle)
         sets = validation_sets(
             loaded,
             corel=corel5k,
             coco=coco,
+            tagged=tagged,
             workers=workers,
             device=setup(device),
             cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
@@ -477,38 +488,23 @@ def calibrate(
         )
     except (UserError, FileNotFoundError) as exc:
         _fail(str(exc))
-    rule, per_correction, kept = choose_rule(sets, max_tags)
-
-    def cells(row: dict) -> str:
-        return "  ".join(
-            f"{name} P {f['precision']:.3f} R {f['recall']:.3f} F1 {f['f1']:.3f} ({f['kept_per_photo']:.1f} kept)"
-            for name, f in row["sets"].items()
-        )
-
-    def level(quantile: float | None) -> str:
-        return "mean" if quantile is None else f"q{quantile:.2f}"
-
-    typer.echo("1. the hubness correction (level, strength), each set's labelled words ranked:")
-    for row in per_correction:
-        typer.echo(
-            f"   {level(row['quantile']):5} strength {row['strength']:.2f}: best min score {row['min_score']:+.2f}, "
-            f"mean F1 {row['f1']:.3f}  ({cells(row)})"
-        )
-    weights = ", ".join(f"{s.name} {s.share:.3f}" for s in sets)
-    correction = f"level {level(rule.quantile)}, strength {rule.strength:.2f}"
-    typer.echo(f"2. the keep threshold at {correction}, the whole vocabulary ranked (weights {weights}):")
-    typer.echo(f"   min score {kept['min_score']:+.2f}, weighted F1 {kept['f1']:.3f}  ({cells(kept)})")
-    typer.echo(f"chosen: {correction}, min score {rule.min_score:+.2f}, at most {rule.max_tags} tags")
+    rule, report = choose(sets, max_tags)
+    typer.echo("confidence weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in rule.to_dict()["weights"].items()))
+    typer.echo(f"  bias {rule.bias:+.3f}; seen labels calibrated: {len(rule.seen.words) if rule.seen else 0}")
+    typer.echo(
+        f"chosen: show tags from confidence {rule.threshold:.2f} (best F0.5 on the tagged sets), a photo's best "
+        f"from {rule.fallback if rule.fallback is not None else 'never'}, at most {rule.max_tags}"
+    )
+    typer.echo(f"{'set':<28} {'P':>6} {'R':>6} {'F1':>6} {'shown':>6} {'none':>5}")
+    for name, row in report["sets"].items():
+        for label, cells in [(name, row), *((f"  {g}", c) for g, c in row.get("groups", {}).items())]:
+            typer.echo(
+                f"{label:<28} {cells['precision']:6.3f} {cells['recall']:6.3f} {cells['f1']:6.3f} "
+                f"{cells['shown_per_photo']:6.2f} {cells['photos_showing_nothing']:5d}"
+            )
     if write:
-        Bundle.update_config(
-            bundle,
-            tagging={
-                **rule.to_dict(),
-                "chosen_on": [s.name for s in sets],
-                "validation": per_correction,
-                "threshold_over_vocabulary": kept,
-            },
-        )
+        chosen_on = [s.name for kind in ("tagged", "corel") for s in sets[kind]]
+        Bundle.update_config(bundle, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
         typer.echo(f"written to {Path(bundle) / 'config.json'} (tagging)")
 
 

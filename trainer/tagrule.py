@@ -1,65 +1,224 @@
-"""How raw scores become the tags a photo shows: a hubness correction, then a calibrated rule.
+"""How a photo's scores become the tags it shows: evidence, one calibrated confidence, a rule.
 
-Zero-shot scoring has hubs: a few words (``snake``, ``hot dog``) sit close to many photos'
-semantic vectors and top them whatever they show. The correction subtracts a part of each
-word's level over the library, ``c = s - strength * level_w``: a word that scores high on
-every photo loses that common part, a word that stands out on one photo keeps it. The
-level is the word's mean score, or a quantile of its scores (``quantile`` 0.9: the score
-it reaches on its best tenth of the photos): a hub scores high on the photos it fits too
-(``snake`` on a lizard), which an upper quantile prices and the mean, pulled down by the
-many photos it does not fit, does not. A full correction (strength 1) would also flatten
-words that really are common (sky, people), so the statistic and the strength are chosen
-on labelled validation photos (trainer.calibrate) together with the score a tag must reach
-to be kept (``min_score``); all ship in the model bundle's "tagging" section, and the
-tagger applies exactly this rule.
+A raw score (max over the rows of S of <S_m, w>) is not a probability, and its scale
+differs from word to word: ``snake`` scores high on half the animals, ``sky`` moderately on
+every sky. So each (photo, word) gets a few pieces of evidence, all from what a library
+stores:
 
-The correction is per word and monotonic, so it never changes which photos rank first for
-a word: search order is the model's; what changes is which words a photo keeps.
+- ``score``: the raw score; ``over_level``: the score minus the word's level over the
+  library (its 0.9 quantile: a hub that scores high everywhere has a high level);
+- ``seen`` / ``seen_ap``: for a word the model was trained on, the probability that it is
+  true, calibrated per word on labelled photos the model never trained on (``SeenWords``),
+  and how well the model separates that word there (its average precision: seen words
+  are trusted where the model knows them);
+- ``imagenet`` / ``imagenet_mass``: for a word with ImageNet classes below it in WordNet
+  (bird: 59 classes, from goldfinch to ostrich), the backbone's own probability of those
+  classes: the backbone was trained on 1.2 M labelled photos of them. A word of this kind
+  whose classes the backbone sees nowhere is probably not there, which is what keeps ten
+  sibling animals off a photo of pigeons.
+
+A logistic model over them gives the confidence that the word is true (its weights are
+chosen on fully tagged validation photos by trainer.calibrate). A word also holds
+wherever a word below it holds (``implied``: duck -> bird -> animal, lake -> water). A
+photo shows its words at or above ``threshold``, best first, at most ``max_tags``; a photo
+with none there shows its best word when that reaches ``fallback``, so that almost no photo
+shows nothing. Every number ships in the model bundle's "tagging" section and the tagger
+applies exactly this rule.
+
+A rule written by an older epsilon-tag (``strength`` and ``min_score``: kept when
+``score - strength * level >= min_score``) is the same decision in this form (``legacy``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import InputError
 
+FEATURES = ("score", "over_level", "seen", "seen_ap", "imagenet", "imagenet_mass")
+# An old rule's decision ``score - strength * level >= min_score`` as a confidence: the same
+# order and the same cut at 0.5, whatever the slope; this one keeps confidences readable.
+_LEGACY_SLOPE = 10.0
+# Seen-word and ImageNet probabilities enter as log-odds, clipped so that a 0 or a 1 stays finite.
+_CLIP = 1e-4
+# A photo's best ImageNet classes kept as its ImageNet evidence: a 2 x CLASSES_KEPT float16
+# record, class indices (exact in float16 below 2,048) over their probabilities, index -1
+# where none was recorded. On the default model the 16 best hold most of a photo's probability.
+CLASSES_KEPT = 16
+NO_CLASSES = np.stack([np.full(CLASSES_KEPT, -1.0), np.zeros(CLASSES_KEPT)]).astype(np.float16)
+
+
+def top_classes(logits: np.ndarray) -> np.ndarray:
+    """N x 2 x CLASSES_KEPT records of each photo's best classes from its head's logits
+    (N x classes): what a scan stores and what calibration reads, one way."""
+    logits = np.asarray(logits, dtype=np.float32)
+    k = min(CLASSES_KEPT, logits.shape[1])
+    best = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = np.take_along_axis(shifted, best, axis=1) / shifted.sum(axis=1, keepdims=True)
+    out = np.broadcast_to(NO_CLASSES, (len(logits), 2, CLASSES_KEPT)).copy()
+    out[:, 0, :k], out[:, 1, :k] = best, probs
+    return out.astype(np.float16)
+
+
+def _finite(value: object, what: str) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, not {value!r} (the model bundle's tagging section)") from None
+    if not math.isfinite(number):
+        raise InputError(f"{what} must be a finite number, not {value!r} (the model bundle's tagging section)")
+    return number
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float32), _CLIP, 1 - _CLIP)
+    return np.log(p / (1 - p))
+
 
 @dataclass(frozen=True)
-class TagRule:
-    """``strength``: the part of a word's library level subtracted from its scores (0: raw
-    cosines). ``min_score``: the corrected score a tag needs to be shown (None: every
-    stored tag). ``max_tags``: how many best words a photo keeps at most. ``quantile``:
-    which level, None for the mean (what a rule without one, from an older bundle, meant)."""
+class SeenWords:
+    """Per-word calibration of the model's own labels on held-out labelled photos:
+    P(labelled) = sigmoid(slope * score + slope_over * (score - level) + bias + word bias),
+    divided by ``labelled`` (how often a true word was labelled at all: held-out labels
+    name a few of the things a photo shows; Elkan and Noto, KDD 2008), and each word's
+    average precision there. ``words``: label -> (word bias, AP)."""
 
-    strength: float = 0.0
-    min_score: float | None = None
-    max_tags: int = 10
-    quantile: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.quantile is not None and not 0.0 <= self.quantile <= 1.0:
-            raise InputError(
-                f"a tag rule's quantile lies between 0 and 1, not {self.quantile} (the model bundle's tagging section)"
-            )
+    slope: float
+    slope_over: float
+    bias: float
+    labelled: float
+    words: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> TagRule:
-        data = data or {}
+    def from_dict(cls, data: dict) -> SeenWords:
+        words = data.get("words", {})
+        if not isinstance(words, dict):
+            raise InputError("the tagging section's seen words must map each label to [bias, AP]")
+        labelled = _finite(data.get("labelled", 1.0), "seen.labelled")
+        if not 0 < labelled <= 1:
+            raise InputError(f"seen.labelled lies in (0, 1], not {labelled}")
         return cls(
-            float(data.get("strength", 0.0)),
-            None if data.get("min_score") is None else float(data["min_score"]),
-            int(data.get("max_tags", 10)),
-            None if data.get("quantile") is None else float(data["quantile"]),
+            _finite(data.get("slope", 0.0), "seen.slope"),
+            _finite(data.get("slope_over", 0.0), "seen.slope_over"),
+            _finite(data.get("bias", 0.0), "seen.bias"),
+            labelled,
+            {
+                str(w): (_finite(v[0], f"seen bias of {w!r}"), _finite(v[1], f"seen AP of {w!r}"))
+                for w, v in words.items()
+            },
         )
 
     def to_dict(self) -> dict:
         return {
-            "strength": self.strength,
-            "min_score": self.min_score,
+            "slope": self.slope,
+            "slope_over": self.slope_over,
+            "bias": self.bias,
+            "labelled": self.labelled,
+            "words": {w: [round(b, 5), round(a, 5)] for w, (b, a) in self.words.items()},
+        }
+
+    def probability(self, label: str, raw: np.ndarray, level: float) -> np.ndarray:
+        """P(the label is true) on photos with these raw scores."""
+        bias = self.words[label][0]
+        z = self.slope * raw + self.slope_over * (raw - level) + self.bias + bias
+        return np.minimum(1.0, 1.0 / (1.0 + np.exp(-z)) / self.labelled)
+
+
+@dataclass(frozen=True)
+class Words:
+    """What a rule needs to know of each word it scores: its library level, the model label
+    it is (None: a zero-shot word), and the ImageNet classes below it."""
+
+    levels: np.ndarray  # W
+    labels: Sequence[str | None]
+    classes: Sequence[np.ndarray]  # each: head indices (int), empty where WordNet has none
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """``weights`` (one per FEATURES) and ``bias``: the confidence model. ``threshold``: the
+    confidence a shown tag needs (None: every stored tag is shown). ``fallback``: a photo
+    with no word at the threshold shows its best word from this confidence on (None: never).
+    ``max_tags``: the most a photo shows. ``quantile``: a word's library level (None: its
+    mean). ``seen``: the model's own labels, calibrated."""
+
+    weights: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    bias: float = 0.0
+    threshold: float | None = None
+    fallback: float | None = None
+    max_tags: int = 10
+    quantile: float | None = None
+    seen: SeenWords | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.weights) != len(FEATURES):
+            raise InputError(f"a tag rule has {len(FEATURES)} weights ({', '.join(FEATURES)}), not {len(self.weights)}")
+        if self.quantile is not None and not 0.0 <= self.quantile <= 1.0:
+            raise InputError(
+                f"a tag rule's quantile lies between 0 and 1, not {self.quantile} (the model bundle's tagging section)"
+            )
+        for name in ("threshold", "fallback"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise InputError(f"a tag rule's {name} is a confidence between 0 and 1, not {value}")
+        if not 1 <= self.max_tags <= 100:
+            raise InputError(f"a tag rule's max_tags is a whole number from 1 to 100, not {self.max_tags}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TagRule:
+        """A bundle's or library's "tagging" section, of this form or an older one."""
+        if data is None or data == {}:
+            return cls()  # no rule (a version-1 bundle): raw scores, every stored tag shown
+        if not isinstance(data, dict):
+            raise InputError("the model bundle's tagging section must be a JSON object")
+        max_tags = data.get("max_tags", 10)
+        if isinstance(max_tags, bool) or not isinstance(max_tags, int):
+            raise InputError(f"a tag rule's max_tags is a whole number from 1 to 100, not {max_tags!r}")
+        quantile = None if data.get("quantile") is None else _finite(data["quantile"], "quantile")
+        if "weights" not in data:
+            return cls.legacy(
+                _finite(data.get("strength", 0.0), "strength"),
+                None if data.get("min_score") is None else _finite(data["min_score"], "min_score"),
+                max_tags,
+                quantile,
+            )
+        weights = data["weights"]
+        if not isinstance(weights, dict) or set(weights) != set(FEATURES):
+            raise InputError(f"a tag rule's weights name each of {', '.join(FEATURES)} once")
+        return cls(
+            tuple(_finite(weights[f], f"weight of {f}") for f in FEATURES),
+            _finite(data.get("bias", 0.0), "bias"),
+            None if data.get("threshold") is None else _finite(data["threshold"], "threshold"),
+            None if data.get("fallback") is None else _finite(data["fallback"], "fallback"),
+            max_tags,
+            quantile,
+            None if data.get("seen") is None else SeenWords.from_dict(data["seen"]),
+        )
+
+    @classmethod
+    def legacy(cls, strength: float, min_score: float | None, max_tags: int = 10, quantile: float | None = None):
+        """An older rule (``score - strength * level >= min_score``) in this form: the same
+        order of words and the same decision."""
+        if not math.isfinite(strength) or strength < 0:
+            raise InputError(f"a tag rule's strength is a number >= 0, not {strength}")
+        k = _LEGACY_SLOPE
+        weights = (k * (1 - strength), k * strength, 0.0, 0.0, 0.0, 0.0)
+        return cls(weights, -k * (min_score or 0.0), None if min_score is None else 0.5, None, max_tags, quantile)
+
+    def to_dict(self) -> dict:
+        return {
+            "weights": dict(zip(FEATURES, self.weights)),
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "fallback": self.fallback,
             "max_tags": self.max_tags,
             "quantile": self.quantile,
+            "seen": None if self.seen is None else self.seen.to_dict(),
         }
 
     def levels(self, raw: np.ndarray) -> np.ndarray:
@@ -70,16 +229,110 @@ class TagRule:
             return raw.mean(axis=0, dtype=np.float64).astype(np.float32)
         return np.quantile(raw, self.quantile, axis=0).astype(np.float32)
 
-    def correct(self, raw: np.ndarray, levels: np.ndarray) -> np.ndarray:
-        """Corrected scores: ``raw`` (N x W) minus strength times each word's level (W)."""
-        if not self.strength:
-            return raw
-        return raw - np.float32(self.strength) * np.asarray(levels, dtype=np.float32)[None, :]
+    def _features(self, raw: np.ndarray, words: Words, mass: np.ndarray | None, recorded: np.ndarray | None):
+        """(feature, columns, values) for every piece of evidence that is not zero: the one
+        description of the evidence that fitting (``evidence``) and tagging (``confidence``) share."""
+        levels = np.asarray(words.levels, dtype=np.float32)
+        every = slice(None)
+        yield 0, every, raw
+        yield 1, every, raw - levels[None, :]
+        if self.seen is not None:
+            for j, label in enumerate(words.labels):
+                if label is not None and label in self.seen.words:
+                    yield 2, j, logit(self.seen.probability(label, raw[:, j], float(levels[j])))
+                    yield 3, j, np.float32(self.seen.words[label][1])
+        if mass is not None:
+            has = np.flatnonzero([len(c) > 0 for c in words.classes])
+            on = np.ones(len(raw), bool) if recorded is None else np.asarray(recorded, bool)
+            if len(has) and on.any():
+                # Photos read before their classes were recorded have no ImageNet evidence
+                # at all, which is not the evidence of a zero probability.
+                yield 4, (on, has), np.float32(1.0)
+                yield 5, (on, has), logit(mass[np.ix_(on, has)])
 
-    def kept(self, corrected: np.ndarray) -> np.ndarray:
-        """N x W booleans: the tags a photo shows, its ``max_tags`` best at or above ``min_score``."""
-        k = min(self.max_tags, corrected.shape[1])
-        top = np.zeros(corrected.shape, dtype=bool)
-        if k:
-            np.put_along_axis(top, np.argpartition(-corrected, k - 1, axis=1)[:, :k], True, axis=1)
-        return top if self.min_score is None else top & (corrected >= self.min_score)
+    def evidence(
+        self, raw: np.ndarray, words: Words, mass: np.ndarray | None = None, recorded: np.ndarray | None = None
+    ) -> np.ndarray:
+        """N x W x FEATURES: the evidence for each word on each photo. ``mass``: N x W, the
+        backbone's probability of each word's ImageNet classes; ``recorded``: N, which photos
+        have their classes recorded (None: all of them, where ``mass`` is given)."""
+        out = np.zeros((*raw.shape, len(FEATURES)), np.float32)
+        for f, columns, values in self._features(raw, words, mass, recorded):
+            if isinstance(columns, tuple):
+                out[np.ix_(columns[0], columns[1], [f])] = np.asarray(values)[..., None]
+            else:
+                out[:, columns, f] = values
+        return out
+
+    def confidence(
+        self, raw: np.ndarray, words: Words, mass: np.ndarray | None = None, recorded: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The probability that each word is true of each photo (N x W): the logistic model
+        over ``evidence``, summed feature by feature (no N x W x FEATURES array)."""
+        z = np.full(raw.shape, self.bias, dtype=np.float32)
+        for f, columns, values in self._features(raw, words, mass, recorded):
+            if not self.weights[f]:
+                continue
+            if isinstance(columns, tuple):
+                z[np.ix_(*columns)] += np.float32(self.weights[f]) * values
+            else:
+                z[:, columns] += np.float32(self.weights[f]) * values
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+    def kept(self, confidence: np.ndarray) -> np.ndarray:
+        """N x W booleans: the tags each photo shows (module docstring)."""
+        k = min(self.max_tags, confidence.shape[1])
+        top = np.zeros(confidence.shape, dtype=bool)
+        if not k:
+            return top
+        np.put_along_axis(top, np.argpartition(-confidence, k - 1, axis=1)[:, :k], True, axis=1)
+        if self.threshold is None:
+            return top
+        shown = top & (confidence >= self.threshold)
+        if self.fallback is not None:
+            best = confidence.argmax(axis=1)
+            rows = np.flatnonzero(~shown.any(axis=1) & (confidence.max(axis=1) >= self.fallback))
+            shown[rows, best[rows]] = True
+        return shown
+
+
+def implied(confidence: np.ndarray, implied_by: Sequence[Sequence[int]], threshold: float | None = None) -> np.ndarray:
+    """Each word at least as confident as the words that imply it (positions per word) where
+    they reach ``threshold``: a photo showing a duck shows a bird. Only a word confident
+    enough to be shown lifts the words above it: the best of fifty unsure animal names would
+    otherwise make "animal" sure of every photo."""
+    out = confidence.copy()
+    for j, below in enumerate(implied_by):
+        if len(below):
+            lifted = confidence[:, list(below)].max(axis=1)
+            if threshold is not None:
+                lifted = np.where(lifted >= threshold, lifted, 0.0)
+            out[:, j] = np.maximum(out[:, j], lifted)
+    return out
+
+
+def class_mass(classes: np.ndarray, probs: np.ndarray, word_classes: Sequence[np.ndarray], heads: int) -> np.ndarray:
+    """N x W: for each photo, the summed probability of each word's ImageNet classes among
+    the photo's recorded top classes (``classes``/``probs``: N x K). Each (photo, class) pair
+    is added to the words whose classes hold it, through a class -> words index."""
+    n = len(classes)
+    out = np.zeros((n, len(word_classes)), np.float32)
+    members = [np.asarray(c, dtype=np.int64) for c in word_classes]
+    sizes = np.array([len(c) for c in members])
+    if not n or not sizes.sum():
+        return out
+    # CSR index: for class c, the words holding it.
+    flat_classes = np.concatenate([c for c in members if len(c)])
+    flat_words = np.repeat(np.arange(len(members)), sizes)
+    order = np.argsort(flat_classes, kind="stable")
+    pointer = np.searchsorted(flat_classes[order], np.arange(heads + 1))
+    words_of = flat_words[order]
+    cls = np.asarray(classes, dtype=np.int64).ravel()
+    valid = (cls >= 0) & (cls < heads)
+    photo = np.repeat(np.arange(n), classes.shape[1])[valid]
+    p = np.asarray(probs, dtype=np.float32).ravel()[valid]
+    cls = cls[valid]
+    counts = pointer[cls + 1] - pointer[cls]
+    starts = np.repeat(pointer[cls], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    np.add.at(out, (np.repeat(photo, counts), words_of[starts]), np.repeat(p, counts))
+    return out

@@ -197,6 +197,13 @@ class EpsilonTagApp(App):
             return
         if not get_current_worker().is_cancelled:
             self.call_from_thread(self._deliver, panel.start, title, ranking, first)
+            if not len(ranking) and ranking.best is not None:
+                self.call_from_thread(
+                    self.notify,
+                    f"No photo matches this well (the best confidence is {ranking.best:.2f}, the floor "
+                    f"{ranking.floor or 0:.2f}); `epsilon-tag search WORDS --min-score 0` lists them all.",
+                    timeout=8,
+                )
 
     def _page(self, ranking: Ranking, start: int) -> Page:
         hits = ranking.page(self.opened, start, PhotoPanel.PAGE)

@@ -168,7 +168,9 @@ class PhotoPanel(Vertical):
             table.add_row(score, name, (hit.taken_at or "")[:10], tags, key=str(len(self.hits)))
             self.hits.append(hit)
         total = len(self.ranking) if self.ranking is not None else 0
-        self.border_title = f"{self.title}  {total:,} photos"
+        # A search lists the photos from its relevance floor up: its matches, not the library.
+        noun = "matches" if self.ranking is not None and self.ranking.floor is not None else "photos"
+        self.border_title = f"{self.title}  {total:,} {noun}"
 
     def current(self) -> Hit | None:
         row = self.table.cursor_row

@@ -99,7 +99,13 @@ def held_out_fold(n: int, fraction: float, seed: int, limit: int | None = None) 
 
 
 # CLI name -> module under trainer.datasets with a `load(root, **options)` function.
-DATASETS = {"nus-wide": "nus_wide", "open-images": "open_images", "corel5k": "corel5k", "coco": "coco"}
+DATASETS = {
+    "nus-wide": "nus_wide",
+    "open-images": "open_images",
+    "corel5k": "corel5k",
+    "coco": "coco",
+    "tagged": "tagged",
+}
 
 
 def load_dataset(name: str, root: str | Path, **options) -> Dataset:
