@@ -133,8 +133,13 @@ def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
     make_bundle().save(tmp_path / "b")
     shown = run_cli("info", tmp_path / "b")  # in process: torch is imported once for the suite
     assert "3 seen, 2 unseen" in shown.stdout and "glove-6b-50d" in shown.stdout
+    assert "tag rule    none chosen: every stored tag shows" in shown.stdout
     as_json = run_cli("info", tmp_path / "b", "--json")
     assert json.loads(as_json.stdout)["metrics"] == {"zsl_map": 0.25}
+    rule = {"strength": 0.5, "min_score": 0.3, "validation": {"chosen": {"precision": 0.61, "recall": 0.27}}}
+    Bundle.update_config(tmp_path / "b", tagging={**rule, "chosen_on": ["tagged-x"]})
+    shown = run_cli("info", tmp_path / "b").stdout  # an older rule, told in today's terms
+    assert "shows tags from confidence 0.50 (a photo's best never), at most 10; on tagged-x: P 0.610 R 0.270" in shown
     (tmp_path / "b" / WEIGHTS_FILE).write_bytes(b"")
     # A told error, in process (the console script's own start: tests/test_cli.py).
     broken = run_cli("info", tmp_path / "b", check=False)

@@ -550,6 +550,7 @@ def info(
         "unseen_labels": len(loaded.unseen_labels),
         "training": loaded.training,
         "metrics": loaded.metrics,
+        "tagging": loaded.tagging,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -569,6 +570,23 @@ def info(
     for task in ("zsl", "gzsl"):
         if task in test:
             typer.echo(f"test {task:6} mAP {test[task]['map']:.4f}")
+    typer.echo(f"tag rule    {_describe_rule(loaded.tagging)}")
+
+
+def _describe_rule(tagging: dict) -> str:
+    """A bundle's tag rule in one line, with the figures it was chosen on."""
+    from .tagrule import TagRule
+
+    rule = TagRule.from_dict(tagging)
+    if rule.threshold is None:
+        return "none chosen: every stored tag shows (`epsilon-train calibrate BUNDLE --tagged DIR --write`)"
+    fallback = "never" if rule.fallback is None else f"from {rule.fallback:.2f}"
+    text = f"shows tags from confidence {rule.threshold:.2f} (a photo's best {fallback}), at most {rule.max_tags}"
+    chosen = tagging.get("validation", {}).get("chosen") if isinstance(tagging.get("validation"), dict) else None
+    if chosen:
+        on = ", ".join(tagging.get("chosen_on", []))
+        text += f"; on {on}: P {chosen['precision']:.3f} R {chosen['recall']:.3f}"
+    return text
 
 
 @app.command()
