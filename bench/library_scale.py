@@ -29,20 +29,15 @@ CLI = [str(Path(PYTHON).parent / "epsilon-tag")]  # the console script, as peopl
 
 
 def build(db: Path, photos: int, folder: Path) -> None:
-    """A library of ``photos`` synthetic photos, tagged as a scan would."""
+    """A library of ``photos`` synthetic photos, tagged as a scan would, written through the
+    library's own API (save_batch), so that it follows the schema wherever it goes."""
     from tagger.engine import model_id
-    from tagger.library import Library
-    from tagger.scan import follow_tag_rule
-    from tagger.vocabulary import (
-        WordSource,
-        fill_vocabulary,
-        scores,
-        top_tags,
-        vocabulary_matrix,
-        word_levels,
-    )
+    from tagger.library import Library, PhotoRecord
+    from tagger.scan import VOCABULARY_POLICY, follow_tag_rule
+    from tagger.vocabulary import Vocabulary, WordSource, fill_vocabulary, scores, top_tags, word_levels
     from trainer.assets import asset_path, default_words
     from trainer.checkpoint import CONFIG_FILE
+    from trainer.tagrule import top_classes
 
     config = json.loads((asset_path("default") / CONFIG_FILE).read_text())
     rows = config["model"]["num_groups"] + (config["model"].get("prior") == "row")
@@ -68,54 +63,53 @@ def build(db: Path, photos: int, folder: Path) -> None:
             tag_rule=config.get("tagging"),
             roots=[str(folder)],
             vocabulary_ready=True,
+            vocabulary_policy=VOCABULARY_POLICY,
         )
         source = WordSource("glove-6b-50d", seen=config["seen_labels"], dim=shape[1])
         fill_vocabulary(library, source, default_words(config["seen_labels"]))
-        word_ids, vectors, _ = vocabulary_matrix(library)
+        words = library.words()
         rule = library.tag_rule
         sample = rng.standard_normal((min(photos, 20_000), *shape)).astype(np.float32)
-        means = word_levels(scores(sample / np.linalg.norm(sample, axis=-1, keepdims=True), vectors), rule)
-        library.set_word_means(dict(zip(word_ids.tolist(), means.tolist())))
+        vectors = np.stack([w.vector for w in words])
+        levels = word_levels(scores(sample / np.linalg.norm(sample, axis=-1, keepdims=True), vectors), rule)
+        library.set_word_means(dict(zip([w.id for w in words], levels.tolist())))
         library.set_meta(means_photos=photos)
-        conn = library.db.conn
-        for start in range(0, photos, 50_000):
-            n = min(50_000, photos - start)
+        vocabulary = Vocabulary.of_library(library)
+        for start in range(0, photos, 10_000):
+            n = min(10_000, photos - start)
             semantic = rng.standard_normal((n, *shape)).astype(np.float32)
             semantic = (semantic / np.linalg.norm(semantic, axis=-1, keepdims=True)).astype(np.float16)
-            tags = top_tags(semantic, word_ids, vectors, 10, means=means, rule=rule)
-            with library.transaction():
-                ids = range(start + 1, start + n + 1)
-                paths = [str(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg") for i in ids]
-                conn.executemany(
-                    "INSERT INTO photos (id, path, size, mtime_ns, hash, width, height, taken_at, status, model_id) "
-                    "VALUES (?, ?, 0, ?, ?, 4000, 3000, ?, 'ok', ?)",
-                    [(i, p, 0, f"h{i}", f"20{10 + i % 15}-06-01T12:00:00", model) for i, p in zip(ids, paths)],
-                )
-                conn.executemany(
-                    "INSERT INTO vectors (photo_id, s) VALUES (?, ?)", [(i, s.tobytes()) for i, s in zip(ids, semantic)]
-                )
-                conn.executemany(
-                    "INSERT INTO floors (photo_id, floor) VALUES (?, ?)", [(i, t[-1][1]) for i, t in zip(ids, tags)]
-                )
-                conn.executemany(
-                    "INSERT INTO tags (photo_id, word_id, score, rank) VALUES (?, ?, ?, 0)",
-                    [(i, w, sc) for i, t in zip(ids, tags) for w, sc in t],
-                )
+            classes = top_classes(rng.normal(0, 3, (n, 1000)).astype(np.float32))  # what a scan records
+            tags = top_tags(semantic, classes, vocabulary, 10, rule)
+            ids = range(start + 1, start + n + 1)
+            paths = [folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg" for i in ids]
             for p in paths:
-                Path(p).parent.mkdir(exist_ok=True)
-                Path(p).touch()
+                p.parent.mkdir(exist_ok=True)
+                p.touch()
+            library.save_batch(
+                [
+                    PhotoRecord(
+                        str(p),
+                        0,
+                        os.stat(p).st_mtime_ns,
+                        f"h{i}",
+                        4000,
+                        3000,
+                        {"taken_at": f"20{10 + i % 15}-06-01T12:00:00"},
+                        s,
+                        t,
+                        None,
+                        c,
+                    )
+                    for i, p, s, t, c in zip(ids, paths, semantic, tags, classes)
+                ],
+                [],
+                model,
+            )
             print(f"  built {start + n:,} photos", file=sys.stderr, flush=True)
-        # Stored sizes and times as the files have them: a rescan finds them unchanged.
-        with library.transaction():
-            for start in range(1, photos + 1, 50_000):
-                ids = range(start, min(start + 50_000, photos + 1))
-                conn.executemany(
-                    "UPDATE photos SET mtime_ns = ? WHERE id = ?",
-                    [(os.stat(folder / f"{i // 1000:04d}" / f"IMG_{i:07d}.jpg").st_mtime_ns, i) for i in ids],
-                )
         library.refresh_side_files()  # as a scan leaves them
     os.replace(tmp, db)
-    for side in (library.vectors_path, library.summary_path):
+    for side in (library.vectors_path, library._side_path("classes"), library.summary_path):
         os.replace(side, db.with_name(db.name + side.name[len(tmp.name) :]))
 
 
