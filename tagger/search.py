@@ -138,17 +138,21 @@ def rank(
     # A term is the vocabulary's word where it is one of its forms ("cars": "car"); else it
     # is described as a word to add would be (unknown words raise before any scoring).
     forms = known_forms(library, terms)
-    extra = [source.describe(t) for t in terms if t not in forms]
+    extra = {e.word: e for e in (source.describe(t) for t in terms if t not in forms)}
+    by_word = {w.word: w for w in held}
     stored = library.semantic_vectors(after=after, before=before)
-    levels = _levels(library, stored, [e.vector for e in extra], rule, after or before)
+    # Each query word scored once: its level (a word not in the vocabulary) and its confidence read the same scores.
+    raw = scores(stored.semantic, np.stack([(extra[t] if t in extra else by_word[forms[t]]).vector for t in terms]))
+    fresh = [i for i, t in enumerate(terms) if t in extra]
+    levels = _levels(library, raw[:, fresh], [extra[terms[i]].vector for i in fresh], rule, after or before)
     added = [
-        Word(-1 - i, e.word, e.kind, e.vector, float(level), e.label, e.classes)
-        for i, (e, level) in enumerate(zip(extra, levels))
+        Word(-1 - n, e.word, e.kind, e.vector, float(levels[n]), e.label, e.classes)
+        for n, e in enumerate(extra[terms[i]] for i in fresh)
     ]
     vocabulary = Vocabulary.of([*held, *added])
     position = {w: i for i, w in enumerate(vocabulary.words)}
     columns = [position[forms.get(t, t)] for t in terms]
-    confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns)
+    confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
     combined = np.exp(np.log(np.maximum(confidence, 1e-12)).mean(axis=1)) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
     best = float(combined[order[0]]) if len(order) else None
@@ -157,12 +161,14 @@ def rank(
     return Ranking(stored.ids[order], combined[order], floor, best)
 
 
-def _levels(library: Library, stored, vectors: list[np.ndarray], rule, dated) -> np.ndarray:
-    """Levels of words not in the vocabulary, over the whole library whatever the dates asked for."""
+def _levels(library: Library, raw: np.ndarray, vectors: list[np.ndarray], rule, dated) -> np.ndarray:
+    """Levels of words not in the vocabulary (``raw``: their scores on the photos searched),
+    over the whole library whatever the dates asked for."""
     if not vectors:
         return np.zeros(0, np.float32)
-    every = library.semantic_vectors() if dated else stored
-    return word_levels(scores(every.semantic, np.stack(vectors)), rule)
+    if dated:
+        raw = scores(library.semantic_vectors().semantic, np.stack(vectors))
+    return word_levels(raw, rule)
 
 
 def search(
