@@ -520,8 +520,13 @@ def export(
             raise InputError("Say what to export: --xmp (XMP sidecars) is the format there is.")
         if naming not in ("full", "stem"):
             raise InputError(f"--naming is full or stem, not {naming!r}")
+        under = [str(p.expanduser().resolve()) for p in paths or []]
+        for folder in under:
+            if not Path(folder).is_dir():
+                raise InputError(
+                    f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them"
+                )
         with _open(db, readonly=True) as library:
-            under = [str(p.expanduser().resolve()) for p in paths or []]
             written, merged, failed = export_sidecars(library, under, naming=naming.value, min_score=min_score, top=top)
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:

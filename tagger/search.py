@@ -132,6 +132,8 @@ def rank(
         raise InputError("Give at least one word to search for.")
     floor = check_score(min_score, "--min-score")
     after, before = check_date(after, "--after"), check_date(before, "--before")
+    if after and before and after >= before:
+        raise InputError(f"--after {after} is not before --before {before}: no photo could be taken in between")
     rule = library.tag_rule
     if floor is None:
         floor = rule.fallback if rule.fallback is not None else rule.threshold

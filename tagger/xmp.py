@@ -2,8 +2,10 @@
 
 digiKam and darktable read ``photo.jpg.xmp``, Lightroom ``photo.xmp``; an existing sidecar
 of either name is updated in place, otherwise a new one is written under the chosen name.
-Keywords already in a sidecar are kept. The keywords epsilon-tag wrote last time are
-recorded in the sidecar, so a later export replaces its own old tags and only those.
+Keywords already in a sidecar are kept. The keywords epsilon-tag added are recorded in the
+sidecar (``epsilontag:added``, an rdf:Bag), so a later export replaces its own old tags
+and only those; a keyword the photographer had before epsilon-tag wrote the same word is
+never recorded as ours, so it stays theirs whatever later exports do.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ for _prefix, _uri in NS.items():
     ET.register_namespace(_prefix, _uri)
 
 Naming = Literal["full", "stem"]
-_OURS = f"{{{NS['epsilontag']}}}keywords"
+_OURS = f"{{{NS['epsilontag']}}}added"  # an rdf:Bag of the keywords epsilon-tag added
+_OURS_BEFORE = f"{{{NS['epsilontag']}}}keywords"  # what releases before it wrote: a comma-joined attribute
 
 
 class SidecarError(UserError, RuntimeError):
@@ -48,8 +51,11 @@ def sidecar_path(photo: str | Path, naming: Naming = "full") -> Path:
     photo = Path(photo)
     full, stem = photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")
     for existing in (full, stem):
-        if existing.exists():
-            return existing
+        try:
+            if existing.exists():
+                return existing
+        except OSError:  # a name too long for the file system: no such sidecar can exist
+            continue
     return full if naming == "full" else stem
 
 
@@ -78,6 +84,11 @@ def _in_subject(root: ET.Element, li: ET.Element) -> bool:
 def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "full") -> tuple[Path, bool]:
     """Merge ``keywords`` into the photo's sidecar; returns (sidecar, whether it existed)."""
     path = sidecar_path(photo, naming)
+    if len(os.fsencode(path.name)) > 255:  # the limit of every common file system
+        raise SidecarError(
+            f"{path.name[:40]}... is too long a name for a sidecar (over 255 bytes): rename the photo, or "
+            f"export with --naming stem"
+        )
     existed = path.exists()
     if existed:
         try:
@@ -104,7 +115,8 @@ def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "
     if bag is None:
         bag = ET.SubElement(subject, _q("rdf:Bag"))
 
-    ours_before = set(filter(None, description.get(_OURS, "").split(",")))
+    ours_before = _ours(description)
+    theirs = {li.text or "" for li in bag} - ours_before
     for li in list(bag):
         # Our own keywords from the last export make way for the new ones; a person's stay.
         if (li.text or "") in ours_before and (li.text or "") not in keywords:
@@ -113,10 +125,27 @@ def write_sidecar(photo: str | Path, keywords: Sequence[str], naming: Naming = "
     for keyword in keywords:
         if keyword not in present:
             ET.SubElement(bag, _q("rdf:li")).text = keyword
-    description.set(_OURS, ",".join(keywords))
+    _record_ours(description, [k for k in keywords if k not in theirs])
     ET.indent(root)
     _atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=False))
     return path, existed
+
+
+def _ours(description: ET.Element) -> set[str]:
+    """The keywords epsilon-tag added to this sidecar (either record it ever wrote)."""
+    added = description.find(_OURS)
+    if added is not None:
+        return {li.text or "" for li in added.iter(_q("rdf:li"))}
+    return set(filter(None, description.get(_OURS_BEFORE, "").split(",")))
+
+
+def _record_ours(description: ET.Element, keywords: Sequence[str]) -> None:
+    for old in description.findall(_OURS):
+        description.remove(old)
+    description.attrib.pop(_OURS_BEFORE, None)
+    bag = ET.SubElement(ET.SubElement(description, _OURS), _q("rdf:Bag"))
+    for keyword in keywords:
+        ET.SubElement(bag, _q("rdf:li")).text = keyword
 
 
 def _mode_for(path: Path) -> int:
@@ -132,7 +161,8 @@ def _mode_for(path: Path) -> int:
 
 def _atomic_write(path: Path, text: str) -> None:
     mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A short temporary name: the photo's own may leave no room for a longer one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".epsilon-tag-", suffix=".xmp.tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n')

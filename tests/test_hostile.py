@@ -167,3 +167,8 @@ def test_print0_separates_paths_that_hold_newlines(tmp_path):
     out = tag(db, "search", "boat", "-0", "--min-score", "0")
     assert sorted(out.split("\0")[:-1]) == sorted([str(folder / "plain.jpg"), str(folder / "two\nlines.jpg")])
     assert out.endswith("\0") and out.count("\0") == 2
+
+
+def test_dates_that_leave_no_photo_between_them_are_refused(scanned):
+    result = run("search", "boat", "--after", "2022", "--before", "2021", "--db", scanned / "lib.db")
+    assert result.exit_code == 2 and "--after 2022 is not before --before 2021" in result.output

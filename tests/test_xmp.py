@@ -59,7 +59,8 @@ def test_a_second_export_replaces_only_its_own_keywords(tmp_path):
     photo = make_library(tmp_path, 1)[0]
     write_sidecar(photo, ["beach", "sea"])
     path = photo.with_name(photo.name + ".xmp")
-    text = path.read_text().replace("<rdf:li>beach</rdf:li>", "<rdf:li>beach</rdf:li><rdf:li>my trip</rdf:li>")
+    # A person adds a keyword beside ours, in dc:subject (the first bag; the second records ours).
+    text = path.read_text().replace("<rdf:li>beach</rdf:li>", "<rdf:li>beach</rdf:li><rdf:li>my trip</rdf:li>", 1)
     path.write_text(text)
     write_sidecar(photo, ["sea", "boat"])
     assert read_keywords(path) == ["my trip", "sea", "boat"]  # "beach" was ours and is gone
@@ -116,3 +117,33 @@ def test_two_photos_that_would_share_a_sidecar_are_reported_not_merged(tmp_path)
     # Full names: one sidecar each for the pair (single.xmp, already there, is updated).
     assert "2 written, 1 merged" in tag(db, "export", "--xmp")
     assert (folder / "pair.jpg.xmp").exists() and (folder / "pair.png.xmp").exists()
+
+
+def test_a_keyword_the_photographer_had_stays_theirs_after_we_wrote_the_same_word(tmp_path):
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"")
+    sidecar = photo.with_name("p.jpg.xmp")
+    sidecar.write_text(LIGHTROOM.replace("holiday 2019", "beach"))  # theirs: grandma, beach
+    write_sidecar(photo, ["beach", "sea"])  # our tags happen to include beach
+    assert read_keywords(sidecar) == ["grandma", "beach", "sea"]
+    write_sidecar(photo, ["boat"])  # beach and sea no longer ours to show: sea goes, beach was theirs
+    assert read_keywords(sidecar) == ["grandma", "beach", "boat"]
+    write_sidecar(photo, ["salt, pepper", "boat"])  # a keyword holding a comma is one keyword
+    write_sidecar(photo, ["boat"])
+    assert read_keywords(sidecar) == ["grandma", "beach", "boat"]
+
+
+def test_a_sidecar_whose_name_would_be_too_long_fails_alone(tmp_path):
+    folder = tmp_path / "photos"
+    photos = make_library(folder, 2)
+    long = folder / ("é" * 125 + "x.jpg")  # 255 bytes: the photo fits, its sidecar's name would not
+    photos[1].rename(long)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", folder, "-q")
+    done = CliRunner().invoke(app, ["export", "--xmp", "--min-score", "0", "--db", str(db)])
+    assert done.exit_code == 0 and "1 written, 0 merged into existing ones, 1 failed" in done.stdout
+    assert "too long a name for a sidecar" in done.stderr and "--naming stem" in done.stderr
+    assert read_keywords(photos[0].with_name(photos[0].name + ".xmp"))
+    assert "1 written" in tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "0")  # long.xmp fits
+    missing = CliRunner().invoke(app, ["export", "--xmp", str(tmp_path / "nowhere"), "--db", str(db)])
+    assert missing.exit_code == 2 and "is not a folder of this library" in missing.stderr
