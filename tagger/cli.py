@@ -187,26 +187,10 @@ def scan(
         if embeddings:
             check_embeddings(embeddings)
     with _clearly(), _open(db, create=True) as library:
-        remembered = not roots
-        roots = roots or [Path(r) for r in library.get_meta("roots", [])]
-        if not roots:
-            raise InputError("Say which folder to scan: epsilon-tag scan ~/Pictures")
-        absent = [str(r) for r in roots if not r.expanduser().exists()]
-        if absent and not remembered:  # a typo or an unmounted drive: say so, and mark nothing missing
-            raise InputError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
-        for root in absent:  # the library's own folders: an unplugged drive is not a reason to stop
-            typer.echo(
-                f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
-                f"for good: epsilon-tag roots forget {root}",
-                err=True,
-            )
-        roots = [r for r in roots if str(r) not in absent]
-        if not roots:
-            raise InputError("None of this library's folders is there now: nothing was scanned.")
         report = run_scan(
             library,
-            roots,
-            model=model or library.get_meta("model_path"),
+            roots or [],
+            model=model,
             exclude=exclude,
             force=force,
             prune=prune,
@@ -218,10 +202,26 @@ def scan(
             progress=not quiet,
             allow_empty=allow_empty,
         )
+    for root in report.skipped_roots:  # the library's own folders: an unplugged drive is not a reason to stop
+        typer.echo(
+            f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
+            f"for good: epsilon-tag roots forget {root}",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        typer.echo("Scan " + ("interrupted: " if report.interrupted else "done: ") + report.summary(prune) + ".")
+        state = "interrupted" if report.interrupted else "stopped" if report.stopped else "done"
+        typer.echo(f"Scan {state}: {report.summary(prune)}.")
+        if report.stopped:
+            typer.echo(f"Stopped: {report.stopped}; nothing of it was kept.", err=True)
+        if report.switch_pending_count:
+            typer.echo(
+                f"The library keeps its model until every photo is read by the new one: "
+                f"{report.switch_pending_count} not read yet, such as {report.switch_pending[0]}. Scan every "
+                f"folder with the new --model (a folder that is gone: `epsilon-tag roots forget FOLDER`).",
+                err=True,
+            )
         for root, held in report.empty_roots:
             typer.echo(
                 f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "

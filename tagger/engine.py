@@ -105,7 +105,8 @@ class Engine:
         from trainer.memory import keep_freed_memory
 
         keep_freed_memory()  # this process is about to run the model on batch after batch
-        folder = Path(model).expanduser() if model else default_model()
+        # Absolute: the library remembers it, and a later scan may run from another folder.
+        folder = Path(model).expanduser().resolve() if model else default_model()
         dev = resolve_device(device)
         bundle = Bundle.load(folder, device=dev)
         return cls(bundle, bundle.build_backbone(backbone_weights, device=dev), dev, model_id(folder), folder)

@@ -167,6 +167,13 @@ def _v5(db: Database) -> None:
     # What a photo's read recorded (READ_VERSION): 0, S alone (before this schema); a scan
     # reads such photos again where the model records more, as it does after a model change.
     db.execute("ALTER TABLE photos ADD COLUMN read_version INTEGER NOT NULL DEFAULT 0")
+    # A switch to another model (its S may have another shape) reads every photo into here
+    # first; the library moves to the new model in one transaction once all are read, so a
+    # switch cut short leaves it whole on its old model, and the same command continues.
+    db.execute(
+        """CREATE TABLE staged (path TEXT PRIMARY KEY, model_id TEXT NOT NULL, size INTEGER, mtime_ns INTEGER,
+            hash TEXT, width INTEGER, height INTEGER, meta TEXT, s BLOB NOT NULL, classes BLOB, damage TEXT)"""
+    )
 
 
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
@@ -190,7 +197,7 @@ _BEST_FIRST = "t.photo_id, t.score DESC, t.word_id"
 # planner prefers the covering index photos_model and reads a million entries (0.12 s).
 _NOT_OK = "SELECT id FROM photos INDEXED BY photos_not_ok WHERE status != 'ok'"
 
-TABLES = frozenset({"meta", "photos", "vectors", "words", "tags", "failures", "floors"})
+TABLES = frozenset({"meta", "photos", "vectors", "words", "tags", "failures", "floors", "staged"})
 
 
 @dataclass(frozen=True)
@@ -565,14 +572,117 @@ class Library:
             if records:
                 self._vectors_changed()
             self.replace_tags(tags)
-            conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
-            failures = [*failures, *(Failure(r.path, r.damage, r.size, r.mtime_ns) for r in records if r.damage)]
-            conn.executemany(
-                """INSERT INTO failures (path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,
-                    mtime_ns = excluded.mtime_ns, at = excluded.at""",
-                [(f.path, f.reason, f.size, f.mtime_ns, at) for f in failures],
+            self._record_failures(records, failures)
+
+    def _record_failures(self, records: Sequence[PhotoRecord], failures: Sequence[Failure]) -> None:
+        """A batch's files that could not be read, and the damaged ones it read all the same;
+        the others' old failures are history."""
+        conn = self.db.conn
+        conn.executemany("DELETE FROM failures WHERE path = ?", [(r.path,) for r in records])
+        failures = [*failures, *(Failure(r.path, r.damage, r.size, r.mtime_ns) for r in records if r.damage)]
+        conn.executemany(
+            """INSERT INTO failures (path, reason, size, mtime_ns, at) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT(path) DO UPDATE SET reason = excluded.reason, size = excluded.size,
+                mtime_ns = excluded.mtime_ns, at = excluded.at""",
+            [(f.path, f.reason, f.size, f.mtime_ns, now()) for f in failures],
+        )
+
+    # ---- a switch to another model, staged -----------------------------------------
+
+    def stage_batch(self, records: Sequence[PhotoRecord], failures: Sequence[Failure], model_id: str) -> None:
+        """Keep a batch read by the model the library is switching to, beside the library."""
+        with self.transaction():
+            self.db.conn.executemany(
+                """INSERT OR REPLACE INTO staged (path, model_id, size, mtime_ns, hash, width, height, meta, s,
+                    classes, damage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    (
+                        r.path,
+                        model_id,
+                        r.size,
+                        r.mtime_ns,
+                        r.hash,
+                        r.width,
+                        r.height,
+                        json.dumps(r.meta),
+                        np.ascontiguousarray(r.semantic, dtype=np.float16).tobytes(),
+                        None if r.classes is None else np.ascontiguousarray(r.classes, dtype=np.float16).tobytes(),
+                        r.damage,
+                    )
+                    for r in records
+                ],
             )
+            self._record_failures(records, failures)
+
+    def staged_files(self, model_id: str) -> dict[str, tuple[int, int]]:
+        """The files already read for a switch to ``model_id``: path -> (size, mtime)."""
+        rows = self.db.execute("SELECT path, size, mtime_ns FROM staged WHERE model_id = ?", [model_id])
+        return {path: (size, mtime) for path, size, mtime in rows}
+
+    def staged_records(self, model_id: str, shape: Sequence[int], batch: int = 5000) -> Iterator[list[PhotoRecord]]:
+        """What a switch to ``model_id`` read, a batch of records at a time (no tags yet)."""
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, hash, width, height, meta, s, classes, damage FROM staged "
+            "WHERE model_id = ? ORDER BY path",
+            [model_id],
+        )
+        while chunk := rows.fetchmany(batch):
+            yield [
+                PhotoRecord(
+                    path,
+                    size,
+                    mtime,
+                    digest,
+                    width,
+                    height,
+                    json.loads(meta),
+                    np.frombuffer(s, np.float16).reshape(shape),
+                    [],
+                    damage,
+                    None if classes is None else np.frombuffer(classes, np.float16).reshape(CLASSES_SHAPE),
+                )
+                for path, size, mtime, digest, width, height, meta, s, classes, damage in chunk
+            ]
+
+    def unstaged_present(self, model_id: str) -> list[str]:
+        """Present photos that a switch to ``model_id`` has not read yet, by path."""
+        rows = self.db.execute(
+            "SELECT p.path FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM staged s WHERE s.path = p.path AND s.model_id = ?) ORDER BY p.path",
+            [model_id],
+        )
+        return [r[0] for r in rows]
+
+    def photos_of_another_model(self, model_id: str) -> list[int]:
+        """Photos whose stored S is not of ``model_id`` (missing ones after a switch)."""
+        rows = self.db.execute(
+            "SELECT p.id FROM photos p JOIN vectors v ON v.photo_id = p.id WHERE p.model_id IS NOT ?", [model_id]
+        )
+        return [r[0] for r in rows]
+
+    def clear_staged(self, *, keep: str | None = None, under: str | None = None) -> None:
+        """Drop staged reads: all, those of another model than ``keep``, or those under a folder."""
+        with self.transaction():
+            if under is not None:
+                self.db.execute(
+                    "DELETE FROM staged WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2",
+                    [under, under.rstrip(os.sep) + os.sep],
+                )
+            else:
+                self.db.execute("DELETE FROM staged WHERE model_id IS NOT ?", [keep])
+
+    def forget_vectors(self, ids: Iterable[int]) -> None:
+        """Photos whose S belongs to a model the library no longer has: they keep their rows
+        and are read again when they are next found."""
+        ids = [(int(i),) for i in ids]
+        if not ids:
+            return
+        with self.transaction():
+            self.db.conn.executemany("DELETE FROM vectors WHERE photo_id = ?", ids)
+            self.db.conn.executemany("DELETE FROM tags WHERE photo_id = ?", ids)
+            self.db.conn.executemany("DELETE FROM floors WHERE photo_id = ?", ids)
+            self.db.conn.executemany("UPDATE photos SET model_id = NULL WHERE id = ?", ids)
+            self._vectors_changed()
 
     def replace_tags(
         self,

@@ -77,6 +77,11 @@ class ScanReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     empty_roots: list[tuple[str, int]] = field(default_factory=list)  # (root, photos the library has there)
     forgotten_roots: list[str] = field(default_factory=list)  # gone, and none of their photos left there
+    skipped_roots: list[str] = field(default_factory=list)  # the library's own folders not there now
+    # A switch to another model not finished: photos of the library it has yet to read (a few paths, and how many).
+    switch_pending: list[str] = field(default_factory=list)
+    switch_pending_count: int = 0
+    stopped: str | None = None  # why the scan stopped before its end, when something else stopped it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,6 +100,10 @@ class ScanReport:
             parts.append(f"{self.damaged} tagged with a problem (see the failures)")
         if self.failed_before:
             parts.append(f"{self.failed_before} failed before (unchanged, not retried; --force retries)")
+        if self.skipped_roots:
+            parts.append(f"{len(self.skipped_roots)} of its folders not there now (skipped)")
+        if self.switch_pending_count:
+            parts.append(f"{self.switch_pending_count} photos still to read before the library moves to the model")
         return ", ".join(parts)
 
 
@@ -245,7 +254,7 @@ def _default_path() -> Path:
 
 def scan(
     library: Library,
-    roots: Sequence[str | Path],
+    roots: Sequence[str | Path] = (),
     *,
     model: str | Path | None = None,
     exclude: Sequence[str] = (),
@@ -262,12 +271,21 @@ def scan(
     allow_empty: bool = False,
 ) -> ScanReport:
     """Bring the library up to date with the photos under ``roots`` (remembered, so that a
-    later scan without folders, or the TUI's rescan, covers them again). ``on_progress``
-    is called with (photos done, photos to read) after every batch.
+    later scan without folders, or the TUI's rescan, covers them again; none: every folder
+    the library remembers, those not there now skipped and listed in the report). A root
+    given that is not there is an error. ``model``: a bundle; none, the library's own
+    model, else the shipped one. ``on_progress`` is called with (photos done, photos to
+    read) after every batch.
 
     A root that holds no photo now although the library has photos there is taken for an
     unplugged drive or an empty mount point: nothing under it is marked missing or pruned,
-    unless ``allow_empty``."""
+    unless ``allow_empty``.
+
+    A model other than the library's (its S may have another shape) is a switch: every
+    photo is read into a staging table while the library stays whole on its old model, and
+    the library moves to the new one in one transaction once every present photo is read
+    (a scan cut short continues where it stopped; photos in folders not scanned this time
+    are listed in the report, still to read)."""
     from .engine import check_device, model_config, records_classes
     from .engine import model_id as model_id_of
     from .vocabulary import check_embeddings
@@ -277,16 +295,22 @@ def scan(
     if embeddings:
         check_embeddings(embeddings)  # a typo is an error before anything is written
     report = ScanReport()
-    folders = [str(Path(r).expanduser().resolve()) for r in roots]
+    folders = _folders(library, roots, report)
     library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(folders)))
+    model = model or library.get_meta("model_path")  # a library keeps its model
     current_model = engine.model_id if engine else model_id_of(model)
     config = None if engine else model_config(model)
+    switching = library.model_id is not None and library.model_id != current_model
     if library.model_id == current_model:
         follow_tag_rule(library, engine.bundle.tagging if engine else config.get("tagging"))  # type: ignore[union-attr]
     # Photos read before the library recorded what this model records (its ImageNet classes) are read again.
     read_again = records_classes(engine.bundle.config.to_dict() if engine else config["model"])  # type: ignore[index]
     known = library.known_photos()
     failed_before = library.known_failures()
+    staged = {}
+    if switching:
+        library.clear_staged(keep=current_model)  # a switch to another model, abandoned
+        staged = library.staged_files(current_model)
 
     found: set[str] = set()
     unreadable_folders: list[str] = []
@@ -319,7 +343,9 @@ def scan(
         row = known.get(path)
         same_file = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
         current = row is not None and (row.read_version >= READ_VERSION or not read_again)
-        if row is not None and same_file and row.model_id == current_model and current and not force:
+        if switching and staged.get(path) == (job.size, job.mtime_ns) and not force:
+            report.unchanged += 1  # read for the switch by a scan cut short
+        elif row is not None and same_file and row.model_id == current_model and current and not force:
             if row.status != OK:
                 back.append(row.id)  # missing before, back where it was
             report.unchanged += 1
@@ -375,27 +401,31 @@ def scan(
         library.set_status(gone, MISSING)
         report.missing = len(gone)
 
-    if jobs:
+    if jobs or switching:
         if engine is None:
             from .engine import Engine
 
             engine = Engine.load(model, device=device, backbone_weights=backbone_weights)
-        left_out = prepare_library(library, engine, embeddings)
-        if left_out:
-            print(
-                f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
-                file=sys.stderr,
-            )
+        if not switching:
+            _say_left_out(prepare_library(library, engine, embeddings))
         _read_and_tag(
             library,
             engine,
             jobs,
             report,
+            folders,
+            stage=switching,
             batch_size=batch_size,
             workers=workers,
             progress=progress,
             on_progress=on_progress,
         )
+    if switching and not report.interrupted and not report.stopped:
+        assert engine is not None
+        pending = library.unstaged_present(current_model)
+        report.switch_pending, report.switch_pending_count = pending[:5], len(pending)
+        if not pending:
+            _say_left_out(_complete_switch(library, engine, embeddings))
     # Photos came, went or changed: the word means follow once the library moved enough, and
     # at the end of every scan while the library is small enough for that to cost little.
     photos, last = library.count_scored(), library.get_meta("means_photos")
@@ -403,6 +433,48 @@ def scan(
     report.forgotten_roots = forget_gone_roots(library)
     library.refresh_side_files()  # the scan pays for the snapshot of S and the counts, not the next reader
     return report
+
+
+def _folders(library: Library, roots: Sequence[str | Path], report: ScanReport) -> list[str]:
+    """The folders to scan, as absolute paths: those given (each must be there: a typo or an
+    unmounted drive is an error, before anything changes), else every folder the library
+    remembers that is there now (the others, an unplugged drive, are skipped and reported)."""
+    if roots:
+        absent = [str(r) for r in roots if not Path(r).expanduser().exists()]
+        if absent:
+            raise InputError(f"No such file or folder: {', '.join(absent)}. Nothing was scanned.")
+        return [str(Path(r).expanduser().resolve()) for r in roots]
+    remembered = library.get_meta("roots", [])
+    if not remembered:
+        raise InputError("Say which folder to scan: epsilon-tag scan ~/Pictures")
+    report.skipped_roots = [r for r in remembered if not Path(r).exists()]
+    folders = [r for r in remembered if Path(r).exists()]
+    if not folders:
+        raise InputError("None of this library's folders is there now: nothing was scanned.")
+    return folders
+
+
+def _complete_switch(library: Library, engine: Engine, embeddings: str | None) -> list[str]:
+    """Every present photo was read by the new model: the library moves to it in one
+    transaction (its meta, its vocabulary in the new word space, every photo's S, classes
+    and tags; photos not read, missing ones, keep their rows and are read when found).
+    Returns the words with no vector in the new space (left out)."""
+    with library.transaction():
+        left_out = prepare_library(library, engine, embeddings)
+        for records in library.staged_records(engine.model_id, engine.semantic_shape):
+            library.save_batch(records, [], engine.model_id)
+        library.forget_vectors(library.photos_of_another_model(engine.model_id))
+        library.clear_staged()
+        renormalise(library, force=True)
+    return left_out
+
+
+def _say_left_out(left_out: list[str]) -> None:
+    if left_out:
+        print(
+            f"{len(left_out)} default words have no word vector and were left out: {', '.join(left_out[:10])}",
+            file=sys.stderr,
+        )
 
 
 def roots_of(library: Library) -> list[dict]:
@@ -426,6 +498,7 @@ def forget_root(library: Library, root: str | Path) -> int:
     with library.transaction():
         ids = [r[0] for r in library.db.execute("SELECT id, path FROM photos").fetchall() if _under(r[1], [wanted])]
         library.delete_photos(ids)
+        library.clear_staged(under=wanted)
         library.set_meta(roots=[r for r in remembered if r != wanted])
     return len(ids)
 
@@ -480,7 +553,9 @@ def _read_and_tag(
     engine: Engine,
     jobs,
     report: ScanReport,
+    folders: Sequence[str],
     *,
+    stage: bool = False,
     batch_size: int,
     workers: int | None,
     progress: bool,
@@ -518,9 +593,19 @@ def _read_and_tag(
                 engine.recognise(pixels[ok]) if ok else (np.zeros((0, *engine.semantic_shape), np.float16), None)
             )
             with library.transaction():
+                # Under the write lock, so that `roots forget` cannot slip between the check
+                # and the write: a folder forgotten during the scan gets no more photos.
+                forgotten = [f for f in folders if f not in library.get_meta("roots", [])]
+                if forgotten:  # not a cut to continue from: what was asked is no longer wanted
+                    report.stopped = f"{', '.join(forgotten)} was forgotten (roots forget) during the scan"
+                    break
                 # The words as they are now, under the write lock: another process may have
                 # added or removed some since the last batch (`vocab add` while scanning).
-                tags = top_tags(semantic, classes, Vocabulary.of_library(library), k, rule)
+                tags = (
+                    [[] for _ in semantic]
+                    if stage
+                    else top_tags(semantic, classes, Vocabulary.of_library(library), k, rule)
+                )
                 records, failures, updated = [], [], 0
                 tagged = zip(semantic, [None] * len(semantic) if classes is None else classes, tags)
                 for i, result in zip(indices, results):
@@ -537,8 +622,11 @@ def _read_and_tag(
                     if damage:
                         report.damaged += 1
                         report.failures.append((job.path, damage))
-                library.save_batch(records, failures, engine.model_id)
-                renormalise(library)  # the first photos, then each time the library grew by a quarter
+                if stage:
+                    library.stage_batch(records, failures, engine.model_id)
+                else:
+                    library.save_batch(records, failures, engine.model_id)
+                    renormalise(library)  # the first photos, then each time the library grew by a quarter
             report.updated += updated
             report.new += len(records) - updated
             report.failed += len(failures)

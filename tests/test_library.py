@@ -131,6 +131,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path, table):
 def as_version_4(library: Library) -> None:
     """Set a library made by this version back to what version 4 wrote (before schema 5)."""
     library.db.execute("DROP INDEX tags_shown")
+    library.db.execute("DROP TABLE staged")
     for table, column in (("tags", "shown"), ("vectors", "classes"), ("photos", "read_version")):
         library.db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     for column in ("label", "classes", "origin"):

@@ -341,7 +341,8 @@ class EpsilonTagApp(App):
         if not folders:
             self.notify("This library has no folders yet: `epsilon-tag scan FOLDER`.", severity="warning")
             return
-        self.rescan(self.query_one("#progress", ProgressBar), folders)
+        # No folders given: the library's own, with its own model, as a bare `epsilon-tag scan`.
+        self.rescan(self.query_one("#progress", ProgressBar), [])
 
     def _first_folder(self, folder: str | None) -> None:
         if folder:
@@ -353,7 +354,8 @@ class EpsilonTagApp(App):
 
         self.scanning = True
         self.call_from_thread(bar.add_class, "running")
-        self.call_from_thread(self.status, f"scanning {', '.join(folders)}: loading the model...")
+        where = ", ".join(folders) or "this library's folders"
+        self.call_from_thread(self.status, f"scanning {where}: loading the model...")
 
         def progress(done: int, total: int) -> None:
             self.call_from_thread(bar.update, total=total, progress=done)
