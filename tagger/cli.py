@@ -459,7 +459,7 @@ def stats(
             "bytes": library.path.stat().st_size,
             "model": library.model_id,
             **counts,
-            "top_words": word_table(library)[:10],
+            "top_words": [w for w in word_table(library)[:10] if w["count"]],
         }
         failed = library.failures() if failures else []
     if as_json:

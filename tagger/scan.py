@@ -592,6 +592,7 @@ def _read_and_tag(
             semantic, classes = (
                 engine.recognise(pixels[ok]) if ok else (np.zeros((0, *engine.semantic_shape), np.float16), None)
             )
+            semantic, classes = _finite_only(semantic, classes, results, ok)
             with library.transaction():
                 # Under the write lock, so that `roots forget` cannot slip between the check
                 # and the write: a folder forgotten during the scan gets no more photos.
@@ -640,6 +641,23 @@ def _read_and_tag(
         report.interrupted = True
     finally:
         bar.close()
+
+
+NON_FINITE = "the model gave non-finite numbers for this photo (an overflow); not tagged"
+
+
+def _finite_only(
+    semantic: np.ndarray, classes: np.ndarray | None, results: list, ok: list[int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Photos whose S is not finite become failures: one NaN row would otherwise reach the
+    library's scores, its side file and every search that ranks it."""
+    finite = np.isfinite(semantic.reshape(len(semantic), -1)).all(axis=1)
+    if finite.all():
+        return semantic, classes
+    for n, good in zip(ok, finite):
+        if not good:
+            results[n] = NON_FINITE
+    return semantic[finite], None if classes is None else classes[finite]
 
 
 def default_workers() -> int:

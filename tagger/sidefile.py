@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -150,29 +151,40 @@ def read_floors(path: Path, generation: str) -> tuple[np.ndarray, np.ndarray] | 
         return None
 
 
-def read_summary(path: Path, generation: str, name: str):
-    """A remembered value of the summary file, or None unless it is of ``generation``."""
+def _seal(generation: str, values: dict) -> str:
+    """A digest of the summary's body: a file edited by hand (or by another tool) no longer
+    matches it and is computed again, instead of handing odd types to every caller."""
+    # CRC-32: catches an edit, not an adversary, and hashlib would load OpenSSL (4 MiB) into `stats`.
+    body = json.dumps({"generation": generation, "values": values}, sort_keys=True)
+    return f"{zlib.crc32(body.encode()):08x}"
+
+
+def _read_sealed(path: Path, generation: str) -> dict:
+    """The summary's values for ``generation``, or {} if it is of another, unreadable or edited."""
     try:
         data = json.loads(path.read_text())
-        if data.get("generation") == generation and name in data.get("values", {}):
-            return data["values"][name]
-    except (OSError, ValueError, AttributeError):
+        if isinstance(data, dict) and data.get("generation") == generation and isinstance(data.get("values"), dict):
+            if data.get("seal") == _seal(generation, data["values"]):
+                return data["values"]
+    except (OSError, ValueError):
         pass
-    return None
+    return {}
+
+
+def read_summary(path: Path, generation: str, name: str):
+    """A remembered value of the summary file, or None unless it is of ``generation``."""
+    return _read_sealed(path, generation).get(name)
 
 
 def write_summary(path: Path, generation: str, name: str, value) -> None:
     """Remember ``value`` for ``generation``, beside what is already there for it. Best
     effort: a summary that cannot be written is computed again next time."""
-    try:
-        data = json.loads(path.read_text())
-        values = data["values"] if data.get("generation") == generation else {}
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
-        values = {}
-    values[name] = value
+    # As JSON gives it back (keys as strings), so that the seal reads the same on both sides.
+    values = json.loads(json.dumps({**_read_sealed(path, generation), name: value}))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"generation": generation, "values": values}))
+        seal = _seal(generation, values)
+        tmp.write_text(json.dumps({"generation": generation, "values": values, "seal": seal}))
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)

@@ -110,6 +110,54 @@ def test_config_damage_and_mismatch_error_clearly(tmp_path):
         Bundle.load(tmp_path / "b")
 
 
+def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path):
+    """A diverged training's weights: refused when saved, and a bundle holding them (written
+    by another tool, its hash matching) refused when loaded, naming the tensor."""
+    from safetensors.torch import load_file, save_file
+
+    from trainer.files import sha256_file
+
+    bundle = make_bundle()
+    with torch.no_grad():
+        next(bundle.model.parameters())[0] = float("nan")
+    with pytest.raises(BundleError, match="Refusing to save .* NaN or infinite"):
+        bundle.save(tmp_path / "nan")
+    assert not (tmp_path / "nan").exists()
+    make_bundle().save(tmp_path / "b")
+    weights = tmp_path / "b" / WEIGHTS_FILE
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = torch.full_like(tensors[name], float("inf"))
+    save_file(tensors, weights)
+    config = json.loads((tmp_path / "b" / CONFIG_FILE).read_text())
+    (tmp_path / "b" / CONFIG_FILE).write_text(json.dumps({**config, "weights_sha256": sha256_file(weights)}))
+    with pytest.raises(BundleError, match=f"NaN or infinite numbers \\({name}.*lower --lr"):
+        Bundle.load(tmp_path / "b")
+
+
+def test_a_bundle_this_user_cannot_read_or_with_a_wrong_rule_says_which_and_why(tmp_path, monkeypatch):
+    import os
+
+    from trainer import checkpoint
+
+    make_bundle().save(tmp_path / "b")
+    config_path = tmp_path / "b" / CONFIG_FILE
+    good = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**good, "tagging": {"strength": "abc", "min_score": 0.3}}))
+    with pytest.raises(BundleError, match="config.json: its tagging section is wrong: .*strength"):
+        Bundle.load(tmp_path / "b")
+    config_path.write_text(json.dumps(good))
+    (tmp_path / "b" / WEIGHTS_FILE).chmod(0o000)  # as another user sees a 0600 file
+    if os.geteuid() == 0:  # root reads it anyway: fail as that user's read would
+
+        def refused(path):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(checkpoint, "sha256_file", refused)
+    with pytest.raises(BundleError, match=r"cannot be read by this user \(Permission denied\).*chmod a\+r"):
+        Bundle.load(tmp_path / "b")
+
+
 def test_missing_bundle_parts_error_clearly(tmp_path):
     with pytest.raises(BundleError, match="No model bundle"):
         Bundle.load(tmp_path / "absent")

@@ -76,6 +76,33 @@ def test_broken_folders_get_clear_errors(tmp_path):
         load_dataset("coco", root, split="test")
 
 
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda d: d["images"].append(dict(d["images"][0], file_name=d["images"][1]["file_name"])), "two .* id 100"),
+        (lambda d: d.update(images=[], annotations=[]), "No images in"),
+        (lambda d: d.update(annotations=[]), "No annotations in .* no photo is labelled"),
+        (lambda d: d["images"][0].update(id=[1]), r"has id \[1\]; COCO ids are whole numbers"),
+        (lambda d: d["annotations"][0].update(category_id="2"), 'category_id "2"; COCO ids'),
+        (lambda d: d["images"][0].update(file_name="/etc/hostname"), '"/etc/hostname" is not a path inside'),
+        (lambda d: d["images"][0].update(file_name="../../x.jpg"), '"../../x.jpg" is not a path inside'),
+        (lambda d: d["categories"][0].update(name=None), "category 10 has no name"),
+    ],
+    ids=["duplicate-id", "no-images", "no-annotations", "list-id", "string-id", "absolute", "escaping", "null-name"],
+)
+def test_ids_names_and_paths_are_checked_not_guessed(tmp_path, change, says):
+    """Each of these once loaded as something else: a duplicate id took the first photo's
+    labels, no annotations scored 0.0 (and calibrate stored the rule it found), an absolute
+    file_name was read outside the dataset, a null name became the word "None"."""
+    root = make_coco(tmp_path / "coco", {"val": 4})
+    instances = root / "annotations" / "instances_val.json"
+    data = json.loads(instances.read_text())
+    change(data)
+    instances.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=says):
+        load_dataset("coco", root)
+
+
 def test_open_images_5_reads_as_its_label_table():
     root = require(DATA / "open_images_5")
     data = load_dataset("coco", root)

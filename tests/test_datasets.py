@@ -89,6 +89,9 @@ def test_a_tagged_folder_marks_every_word_on_every_photo(tmp_path):
     (root / "labels.tsv").write_text("path\twords\na.jpg\tzeppelin\n")
     with pytest.raises(DataError, match="marked 'zeppelin', which vocabulary.txt lacks"):
         load_dataset("tagged", root)
+    (root / "labels.tsv").write_text("path\twords\na.jpg\t\n")
+    with pytest.raises(DataError, match="marks no word on any photo"):
+        load_dataset("tagged", root)
     (root / "labels.tsv").write_text("path\twords\n../../etc/hostname\tsky\n")
     with pytest.raises(DataError, match="not a file under"):
         load_dataset("tagged", root)

@@ -3,6 +3,7 @@ scan, its snapshot, a `vocab add`, a migration) leaves the two consistent."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -228,3 +229,62 @@ def test_counts_are_remembered_for_one_state_of_the_library_only(tmp_path):
     summary.write_text(stale)
     with Library(db) as library:
         assert library.counts()["photos"] == 5
+        assert library.word_counts() == library._word_counts(None)  # remembered with string keys
+    # Edited by hand (its generation kept): odd types or wrong figures are never handed on.
+    edited = json.loads(summary.read_text())
+    assert set(edited["values"]) == {"counts", "word_counts"}
+    for values in ({"counts": "many", "word_counts": [1]}, {"counts": {**edited["values"]["counts"], "photos": 9}}):
+        summary.write_text(json.dumps({**edited, "values": values}))
+        with Library(db, readonly=True) as library:
+            assert library.counts()["photos"] == 5
+            assert library.word_counts() == library._word_counts(None)
+
+
+@pytest.mark.parametrize("damage", ["s-bytes", "ids-permuted", "floors-raised"])
+def test_a_side_file_whose_body_is_not_the_librarys_is_never_trusted(tmp_path, damage):
+    """Each side file's header names the state it is a snapshot of; a body changed behind an
+    intact header (a disk error, a hand, another program) is caught by checking a sample of
+    its rows against SQLite, and read from SQLite instead: searches and `vocab add` give
+    what the same library without side files gives."""
+    import json
+
+    from tagger.vocabulary import WordSource, add_words
+    from tests.tagging import copy_library
+
+    rng = np.random.default_rng(4)
+    words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat tree".split(), rng.standard_normal((5, 50)))]
+    db = tmp_path / "lib.db"
+    with synthetic_library(db, 300, words, k=3) as library:
+        library.refresh_side_files()
+        add_words(library, ["bird"], WordSource("glove-6b-50d", seen=[], dim=50))  # writes the floors file
+        vectors, floors = library.vectors_path, library.floors_path
+    (tmp_path / "honest").mkdir()
+    honest = copy_library(db, tmp_path / "honest")  # the same state, no side files: SQLite alone
+    if damage == "floors-raised":
+        count = len(floors_in_sqlite(db))
+        body = np.memmap(floors, np.float32, "r+", sidefile.HEADER + 8 * count, (count,))
+        body[:] = 5.0  # every photo "full": a word added now would enter none
+        body.flush()
+    else:
+        with open(vectors, "r+b") as handle:
+            head = handle.read(sidefile.HEADER)
+            count = int(json.loads(head[len(sidefile.MAGIC) :].split(b"\n")[0])["count"])
+            ids_at, s_at, _ = sidefile._layout(count, (8, 50))
+            if damage == "s-bytes":
+                handle.seek(s_at)
+                handle.write(np.ones(count * 8 * 50, np.float16).tobytes())
+            else:
+                handle.seek(ids_at)
+                ids = np.frombuffer(handle.read(count * 8), np.int64)
+                handle.seek(ids_at)
+                handle.write(ids[::-1].copy().tobytes())
+    assert_served_as_stored(db)
+    assert_floors_served_as_stored(db)
+    counts = []
+    for path in (db, honest):
+        with Library(path) as library:
+            add_words(library, ["road", "boat"], WordSource("glove-6b-50d", seen=[], dim=50))
+            assert_tags_consistent(library)
+            found = library.word_counts()
+            counts.append({w.word: found.get(w.id, 0) for w in library.words()})
+    assert counts[0] == counts[1] and counts[0]["road"] > 0

@@ -227,9 +227,12 @@ def test_a_words_level_is_its_mean_or_its_quantile():
         ({"strength": 0.5, "min_score": 0.3, "max_tags": 2.7}, "max_tags is a whole number"),
         ({"strength": 0.5, "min_score": 0.3, "max_tags": 0}, "max_tags is a whole number"),
         ({"strength": -1.0, "min_score": 0.3}, "strength is a number >= 0"),
+        ({"strength": 1e308, "min_score": 0.3}, r"strength \(1e\+308\) or min_score \(0.3\) is too large"),
         ({"weights": dict.fromkeys(FEATURES, 0.0), "threshold": 1.5}, "threshold is a confidence"),
         ({"weights": dict.fromkeys(FEATURES, 0.0), "seen": {"words": [1, 2]}}, "seen words must map"),
         ("not a section", "must be a JSON object"),
+        ({"strength": 0.5, "min_score": 0.3, "max_tag": 4}, "keys no rule has: max_tag"),
+        ({"weights": dict.fromkeys(FEATURES, 0.0), "strength": 0.5}, "mixes weights with an older rule"),
     ],
 )
 def test_a_bundles_tagging_section_is_checked_with_errors_that_name_the_field(section, message):

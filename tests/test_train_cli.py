@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+import torch
 
 from tests.tiny_datasets import make_corel, make_nus_wide, make_open_images
 from trainer.checkpoint import Bundle
@@ -234,3 +235,67 @@ def test_cache_of_other_images_and_missing_backbone_weights_error_clearly(tmp_pa
         check=False,
     )
     assert vit.returncode == 2 and "--backbone-weights" in vit.stderr and "Traceback" not in vit.stderr
+
+
+def _tagged_folder(root, n: int = 12):
+    """Photos with every one of four words marked, at random."""
+    import numpy as np
+
+    from tests.photo_factory import make_photo
+
+    root.mkdir()
+    words = ["tree", "sky", "dog", "car"]
+    rng = np.random.default_rng(0)
+    rows = ["path\twords"]
+    for i in range(n):
+        make_photo(root / f"{i}.jpg", seed=i)
+        rows.append(f"{i}.jpg\t" + ";".join(w for w in words if rng.random() < 0.4))
+    (root / "vocabulary.txt").write_text("\n".join(words) + "\n")
+    (root / "labels.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_calibrate_writes_the_installed_model_only_when_named(tmp_path):
+    """`calibrate --write` on the installed default would change every library on it: it is
+    refused before any work, as is a target that cannot be written or is not empty;
+    --write-to DIR writes a copy with the new rule and leaves the installed model alone."""
+    from trainer.assets import asset_path
+
+    installed = asset_path("default")
+    before = (installed / "config.json").read_bytes()
+    tagged = _tagged_folder(tmp_path / "tagged")
+    common = ["--tagged", tagged, "--cache", tmp_path / "cache", "--workers", "0", "--quiet", "--device", "cpu"]
+
+    refused = run_cli("calibrate", installed, *common, "--write", check=False)
+    assert refused.returncode == 2 and "--write-to DIR" in refused.stderr and "confidence" not in refused.stdout
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    for target, says in ((tmp_path / "full", "is not empty"), (tmp_path / "full" / "x" / "sub", "cannot write")):
+        failed = run_cli("calibrate", installed, *common, "--write-to", target, check=False)
+        assert failed.returncode == 2 and says in failed.stderr and "confidence" not in failed.stdout
+    assert (tmp_path / "full" / "x").read_text() == "mine"
+    no_tagged = run_cli("calibrate", installed, "--write-to", tmp_path / "new", check=False)
+    assert no_tagged.returncode == 2 and not (tmp_path / "new").exists()  # a failed run leaves no folder
+
+    run_cli("calibrate", installed, *common, "--write-to", tmp_path / "mine")
+    assert (installed / "config.json").read_bytes() == before
+    copy = Bundle.load(tmp_path / "mine")
+    assert copy.tagging["chosen_on"] == ["tagged-tagged"]
+    assert (
+        json.loads((tmp_path / "mine" / "config.json").read_text())["weights_sha256"]
+        == json.loads(before)["weights_sha256"]
+    )
+
+
+def test_a_diverged_training_stops_and_saves_nothing_non_finite(tmp_path):
+    """--lr 1e30 makes the loss infinite within an epoch: the run stops with what to change,
+    and no bundle it leaves (best or last) holds a NaN for the tagger to scan with."""
+    data = make_corel(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["corel5k", "--data", data, "--out", out, "--cache", tmp_path / "cache", "--epochs", "3", *SMALL]
+    diverged = run_cli(*[a if a != "1e-3" else "1e30" for a in args], check=False)
+    assert diverged.returncode == 2 and "Training diverged" in diverged.stderr and "Lower --lr" in diverged.stderr
+    for name in ("best", "last"):
+        if (out / name).exists():
+            bundle = Bundle.load(out / name)  # refuses non-finite weights
+            assert all(torch.isfinite(v).all() for v in bundle.model.state_dict().values())

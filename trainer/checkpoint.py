@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import BundleError  # noqa: F401 (raised here, defined without torch)
+from .errors import BundleError, InputError
 from .files import sha256_file
 from .model import Epsilon, EpsilonConfig
 
@@ -62,6 +62,8 @@ class Bundle:
 
         path = Path(path)
         self._check()
+        if not all(bool(torch.isfinite(v).all()) for v in self.model.state_dict().values()):
+            raise BundleError(f"Refusing to save {path}: the model's weights hold NaN or infinite numbers.")
         path.mkdir(parents=True, exist_ok=True)
         dtype = torch.float16 if half else torch.float32
         tensors = {f"model.{k}": v.detach().to("cpu", dtype).contiguous() for k, v in self.model.state_dict().items()}
@@ -119,7 +121,14 @@ class Bundle:
                 f"{config_path} has bundle version {config.get('version')}, this epsilon-tag reads "
                 f"versions {', '.join(map(str, READABLE))}: upgrade epsilon-tag or re-export the bundle."
             )
-        if sha256_file(weights_path) != config.get("weights_sha256"):
+        try:
+            digest = sha256_file(weights_path)
+        except PermissionError as exc:
+            raise BundleError(
+                f"{weights_path} cannot be read by this user ({exc.strerror}): make it readable "
+                f"(chmod a+r {weights_path}) or copy the bundle somewhere yours."
+            ) from exc
+        if digest != config.get("weights_sha256"):
             raise BundleError(
                 f"{weights_path} does not match {config_path} (truncated, corrupted, or from another "
                 f"bundle): copy the bundle folder again or re-run the training that made it."
@@ -129,6 +138,18 @@ class Bundle:
             model_config = EpsilonConfig.from_dict(config["model"])
         except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
+        broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:
+            raise BundleError(
+                f"{weights_path} holds NaN or infinite numbers ({', '.join(broken[:3])}): the training that made "
+                f"it diverged. Retrain with a lower --lr, or use another bundle."
+            )
+        try:
+            from .tagrule import TagRule
+
+            TagRule.from_dict(config.get("tagging") or None)
+        except InputError as exc:
+            raise BundleError(f"{config_path}: its tagging section is wrong: {exc}") from exc
         model = Epsilon(model_config)
         state = {k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")}
         expected = model.state_dict()

@@ -7,6 +7,9 @@ Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config 
 from __future__ import annotations
 
 import json
+import shutil
+import sysconfig
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import NoReturn
@@ -455,7 +458,15 @@ def calibrate(
         None, "--coco", help="A COCO-format folder of labelled photos, reported under the rule (e.g. open_images_5)."
     ),
     max_tags: int = typer.Option(10, "--max-tags", min=1, max=100, help="How many tags a photo shows at most."),
-    write: bool = typer.Option(False, "--write", help="Write the chosen rule into the bundle (its tagging section)."),
+    write: bool = typer.Option(
+        False, "--write", help="Write the chosen rule into BUNDLE (its tagging section); not for the installed model."
+    ),
+    write_to: Path | None = typer.Option(
+        None,
+        "--write-to",
+        help="Write a copy of BUNDLE with the chosen rule to this folder (new or empty). BUNDLE itself here changes "
+        "it in place, the installed model included: every library on it follows at its next scan.",
+    ),
     cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda."),
     workers: int = typer.Option(2, help="Image decoding processes."),
@@ -469,6 +480,7 @@ def calibrate(
     from .checkpoint import Bundle
     from .distributed import setup
 
+    target = _calibration_target(bundle, write, write_to)  # before the run: a refusal costs nothing
     if not tagged:
         _fail(
             "give at least one folder with every word marked: --tagged DIR (e.g. ../shared/data/everyday_tags); "
@@ -502,10 +514,47 @@ def calibrate(
                 f"{label:<28} {cells['precision']:6.3f} {cells['recall']:6.3f} {cells['f1']:6.3f} "
                 f"{cells['shown_per_photo']:6.2f} {cells['photos_showing_nothing']:5d}"
             )
-    if write:
+    if target is not None:
+        if target.resolve() != bundle.resolve():
+            shutil.copytree(bundle, target, dirs_exist_ok=True)
         chosen_on = [s.name for kind in ("tagged", "corel") for s in sets[kind]]
-        Bundle.update_config(bundle, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
-        typer.echo(f"written to {Path(bundle) / 'config.json'} (tagging)")
+        Bundle.update_config(target, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
+        typer.echo(f"written to {target / 'config.json'} (tagging)")
+
+
+def _calibration_target(bundle: Path, write: bool, write_to: Path | None) -> Path | None:
+    """Where calibrate writes its rule, checked before hours of work: the installed model
+    only when named as --write-to, a folder that can be written, nothing overwritten."""
+    from .assets import asset_path
+
+    if write and write_to is not None:
+        _fail("give --write (into BUNDLE) or --write-to DIR, not both")
+    if write_to is None:
+        if not write:
+            return None
+        installed = bundle.resolve() == asset_path("default").resolve() or any(
+            bundle.resolve().is_relative_to(Path(sysconfig.get_path(kind)).resolve()) for kind in ("purelib", "platlib")
+        )
+        if installed:
+            _fail(
+                f"{bundle} is the model installed with epsilon-tag: its new rule would change the tags of every "
+                "library on it at its next scan. Write a copy: --write-to DIR (then scan with --model DIR), or "
+                f"name it on purpose: --write-to {bundle}"
+            )
+        write_to = bundle
+    elif write_to.resolve() != bundle.resolve() and write_to.exists() and any(write_to.iterdir()):
+        _fail(f"{write_to} is not empty: --write-to needs a new or empty folder (or BUNDLE itself)")
+    if write_to.resolve() == bundle.resolve() and not bundle.is_dir():
+        return write_to  # no bundle there: loading it says so
+    created = not write_to.exists()
+    try:
+        write_to.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=write_to).close()  # the rule is written by a rename in this folder
+    except OSError as exc:
+        _fail(f"cannot write to {write_to}: {exc.strerror or exc}; give a folder you can write: --write-to DIR")
+    if created:
+        write_to.rmdir()  # made at the end, with the copy: a run that fails leaves no empty folder
+    return write_to
 
 
 @app.command()

@@ -21,6 +21,10 @@ class BundleError(UserError, RuntimeError):
     """A bundle is missing, broken or inconsistent; the message names the file and the fix."""
 
 
+class TrainingDiverged(UserError, RuntimeError):
+    """A training run's loss stopped being a finite number; the message says what to change."""
+
+
 class MissingExtra(UserError, ImportError):
     """A training-only package is not installed (the app's install leaves them out)."""
 

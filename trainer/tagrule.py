@@ -45,6 +45,10 @@ FEATURES = ("score", "over_level", "seen", "seen_ap", "imagenet", "imagenet_mass
 _LEGACY_SLOPE = 10.0
 # Seen-word and ImageNet probabilities enter as log-odds, clipped so that a 0 or a 1 stays finite.
 _CLIP = 1e-4
+# A bundle's tagging section: this rule's keys, an older rule's, and the records of how it was chosen.
+_KEYS = frozenset({"weights", "bias", "threshold", "fallback", "max_tags", "quantile", "seen"})
+_LEGACY_KEYS = frozenset({"strength", "min_score"})
+_RECORDS = frozenset({"chosen_on", "validation", "threshold_over_vocabulary"})
 # A photo's best ImageNet classes kept as its ImageNet evidence: a 2 x CLASSES_KEPT float16
 # record, class indices (exact in float16 below 2,048) over their probabilities, index -1
 # where none was recorded. On the default model the 16 best hold most of a photo's probability.
@@ -176,6 +180,11 @@ class TagRule:
             return cls()  # no rule (a version-1 bundle): raw scores, every stored tag shown
         if not isinstance(data, dict):
             raise InputError("the model bundle's tagging section must be a JSON object")
+        unknown = sorted(set(data) - _KEYS - _LEGACY_KEYS - _RECORDS)
+        if unknown:
+            raise InputError(f"the tagging section has keys no rule has: {', '.join(unknown)}")
+        if "weights" in data and set(data) & {"strength", "min_score"}:
+            raise InputError("the tagging section mixes weights with an older rule's strength / min_score: keep one")
         max_tags = data.get("max_tags", 10)
         if isinstance(max_tags, bool) or not isinstance(max_tags, int):
             raise InputError(f"a tag rule's max_tags is a whole number from 1 to 100, not {max_tags!r}")
@@ -208,7 +217,10 @@ class TagRule:
             raise InputError(f"a tag rule's strength is a number >= 0, not {strength}")
         k = _LEGACY_SLOPE
         weights = (k * (1 - strength), k * strength, 0.0, 0.0, 0.0, 0.0)
-        return cls(weights, -k * (min_score or 0.0), None if min_score is None else 0.5, None, max_tags, quantile)
+        bias = -k * (min_score or 0.0)
+        if not all(math.isfinite(w) for w in (*weights, bias)):  # 1e308 is finite, ten times it is not
+            raise InputError(f"a tag rule's strength ({strength}) or min_score ({min_score}) is too large")
+        return cls(weights, bias, None if min_score is None else 0.5, None, max_tags, quantile)
 
     def to_dict(self) -> dict:
         return {

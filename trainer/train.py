@@ -25,7 +25,7 @@ from .checkpoint import Bundle
 from .class_text import ClassText
 from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 from .evaluate import evaluate_model, format_table
 from .features import extract_features
 from .loss import epsilon_loss
@@ -184,6 +184,8 @@ def train(
             # averages gradients over ranks, hence the factor `size`.
             used = all_sum(torch.tensor(float(parts.images), device=device))
             loss = per_image.sum() / used.clamp(min=1) * size
+            if not bool(torch.isfinite(all_sum(loss.detach()))):  # every rank sees the same sum: all stop together
+                raise _diverged("the loss is not a finite number", epoch, step, cfg, out)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -192,6 +194,7 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
+                _check_weights(model, epoch, step, cfg, out)
                 _save_state(
                     out / "state",
                     model,
@@ -201,6 +204,8 @@ def train(
                     history + [{"epoch": epoch, "partial_losses": losses}],
                 )
         bar.close()
+        # A finite loss can still take a step to infinite weights (the last step of an epoch).
+        _check_weights(model, epoch, steps_per_epoch - 1, cfg, out)
         start_step = 0
         record = {
             "epoch": epoch,
@@ -233,6 +238,19 @@ def train(
             break
     barrier()
     return {"history": history, "best": best}
+
+
+def _diverged(what: str, epoch: int, step: int, cfg: TrainConfig, out: Path) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"Training diverged at epoch {epoch + 1}, step {step + 1}: {what}. Lower --lr (now {cfg.lr:g}); "
+        f"nothing of this epoch was saved, and {out / 'best'} holds the best epoch before it, if any."
+    )
+
+
+def _check_weights(model: torch.nn.Module, epoch: int, step: int, cfg: TrainConfig, out: Path) -> None:
+    """Before anything is saved: DDP keeps every rank's weights equal, so all ranks stop together."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise _diverged("the weights hold NaN or infinite numbers", epoch, step, cfg, out)
 
 
 def _selection_figure(record: dict) -> float:

@@ -43,27 +43,34 @@ def load(
         data = _read_json(path)
         name = path.stem.removeprefix("instances_")
         for category in _records(data, "categories", path, ("id", "name")):
-            cid, cname = category["id"], str(category["name"]).strip()
+            cid, cname = _id(category, "id", "categories", path), category["name"]
+            if not isinstance(cname, str) or not cname.strip():
+                raise DataError(f"{path}: category {cid} has no name (name: {json.dumps(cname)})")
+            cname = cname.strip()
             if categories.setdefault(cid, cname) != cname:
                 raise DataError(f"{path}: category {cid} is {cname!r} here but {categories[cid]!r} in another file")
-        found = {}
+        found: dict[int, int] = {}
         for image in _records(data, "images", path, ("id", "file_name")):
-            found[image["id"]] = len(images)
-            images.append(_image_path(root, name, image["file_name"]))
+            iid = _id(image, "id", "images", path)
+            if iid in found:  # the later entry would silently take the earlier photo's labels
+                raise DataError(f'{path}: two "images" entries have id {iid}; each photo needs an id of its own')
+            found[iid] = len(images)
+            images.append(_image_path(root, name, image["file_name"], path))
             rows.append(set())
         for annotation in _records(data, "annotations", path, ("image_id", "category_id")):
-            if annotation["category_id"] not in categories:
-                raise DataError(
-                    f"{path}: an annotation names category {annotation['category_id']}, "
-                    f'which no "categories" entry defines'
-                )
-            if annotation["image_id"] not in found:
-                raise DataError(
-                    f'{path}: an annotation names image {annotation["image_id"]}, which no "images" entry defines'
-                )
-            rows[found[annotation["image_id"]]].add(annotation["category_id"])
+            iid, cid = (_id(annotation, field, "annotations", path) for field in ("image_id", "category_id"))
+            if cid not in categories:
+                raise DataError(f'{path}: an annotation names category {cid}, which no "categories" entry defines')
+            if iid not in found:
+                raise DataError(f'{path}: an annotation names image {iid}, which no "images" entry defines')
+            rows[found[iid]].add(cid)
+    named = ", ".join(str(f) for f in files)
     if not categories:
-        raise DataError(f"No categories in {', '.join(str(f) for f in files)}\nExpected layout under {root}:\n{LAYOUT}")
+        raise DataError(f"No categories in {named}\nExpected layout under {root}:\n{LAYOUT}")
+    if not images:
+        raise DataError(f'No images in {named}: its "images" lists are empty')
+    if not any(rows):  # every photo would count as showing none of the categories
+        raise DataError(f"No annotations in {named}: no photo is labelled, so nothing can be measured on it")
     missing = [p for p in images if not p.is_file()]
     if missing:
         raise DataError(
@@ -143,8 +150,23 @@ def _records(data: dict, key: str, path: Path, fields: tuple[str, ...]) -> list[
     return records
 
 
-def _image_path(root: Path, split: str, file_name: str) -> Path:
-    """Where an image lies: the first of the usual export layouts that holds it."""
+def _id(record: dict, field: str, key: str, path: Path) -> int:
+    value = record[field]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise DataError(f'{path}: a "{key}" entry has {field} {json.dumps(value)}; COCO ids are whole numbers')
+    return value
+
+
+def _image_path(root: Path, split: str, file_name: object, path: Path) -> Path:
+    """Where an image lies: the first of the usual export layouts that holds it. A name that
+    leads out of the folder (absolute, or through ..) is refused, not followed."""
+    relative = Path(file_name) if isinstance(file_name, str) and file_name.strip() else None
+    if relative is None or relative.is_absolute() or ".." in relative.parts:
+        raise DataError(
+            f"{path}: file_name {json.dumps(file_name)} is not a path inside {root}; images are named relative to "
+            "the dataset folder"
+        )
+    file_name = str(relative)
     candidates = [
         root / "images" / split / file_name,
         root / "images" / file_name,

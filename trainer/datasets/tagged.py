@@ -42,6 +42,8 @@ def load(root: Path, *, embeddings: str = DEFAULT_EMBEDDINGS) -> Dataset:
             if word not in column:
                 raise DataError(f"{root / 'labels.tsv'}: {row['path']} is marked {word!r}, which vocabulary.txt lacks")
             labels[r, column[word]] = 1
+    if not (labels > 0).any():  # a rule fitted here would be fitted to nothing
+        raise DataError(f"{root / 'labels.tsv'} marks no word on any photo")
     vectors = load_embeddings(embeddings)
     try:
         label_vectors = vectors.matrix(words)
