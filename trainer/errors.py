@@ -26,11 +26,11 @@ class TrainingDiverged(UserError, RuntimeError):
 
 
 class MissingExtra(UserError, ImportError):
-    """A training-only package is not installed (the app's install leaves them out)."""
+    """A package of an extra is not installed (the app's install leaves them out)."""
 
 
-def optional(module: str, purpose: str):
-    """Import a package of the ``train`` extra, or say how to install it."""
+def optional(module: str, purpose: str, extra: str = "train"):
+    """Import a package of an extra (``train``, ``minilm``), or say how to install it."""
     import importlib
 
     try:
@@ -38,5 +38,5 @@ def optional(module: str, purpose: str):
     except ImportError as exc:
         raise MissingExtra(
             f"{purpose} needs {module.split('.')[0]}, which epsilon-tag's app install leaves out: "
-            f"pip install 'epsilon-tag[train]'"
+            f"pip install 'epsilon-tag[{extra}]'"
         ) from exc
