@@ -56,6 +56,8 @@ def test_every_phrase_has_a_vector_that_means_the_phrase():
     query = words.vector("hot dog")
     to_hotdog = float(class_vector(*classes[hotdog], words, ClassText("lemmas")) @ query)
     assert all(to_hotdog > float(class_vector(*classes[i], words, ClassText("lemmas")) @ query) for i in dogs)
+    photo = class_vector(*classes[hotdog], words, ClassText("photo"))
+    np.testing.assert_allclose(photo, words.vector(f"a photo of a {classes[hotdog][0][0]}"), atol=1e-6)
     # A definition is read as one sentence, weighted against the names' mean.
     lemmas, definition = classes[hotdog]
     names = words.matrix(list(lemmas)).mean(axis=0)

@@ -20,7 +20,7 @@ import numpy as np
 from .embeddings import UnknownWordError, WordVectors
 from .errors import InputError
 
-NAMINGS = ("first", "lemmas")
+NAMINGS = ("first", "lemmas", "photo")
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -29,7 +29,8 @@ class ClassText:
     """How a class is put into words.
 
     ``naming``: "first" = the first lemma only (classic ConSE: "tabby"), "lemmas" = the
-    mean of every lemma's unit vector ("tabby", "tabby cat"). ``definition``: weight of the
+    mean of every lemma's unit vector ("tabby", "tabby cat"), "photo" = the sentence "a
+    photo of a tabby" (for a sentence encoder; in a word space, "photo" would dominate). ``definition``: weight of the
     definition's words against the names (0: names only); the class vector is the
     normalised sum of the two normalised means.
     """
@@ -84,6 +85,12 @@ def _unit_mean(rows: list[np.ndarray]) -> np.ndarray | None:
     return mean / norm if norm > 0 else None
 
 
+def _names(lemmas: tuple[str, ...], text: ClassText) -> tuple[str, ...]:
+    if text.naming == "photo":
+        return (f"a photo of a {lemmas[0]}",)
+    return lemmas[:1] if text.naming == "first" else lemmas
+
+
 def _definition_vector(definition: str, vectors: WordVectors) -> np.ndarray | None:
     if getattr(vectors, "encodes_text", False):  # a sentence encoder reads the definition whole
         return _unit_mean([vectors.vector(definition)]) if definition.strip() else None
@@ -93,7 +100,7 @@ def _definition_vector(definition: str, vectors: WordVectors) -> np.ndarray | No
 
 def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors, text: ClassText) -> np.ndarray:
     """One class's unit vector, or zeros where no word of it is known (it cannot vote)."""
-    names = lemmas[:1] if text.naming == "first" else lemmas
+    names = _names(lemmas, text)
     known = []
     for name in names:
         try:
@@ -114,5 +121,6 @@ def class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> np.nda
     known word describes)."""
     classes = imagenet_classes()
     if getattr(vectors, "encodes_text", False):  # every text encoded in batches first, not one by one
-        vectors.matrix([t for lemmas, definition in classes for t in (*lemmas, definition) if t.strip()])
+        wanted = [[*_names(lemmas, text), *([definition] if text.definition else [])] for lemmas, definition in classes]
+        vectors.matrix([t for texts in wanted for t in texts if t.strip()])
     return np.stack([class_vector(lemmas, definition, vectors, text) for lemmas, definition in classes])

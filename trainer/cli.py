@@ -56,6 +56,7 @@ class EvalMethod(StrEnum):
 class Naming(StrEnum):
     first = "first"
     lemmas = "lemmas"
+    photo = "photo"
 
 
 def _fail(message: str) -> NoReturn:
@@ -173,7 +174,7 @@ def _make_train_command(dataset_name: str):
             None,
             help=(
                 "How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first "
-                "(name) or lemmas (all names)."
+                "(name), lemmas (all names) or photo ('a photo of a <first name>', for a sentence encoder)."
             ),
         ),
         class_definition: float | None = typer.Option(
