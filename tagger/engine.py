@@ -124,14 +124,7 @@ class Engine:
 
     def label_table(self) -> dict[str, np.ndarray]:
         """The model's own label vectors (what it was trained and evaluated with)."""
-        table = {}
-        for labels, vectors in (
-            (self.bundle.seen_labels, self.bundle.seen_vectors),
-            (self.bundle.unseen_labels, self.bundle.unseen_vectors),
-        ):
-            if vectors is not None:
-                table.update({label.lower(): v / max(np.linalg.norm(v), 1e-12) for label, v in zip(labels, vectors)})
-        return table
+        return self.bundle.label_table()
 
     def semantic(self, pixels: torch.Tensor) -> np.ndarray:
         """B x 3 x H x W preprocessed pixels -> B x M x d_w semantic vectors (float16)."""

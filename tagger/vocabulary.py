@@ -21,7 +21,7 @@ import numpy as np
 from trainer.assets import normalise_word
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from trainer.errors import UserError
-from trainer.tagrule import TagRule, Words, class_mass, implied
+from trainer.tagrule import TagRule, Words, implied, record_mass
 
 from .library import DEFAULT, SEEN, USER, ZERO_SHOT, Library, NewWord, Rows
 
@@ -238,10 +238,7 @@ def _mass(
         return None, np.zeros(0, bool)
     from trainer.wordnet import IMAGENET_CLASSES
 
-    record = np.asarray(classes, dtype=np.float32)
-    indices = record[:, 0].astype(np.int64)
-    recorded = indices[:, 0] >= 0
-    return class_mass(indices, record[:, 1], word_classes, IMAGENET_CLASSES), recorded
+    return record_mass(np.asarray(classes), word_classes, IMAGENET_CLASSES)
 
 
 def confidences(

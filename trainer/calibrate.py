@@ -38,7 +38,7 @@ import numpy as np
 
 from .assets import default_words, normalise_word
 from .embeddings import load_embeddings
-from .tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, implied, top_classes
+from .tagrule import FEATURES, SeenWords, TagRule, Words, implied, record_mass, top_classes
 from .wordnet import IMAGENET_CLASSES, implications, label_for
 
 if TYPE_CHECKING:  # the datasets import torch; calibration imports them when it runs
@@ -75,9 +75,7 @@ class ValidationSet:
         return Words(rule.levels(self.raw), self.model_labels, self.word_classes)
 
     def mass(self) -> np.ndarray | None:
-        if self.classes is None:
-            return None
-        return class_mass(self.classes[:, 0].astype(np.int64), self.classes[:, 1], self.word_classes, IMAGENET_CLASSES)
+        return None if self.classes is None else record_mass(self.classes, self.word_classes, IMAGENET_CLASSES)[0]
 
     def confidence(self, rule: TagRule) -> np.ndarray:
         """N x W confidences with implications, as a library of these photos computes them."""
@@ -269,7 +267,7 @@ def validation_sets(
 
     backbone = bundle.build_backbone(device=device)
     embeddings = bundle.embeddings.get("source")
-    table = _label_table(bundle)
+    table = bundle.label_table()
     labels = [normalise_word(w) for w in [*bundle.seen_labels, *bundle.unseen_labels]]
     seen = {normalise_word(w) for w in bundle.seen_labels}
     vectors = load_embeddings(embeddings) if embeddings else load_embeddings()
@@ -324,15 +322,6 @@ def validation_sets(
             )
         )
     return out
-
-
-def _label_table(bundle) -> dict[str, np.ndarray]:
-    """The bundle's own label vectors (unit length), by normalised label."""
-    table = {}
-    for labels, vectors in ((bundle.seen_labels, bundle.seen_vectors), (bundle.unseen_labels, bundle.unseen_vectors)):
-        if vectors is not None:
-            table.update({normalise_word(w): v / max(np.linalg.norm(v), 1e-12) for w, v in zip(labels, vectors)})
-    return table
 
 
 def calibrate(sets: dict[str, list[ValidationSet]], max_tags: int = 10) -> tuple[TagRule, dict[str, Any]]:

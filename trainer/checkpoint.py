@@ -210,6 +210,17 @@ class Bundle:
             backbone.preprocessing = Preprocessing.from_dict(spec["preprocessing"])
         return backbone
 
+    def label_table(self) -> dict[str, np.ndarray]:
+        """The model's own label vectors (what it was trained and evaluated with), unit
+        length, by label written as a vocabulary word (trainer.assets.normalise_word)."""
+        from .assets import normalise_word
+
+        table = {}
+        for labels, vectors in ((self.seen_labels, self.seen_vectors), (self.unseen_labels, self.unseen_vectors)):
+            if vectors is not None:
+                table.update({normalise_word(w): v / max(np.linalg.norm(v), 1e-12) for w, v in zip(labels, vectors)})
+        return table
+
     @staticmethod
     def update_config(path: str | Path, **sections) -> None:
         """Replace top-level sections of a bundle's config.json (e.g. ``tagging``) in place,

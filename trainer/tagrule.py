@@ -210,7 +210,9 @@ class TagRule:
         )
 
     @classmethod
-    def legacy(cls, strength: float, min_score: float | None, max_tags: int = 10, quantile: float | None = None):
+    def legacy(
+        cls, strength: float, min_score: float | None, max_tags: int = 10, quantile: float | None = None
+    ) -> TagRule:
         """An older rule (``score - strength * level >= min_score``) in this form: the same
         order of words and the same decision."""
         if not math.isfinite(strength) or strength < 0:
@@ -348,3 +350,12 @@ def class_mass(classes: np.ndarray, probs: np.ndarray, word_classes: Sequence[np
     starts = np.repeat(pointer[cls], counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
     np.add.at(out, (np.repeat(photo, counts), words_of[starts]), np.repeat(p, counts))
     return out
+
+
+def record_mass(records: np.ndarray, word_classes: Sequence[np.ndarray], heads: int) -> tuple[np.ndarray, np.ndarray]:
+    """From stored class records (N x 2 x K, as ``top_classes`` writes them): each word's
+    ImageNet mass (N x W, ``class_mass``) and which photos have their classes recorded
+    (index -1: a photo read before they were)."""
+    record = np.asarray(records, dtype=np.float32)
+    indices = record[:, 0].astype(np.int64)
+    return class_mass(indices, record[:, 1], word_classes, heads), indices[:, 0] >= 0
