@@ -26,10 +26,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import skew
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tagger.cli import app  # noqa: E402
 from tagger.library import Library  # noqa: E402
 from trainer.metrics import average_precision, topk_prf  # noqa: E402
 
@@ -67,11 +70,9 @@ def open_images_5(db: Path) -> tuple[float, float, np.ndarray]:
 
 
 def hubness(db: Path) -> dict:
-    from scipy.stats import skew
-
     with Library(db, create=False, readonly=True) as library:
         words = {w.id: w.word for w in library.words()}
-        stored = library.tags_of([int(r[0]) for r in library.db.execute("SELECT id FROM photos")])
+        stored = library.tags_of(library.photo_ids())
         rows = list(Counter(w for tags in stored.values() for w, _, _ in tags[:3]).items())  # best first
         photos = library.counts()["photos"]
     counts = dict(rows)
@@ -90,10 +91,6 @@ def corel_search(db: Path) -> tuple[float, tuple[float, float, float]]:
     """Corel-5K's test photos ranked by `epsilon-tag search WORD` for each of its 374 words
     (in this process, through the same Typer app: 374 interpreter starts spared): mAP over
     the words (a word no photo has counts 0) and P/R/F1 of each photo's 3 best words."""
-    from typer.testing import CliRunner
-
-    from tagger.cli import app
-
     corel = DATA / "corel5k"
     vocabulary = (corel / "labels" / "words").read_text().split()
     truth = {}

@@ -24,6 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tagger.adopt import VOCABULARY_POLICY, follow_tag_rule  # noqa: E402
+from tagger.engine import model_id  # noqa: E402
+from tagger.library import Library, PhotoRecord  # noqa: E402
+from tagger.vocabulary import Vocabulary, WordSource, fill_vocabulary, scores, top_tags, word_levels  # noqa: E402
+from trainer.assets import asset_path, default_words  # noqa: E402
+from trainer.checkpoint import CONFIG_FILE  # noqa: E402
+from trainer.tagrule import top_classes  # noqa: E402
+
 PYTHON = sys.executable
 CLI = [str(Path(PYTHON).parent / "epsilon-tag")]  # the console script, as people run it
 
@@ -31,14 +39,6 @@ CLI = [str(Path(PYTHON).parent / "epsilon-tag")]  # the console script, as peopl
 def build(db: Path, photos: int, folder: Path) -> None:
     """A library of ``photos`` synthetic photos, tagged as a scan would, written through the
     library's own API (save_batch), so that it follows the schema wherever it goes."""
-    from tagger.engine import model_id
-    from tagger.library import Library, PhotoRecord
-    from tagger.scan import VOCABULARY_POLICY, follow_tag_rule
-    from tagger.vocabulary import Vocabulary, WordSource, fill_vocabulary, scores, top_tags, word_levels
-    from trainer.assets import asset_path, default_words
-    from trainer.checkpoint import CONFIG_FILE
-    from trainer.tagrule import top_classes
-
     config = json.loads((asset_path("default") / CONFIG_FILE).read_text())
     rows = config["model"]["num_groups"] + (config["model"].get("prior") == "row")
     shape = (rows, config["model"]["d_w"])
@@ -109,7 +109,7 @@ def build(db: Path, photos: int, folder: Path) -> None:
             print(f"  built {start + n:,} photos", file=sys.stderr, flush=True)
         library.refresh_side_files()  # as a scan leaves them
     os.replace(tmp, db)
-    for side in (library.vectors_path, library._side_path("classes"), library.summary_path):
+    for side in (library.vectors_path, library.classes_path, library.summary_path):
         os.replace(side, db.with_name(db.name + side.name[len(tmp.name) :]))
 
 

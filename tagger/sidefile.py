@@ -21,6 +21,7 @@ import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,20 +164,24 @@ def _read_sealed(path: Path, generation: str) -> dict:
     """The summary's values for ``generation``, or {} if it is of another, unreadable or edited."""
     try:
         data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("generation") == generation and isinstance(data.get("values"), dict):
-            if data.get("seal") == _seal(generation, data["values"]):
-                return data["values"]
+        if (
+            isinstance(data, dict)
+            and data.get("generation") == generation
+            and isinstance(data.get("values"), dict)
+            and data.get("seal") == _seal(generation, data["values"])
+        ):
+            return data["values"]
     except (OSError, ValueError):
         pass
     return {}
 
 
-def read_summary(path: Path, generation: str, name: str):
+def read_summary(path: Path, generation: str, name: str) -> Any:
     """A remembered value of the summary file, or None unless it is of ``generation``."""
     return _read_sealed(path, generation).get(name)
 
 
-def write_summary(path: Path, generation: str, name: str, value) -> None:
+def write_summary(path: Path, generation: str, name: str, value: Any) -> None:
     """Remember ``value`` for ``generation``, beside what is already there for it. Best
     effort: a summary that cannot be written is computed again next time."""
     # As JSON gives it back (keys as strings), so that the seal reads the same on both sides.

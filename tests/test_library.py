@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+import tagger.library
+from tagger.cli import app
 from tagger.library import SCHEMA_VERSION, Library, LibraryError, NewWord, PhotoRecord
+from tagger.vocabulary import WordSource, add_words
+from tests.helpers import ROOT
+from tests.tagging import assert_tags_consistent, synthetic_library, tag
 
 
 def record(path: str) -> PhotoRecord:
     return PhotoRecord(path, 1, 2, "h" + path, 3, 4, {"taken_at": None}, np.zeros((2, 3), np.float16), [])
 
 
-def test_new_library_is_current_wal_and_reopens(tmp_path):
+def test_new_library_is_current_wal_and_reopens(tmp_path: Path) -> None:
     with Library(tmp_path / "a" / "lib.db") as library:
         assert library.schema_version == SCHEMA_VERSION
         assert library.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -24,7 +34,7 @@ def test_new_library_is_current_wal_and_reopens(tmp_path):
         assert library.model_id == "m" and library.known_photos()["/x.jpg"].size == 1
 
 
-def test_a_newer_or_foreign_file_is_refused_clearly(tmp_path):
+def test_a_newer_or_foreign_file_is_refused_clearly(tmp_path: Path) -> None:
     newer = tmp_path / "newer.db"
     sqlite3.connect(newer).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(LibraryError, match="newer epsilon-tag"):
@@ -36,7 +46,7 @@ def test_a_newer_or_foreign_file_is_refused_clearly(tmp_path):
         Library(tmp_path / "absent.db", create=False)
 
 
-def test_a_failed_batch_leaves_no_trace(tmp_path):
+def test_a_failed_batch_leaves_no_trace(tmp_path: Path) -> None:
     library = Library(tmp_path / "lib.db")
     library.set_meta(model_id="m", semantic_shape=[2, 3])
     library.save_batch([record("/a.jpg")], [], "m")
@@ -48,23 +58,34 @@ def test_a_failed_batch_leaves_no_trace(tmp_path):
     assert library.db.execute("SELECT count(*) FROM vectors").fetchone() == (1,)
 
 
-def test_nested_transactions_commit_once(tmp_path):
+def test_nested_transactions_commit_once(tmp_path: Path) -> None:
     library = Library(tmp_path / "lib.db")
     library.set_meta(model_id="m", semantic_shape=[2, 3])
-    with pytest.raises(RuntimeError):
-        with library.transaction():
-            library.save_batch([record("/a.jpg")], [], "m")  # its own transaction joins the outer one
-            raise RuntimeError("crash after the inner write")
+    with pytest.raises(RuntimeError), library.transaction():
+        library.save_batch([record("/a.jpg")], [], "m")  # its own transaction joins the outer one
+        raise RuntimeError("crash after the inner write")
     assert library.known_photos() == {}
 
 
-def test_a_library_locked_by_a_writer_is_a_clear_error(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
+def test_photos_under_a_folder_are_the_folder_and_what_is_inside_it(tmp_path: Path) -> None:
+    paths = ["/a", "/a/x.jpg", "/a/b/y.jpg", "/ab/z.jpg", "/a_c/w.jpg", "/a%/v.jpg", "/a0.jpg", "/b/a/u.jpg"]
+    library = Library(tmp_path / "lib.db")
+    library.set_meta(model_id="m", semantic_shape=[2, 3])
+    library.save_batch([record(p) for p in paths], [], "m")
+    ids = {p: known.id for p, known in library.known_photos().items()}
+    library.set_status([ids["/a/b/y.jpg"]], "missing")
 
-    import tagger.library
-    from tagger.cli import app
-    from tests.tagging import synthetic_library, tag
+    def under(folder: str) -> list[str]:  # what the paths say, as `roots` means it
+        return [p for p in paths if p == folder or p.startswith(folder.rstrip("/") + "/")]
 
+    for folder in ("/a", "/a/", "/a/b", "/a_", "/a%", "/a_c", "/b", "/", "/nowhere"):
+        assert library.photo_ids_under(folder) == sorted(ids[p] for p in under(folder)), folder
+        present = [p for p in under(folder) if p != "/a/b/y.jpg"]
+        assert library.present_count_under(folder) == len(present), folder
+    assert library.photo_ids() == sorted(ids.values())
+
+
+def test_a_library_locked_by_a_writer_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tagger.library, "BUSY_TIMEOUT_S", 0.2)
     db = tmp_path / "lib.db"
     synthetic_library(db, 3, []).close()
@@ -78,24 +99,10 @@ def test_a_library_locked_by_a_writer_is_a_clear_error(tmp_path, monkeypatch):
     assert tag(db, "vocab", "add", "zeppelin") == "zeppelin: 3 photos\n"  # free again: works
 
 
-def test_a_kill_while_the_schema_is_created_leaves_a_file_that_opens(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
+def test_a_kill_while_the_schema_is_created_leaves_a_file_that_opens(tmp_path: Path) -> None:
     db = tmp_path / "lib.db"
-    child = """
-import os, signal, sys
-from tagger import library
-first = library.MIGRATIONS[0]
-def dying(db):
-    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-    db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
-    os.kill(os.getpid(), signal.SIGKILL)
-library.MIGRATIONS[0] = dying
-library.Library(sys.argv[1])
-"""
-    result = subprocess.run([sys.executable, "-c", child, str(db)], capture_output=True)
+    program = [sys.executable, "-m", "tests.programs.library_dies_creating_schema", str(db)]
+    result = subprocess.run(program, capture_output=True, cwd=ROOT)
     assert result.returncode == -signal.SIGKILL
     with Library(db) as library:  # the half-done transaction was never committed
         assert library.schema_version == SCHEMA_VERSION
@@ -103,18 +110,18 @@ library.Library(sys.argv[1])
         assert library.get_meta("model_id") == "m"
 
 
-def test_an_older_half_made_library_is_rebuilt(tmp_path):
+def test_an_older_half_made_library_is_rebuilt(tmp_path: Path) -> None:
     # What a kill in an older epsilon-tag left: some empty tables, no schema version.
     with sqlite3.connect(tmp_path / "lib.db") as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
         conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
     with Library(tmp_path / "lib.db") as library:
         assert library.schema_version == SCHEMA_VERSION
-        assert "hash" in {c.name for c in library.db["photos"].columns}
+        assert "hash" in {row[1] for row in library.db.execute("PRAGMA table_info(photos)")}
 
 
 @pytest.mark.parametrize("table", ["contacts (name TEXT)", "photos (path TEXT)"])
-def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path, table):
+def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path, table: str) -> None:
     db = tmp_path / "other.db"
     with sqlite3.connect(db) as conn:
         conn.execute(f"CREATE TABLE {table}")
@@ -138,7 +145,7 @@ def as_version_4(library: Library) -> None:
         library.db.execute(f"ALTER TABLE words DROP COLUMN {column}")
 
 
-def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path):
+def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path: Path) -> None:
     db = tmp_path / "lib.db"
     with Library(db) as library:  # made by this version, then set back to what version 1 wrote
         library.add_words([NewWord("sky", "seen", np.ones(4, np.float32))])
@@ -152,12 +159,9 @@ def test_an_older_library_migrates_on_first_open_even_to_read(tmp_path):
         assert [(w.word, w.mean) for w in library.words()] == [("sky", None)]
 
 
-def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path):
-    from tagger.vocabulary import WordSource, add_words
-    from tests.tagging import assert_tags_consistent, synthetic_library
-
+def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
-    words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat".split(), rng.standard_normal((4, 50)))]
+    words = [(w, v / np.linalg.norm(v)) for w, v in zip(["sky", "sea", "dog", "cat"], rng.standard_normal((4, 50)))]
     db = tmp_path / "lib.db"
     with synthetic_library(db, 12, words, k=3) as library:  # then set back to what version 2 wrote
         floors = dict(library.db.execute("SELECT photo_id, floor FROM floors").fetchall())
@@ -177,12 +181,10 @@ def test_a_version_2_library_moves_its_floors_and_stays_consistent(tmp_path):
         assert_tags_consistent(library)
 
 
-def test_a_version_3_library_keeps_its_tags_and_their_order(tmp_path):
-    from tagger.vocabulary import WordSource, add_words
-    from tests.tagging import assert_tags_consistent, synthetic_library
-
+def test_a_version_3_library_keeps_its_tags_and_their_order(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    words = [(w, v / np.linalg.norm(v)) for w, v in zip("sky sea dog cat tree".split(), rng.standard_normal((5, 50)))]
+    names = ["sky", "sea", "dog", "cat", "tree"]
+    words = [(w, v / np.linalg.norm(v)) for w, v in zip(names, rng.standard_normal((5, 50)))]
     db = tmp_path / "lib.db"
     with synthetic_library(db, 15, words, k=3) as library:  # then set back to what version 3 wrote
         before = library.tags_of(list(range(1, 16)))
