@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainer.backbones import build_backbone
-from trainer.datasets import label_rows, load_dataset
+from trainer.backbones import Backbone, build_backbone
+from trainer.datasets import Dataset, label_rows, load_dataset
 from trainer.features import extract_features
 from trainer.images import load_rgb
 from trainer.loss import epsilon_loss
@@ -65,66 +65,70 @@ def main() -> None:
     dataset = load_dataset("corel5k", args.data)
     paths = dataset.train.images + dataset.test.images
     backbone = build_backbone()
-    cores = os.cpu_count() or 1
+    extraction_rate(paths, backbone, args.images)
+    training_steps(dataset, backbone, args.steps, args.d_model)
+    if not args.skip_memory:
+        peak_memory(paths, args.memory_images)
 
+
+def extraction_rate(paths: list[Path], backbone: Backbone, images: int) -> None:
+    """1. Extraction against the pipeline limit cores / (d + f)."""
+    cores = os.cpu_count() or 1
     d = decode_seconds(paths[:200], backbone)
     f = backbone_core_seconds(backbone)
     limit = cores / (d + f)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        extract_features(paths[: args.images], backbone, Path(tmp) / "cache", workers=cores, progress=False)
-        rate = args.images / (time.perf_counter() - start)
+        extract_features(paths[:images], backbone, Path(tmp) / "cache", workers=cores, progress=False)
+        rate = images / (time.perf_counter() - start)
     print(
         f"1. decode d = {d * 1e3:.1f} ms/photo (one core), backbone f = {f * 1e3:.1f} core-ms/photo, "
         f"{cores} cores -> limit {limit:.1f} photos/s; extraction {rate:.1f} photos/s = {rate / limit:.2f} of the limit"
     )
 
-    # 2. Training steps: tokens from the cache versus decoding + backbone every time.
-    model = Epsilon(
-        EpsilonConfig(token_dim=1280, d_model=args.d_model, depth=2, heads=4, d_w=dataset.seen_vectors.shape[1])
-    )
+
+def training_steps(dataset: Dataset, backbone: Backbone, steps: int, d_model: int) -> None:
+    """2. Training steps: tokens from the cache versus decoding + backbone every time."""
+    model = Epsilon(EpsilonConfig(token_dim=1280, d_model=d_model, depth=2, heads=4, d_w=dataset.seen_vectors.shape[1]))
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     words = torch.from_numpy(dataset.seen_vectors)
     batch = 96
+
+    def step(tokens: torch.Tensor, labels: torch.Tensor) -> None:
+        optimiser.zero_grad()
+        epsilon_loss(model(tokens), words, labels).total.backward()
+        optimiser.step()
+
+    rows = np.arange(batch * steps)
+    batches = [rows[s * batch : (s + 1) * batch] for s in range(steps)]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = np.arange(batch * args.steps)
+        cores = os.cpu_count() or 1
         cache = extract_features(
             dataset.train.images[: len(rows)], backbone, Path(tmp) / "c", workers=cores, progress=False
         )
         transform = backbone.preprocessing.transform()
-
-        def step(tokens, labels):
-            optimiser.zero_grad()
-            epsilon_loss(model(tokens), words, labels).total.backward()
-            optimiser.step()
-
         start = time.perf_counter()
-        for s in range(args.steps):
-            r = rows[s * batch : (s + 1) * batch]
-            step(
-                torch.from_numpy(np.asarray(cache.tokens[r], dtype=np.float32)),
-                torch.from_numpy(label_rows(dataset.train.seen, r)),
-            )
+        for r in batches:
+            tokens = torch.from_numpy(np.asarray(cache.tokens[r], dtype=np.float32))
+            step(tokens, torch.from_numpy(label_rows(dataset.train.seen, r)))
         cached = time.perf_counter() - start
         start = time.perf_counter()
-        for s in range(args.steps):
-            r = rows[s * batch : (s + 1) * batch]
-            pixels = torch.stack(
-                [transform(load_rgb(dataset.train.images[i], backbone.preprocessing.decode_side)) for i in r]
-            )
+        for r in batches:
+            side = backbone.preprocessing.decode_side
+            pixels = torch.stack([transform(load_rgb(dataset.train.images[i], side)) for i in r])
             step(backbone(pixels), torch.from_numpy(label_rows(dataset.train.seen, r)))
         raw = time.perf_counter() - start
     print(
-        f"2. {args.steps} training steps of {batch} (d_model {args.d_model}): from the cache {cached:.1f} s, "
+        f"2. {steps} training steps of {batch} (d_model {d_model}): from the cache {cached:.1f} s, "
         f"from raw images {raw:.1f} s "
         f"-> the cache is {raw / cached:.1f}x faster"
     )
 
-    # 3. Peak memory of an extraction over many photos, in a child process of its own.
-    if args.skip_memory:
-        return
+
+def peak_memory(paths: list[Path], memory_images: int) -> None:
+    """3. Peak memory of an extraction over many photos, in a child process of its own."""
     peaks = {}
-    for n in (args.memory_images // 5, min(args.memory_images, len(paths))):
+    for n in (memory_images // 5, min(memory_images, len(paths))):
         with tempfile.TemporaryDirectory() as tmp:
             listing = Path(tmp) / "paths.txt"
             listing.write_text("\n".join(map(str, paths[:n])))

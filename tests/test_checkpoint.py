@@ -120,7 +120,7 @@ def test_non_finite_weights_are_never_saved_nor_loaded(tmp_path):
     bundle = make_bundle()
     with torch.no_grad():
         next(bundle.model.parameters())[0] = float("nan")
-    with pytest.raises(BundleError, match="Refusing to save .* NaN or infinite"):
+    with pytest.raises(BundleError, match=r"Refusing to save .* NaN or infinite"):
         bundle.save(tmp_path / "nan")
     assert not (tmp_path / "nan").exists()
     make_bundle().save(tmp_path / "b")
@@ -144,7 +144,7 @@ def test_a_bundle_this_user_cannot_read_or_with_a_wrong_rule_says_which_and_why(
     config_path = tmp_path / "b" / CONFIG_FILE
     good = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**good, "tagging": {"strength": "abc", "min_score": 0.3}}))
-    with pytest.raises(BundleError, match="config.json: its tagging section is wrong: .*strength"):
+    with pytest.raises(BundleError, match=r"config\.json: its tagging section is wrong: .*strength"):
         Bundle.load(tmp_path / "b")
     config_path.write_text(json.dumps(good))
     (tmp_path / "b" / WEIGHTS_FILE).chmod(0o000)  # as another user sees a 0600 file
@@ -163,7 +163,7 @@ def test_missing_bundle_parts_error_clearly(tmp_path):
         Bundle.load(tmp_path / "absent")
     make_bundle().save(tmp_path / "b")
     (tmp_path / "b" / WEIGHTS_FILE).unlink()
-    with pytest.raises(BundleError, match="model.safetensors is missing"):
+    with pytest.raises(BundleError, match=r"model\.safetensors is missing"):
         Bundle.load(tmp_path / "b")
 
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 from tests.test_train_cli import run_cli
 from tests.tiny_datasets import COCO_CATEGORIES, coco_labels, make_coco
 from trainer.assets import asset_path
@@ -53,7 +53,7 @@ def test_an_unseen_file_splits_zsl_and_gzsl(tmp_path):
 
 
 def test_broken_folders_get_clear_errors(tmp_path):
-    with pytest.raises(DataError, match="(?s)No annotations folder.*Expected layout"):
+    with pytest.raises(DataError, match=r"(?s)No annotations folder.*Expected layout"):
         load_dataset("coco", tmp_path)
     root = make_coco(tmp_path / "coco", {"val": 4})
     instances = root / "annotations" / "instances_val.json"
@@ -66,7 +66,7 @@ def test_broken_folders_get_clear_errors(tmp_path):
     with pytest.raises(DataError, match='category 99, which no "categories" entry defines'):
         load_dataset("coco", root)
     instances.write_text(json.dumps(dict(good, categories=good["categories"] + [{"id": 77, "name": "qzxwvkk"}])))
-    with pytest.raises(DataError, match="(?s)has no word vector.*qzxwvkk"):
+    with pytest.raises(DataError, match=r"(?s)has no word vector.*qzxwvkk"):
         load_dataset("coco", root)
     instances.write_text(json.dumps(good))
     (root / "images" / "val" / "val_002.jpg").unlink()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 from tests.tiny_datasets import make_corel, make_nus_wide, make_open_images
 from trainer.assets import asset_path
 from trainer.datasets import DataError, has_positive, held_out_fold, label_rows, load_dataset
@@ -87,7 +87,7 @@ def test_a_tagged_folder_marks_every_word_on_every_photo(tmp_path):
     np.testing.assert_array_equal(data.test.seen, [[1, 1, -1], [-1, -1, -1]])  # unmarked: absent
     assert groups(root) == ["one", "two"]
     (root / "labels.tsv").write_text("path\twords\na.jpg\tzeppelin\n")
-    with pytest.raises(DataError, match="marked 'zeppelin', which vocabulary.txt lacks"):
+    with pytest.raises(DataError, match=r"marked 'zeppelin', which vocabulary\.txt lacks"):
         load_dataset("tagged", root)
     (root / "labels.tsv").write_text("path\twords\na.jpg\t\n")
     with pytest.raises(DataError, match="marks no word on any photo"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 from trainer.embeddings import UnknownWordError, label_table, load_embeddings
 
 

@@ -6,7 +6,6 @@ tests/test_gpu_check.py runs.)"""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -16,41 +15,10 @@ from tests.test_train_cli import SMALL, run_cli
 from tests.tiny_datasets import make_corel
 from trainer.features import DONE, PENDING, FeatureCache
 
-# Runs in a child process: counts backbone batches, and SIGKILLs itself at batch KILL_AT.
-EXTRACT = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
-    from trainer.backbones import build_backbone
-    from trainer.features import extract_features
-    folder, paths = sys.argv[1], [Path(p) for p in sys.argv[2:]]
-    backbone = build_backbone("efficientnet_lite0")
-    kill_at, seen = int(os.environ.get("KILL_AT", 0)), []
-    original = backbone.forward
-    def forward(images):
-        if images.shape[0] > 1:  # not the one-image shape probe
-            seen.append(images.shape[0])
-            if len(seen) == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return original(images)
-    backbone.forward = forward
-    extract_features(paths, backbone, folder, batch_size=4, workers=0, progress=False)
-""")
-
-# Runs epsilon-train in a child process that SIGKILLs itself at optimiser step KILL_AT.
-TRAIN = textwrap.dedent("""
-    import os, signal, sys, torch
-    kill_at, calls = int(os.environ.get("KILL_AT", 0)), [0]
-    original = torch.optim.Adam.step
-    def step(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, *args, **kwargs)
-    torch.optim.Adam.step = step
-    from trainer.cli import main
-    sys.argv = ["epsilon-train"] + sys.argv[1:]
-    main()
-""")
+# Run in a child process: token extraction that SIGKILLs itself at batch KILL_AT, and
+# epsilon-train that does at optimiser step KILL_AT.
+EXTRACT = "tests.programs.extract_dies_at_batch"
+TRAIN = "tests.programs.train_dies_at_step"
 
 
 @pytest.mark.slow

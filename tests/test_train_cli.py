@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import fields
 
 import pytest
 import torch
+import typer
+from typer.testing import CliRunner
 
 from tests.tiny_datasets import make_corel, make_nus_wide, make_open_images
 from trainer.checkpoint import Bundle
+from trainer.config import ConseConfig, EpsilonConfig, TrainConfig
+from trainer.options import expand, given, group
 
 # A small head so a CPU epoch takes a second; everything else is the real pipeline.
 SMALL = [
@@ -299,3 +304,33 @@ def test_a_diverged_training_stops_and_saves_nothing_non_finite(tmp_path):
         if (out / name).exists():
             bundle = Bundle.load(out / name)  # refuses non-finite weights
             assert all(torch.isfinite(v).all() for v in bundle.model.state_dict().values())
+
+
+def test_options_are_the_config_fields_and_say_what_was_given():
+    """A command's groups of settings are options typer parses as its own: only what was
+    given reaches ``given``, nested as a config file nests it, with plain values."""
+    seen = {}
+
+    def command(settings: dict = given(TrainConfig), conse: ConseConfig = group(ConseConfig)) -> None:
+        seen.update(settings=settings, conse=conse)
+
+    app = typer.Typer()
+    app.command()(expand(command))
+    args = ["--lambda", "0.1", "-M", "2", "--no-amp", "--class-naming", "lemmas", "--conse-top", "3"]
+    ran = CliRunner().invoke(app, args)
+    assert ran.exit_code == 0, ran.output
+    assert seen["settings"] == {"model": {"num_groups": 2}, "lam": 0.1, "amp": False, "class_naming": "lemmas"}
+    assert type(seen["settings"]["class_naming"]) is str and seen["conse"] == ConseConfig(top=3)
+    assert CliRunner().invoke(app, ["--conse-top", "0"]).exit_code == 2  # the field's bounds are the option's
+
+
+def test_every_training_setting_is_listed_with_its_help():
+    from trainer.cli import app
+
+    shown = CliRunner(env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"}).invoke(app, ["corel5k", "--help"])
+    for cls in (TrainConfig, EpsilonConfig):
+        for f in fields(cls):
+            if "option" in f.metadata:
+                flag = f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
+                assert flag in shown.output and f.metadata["option"]["help"][:30] in shown.output, f.name
+    assert "(default: 1e-05)" in shown.output and "<full|gpa|gfp|backbone>" in shown.output

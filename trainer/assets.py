@@ -47,7 +47,7 @@ def default_words(seen: Sequence[str], unseen: Sequence[str] = ()) -> list[str]:
     sensitive word, or one a photo cannot show) is not added; a label that is a form of a
     shipped word ("boats", "bike") is that word, which then takes the label's vector
     (tagger.vocabulary.WordSource). Words a person adds are theirs: none of this applies."""
-    from .wordnet import wordnet
+    from .wordnet import wordnet  # wordnet reads its table through this module: imported here, no cycle
 
     excluded = excluded_words()
     net = wordnet()

@@ -16,11 +16,14 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .errors import BackboneError  # noqa: F401 (raised here, defined without torch)
+from .config import DEFAULT_BACKBONE
+from .errors import BackboneError as BackboneError  # raised here, defined without torch (and caught from here)
 from .files import sha256_file
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
+# timm costs 1.3 s of imports: it is read when a backbone is built, so that loading a
+# bundle's labels (the tagger's search) or epsilon-train's quick commands do without it.
 
 # Our short name -> the timm architecture whose layout the package's weights match
 # (TF "same" padding, BN eps 1e-3, mean = std = 0.5).
@@ -148,8 +151,6 @@ def fold_batchnorm(model: nn.Module, check_size: int = 64) -> nn.Module:
     Pairs are found in module registration order, which is the data flow of the CNNs timm
     builds but need not be of every model: the folded copy is checked on a random batch and
     the model comes back unchanged if the two differ."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(model).eval()
     modules = dict(folded.named_modules())
 
@@ -231,7 +232,7 @@ def build_backbone(
     return Backbone(name, model, weights_id, _preprocessing_of(model))
 
 
-def _create(name: str, **kwargs) -> nn.Module:
+def _create(name: str, **kwargs: Any) -> nn.Module:
     import timm
 
     if not timm.is_model(name):

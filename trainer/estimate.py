@@ -12,8 +12,21 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .backbones import build_backbone
+from .datasets import load_dataset
+from .distributed import setup
+from .model import Epsilon, EpsilonConfig
+from .tokens import token_shape as probe
 
 # Images in the splits the paper trains and tests on (official counts, as in the papers'
 # protocols): NUS-WIDE 161,789 train / 107,859 test; Open Images V4 1,743,042 train (with
@@ -57,9 +70,6 @@ class Estimate:
 
 def token_shape(backbone: str, device: str = "cpu") -> tuple[int, int]:
     """(tokens, width) of one image: from the model itself (random weights, one forward)."""
-    from .backbones import build_backbone
-    from .tokens import token_shape as probe
-
     tokens, width, _ = probe(build_backbone(backbone, random_init=True, device=device))
     return tokens, width
 
@@ -69,13 +79,6 @@ def measure(
 ) -> Throughputs:
     """Throughputs of this machine, a few batches each (seconds, not minutes); the head is
     the training default's size (d_model 256, 2 layers, 300-d words)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from .backbones import build_backbone
-    from .model import Epsilon, EpsilonConfig
-
     model = build_backbone(backbone, random_init=True, device=device)
     transform = model.preprocessing.transform()
     # Decoding: a 500 x 375 JPEG (the size of NUS-WIDE's and most Flickr photos), to a tensor.
@@ -112,9 +115,7 @@ def measure(
     return Throughputs(decode, backbone_rate, head_rate, disk=_disk_rate())
 
 
-def _rate(step, batch: int, repeat: int, device: str) -> float:
-    import torch
-
+def _rate(step: Callable[[], None], batch: int, repeat: int, device: str) -> float:
     step()  # warm-up
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -128,8 +129,6 @@ def _rate(step, batch: int, repeat: int, device: str) -> float:
 
 def _disk_rate() -> float:
     """Sequential read speed of a fresh 64 MiB file (the page cache makes it optimistic)."""
-    import tempfile
-
     with tempfile.NamedTemporaryFile() as handle:
         handle.write(os.urandom(64 << 20))
         handle.flush()
@@ -138,6 +137,36 @@ def _disk_rate() -> float:
             while again.read(8 << 20):
                 pass
         return (64 << 20) / (time.perf_counter() - start)
+
+
+def estimate_run(
+    dataset: str,
+    backbone: str,
+    data: Path | None,
+    *,
+    device: str,
+    rates: tuple[float | None, float | None, float | None, float | None],
+    workers: int,
+    gpus: int,
+    epochs: int,
+) -> Estimate:
+    """``epsilon-train estimate``: the dataset's images (counted in ``data``, else the
+    official counts), the backbone's tokens, and the throughputs ``rates`` gives (decode,
+    backbone, head, disk; None: measured here on ``device``), for 1 and ``gpus`` devices
+    (0: those visible)."""
+    dev = str(setup(device))
+    if data is not None:
+        loaded = load_dataset(dataset, data)
+        images = {"train": len(loaded.train), "test": len(loaded.test)}
+    else:
+        images = dict(OFFICIAL_IMAGES[dataset])
+    tokens = token_shape(backbone, dev)
+    if None in rates:
+        measured = measure(backbone, tokens, device=dev)
+        rates = tuple(r if r is not None else m for r, m in zip(rates, asdict(measured).values()))
+    throughputs = Throughputs(*rates)
+    n = gpus or max(torch.cuda.device_count(), 1)
+    return estimate(dataset, backbone, images, tokens, throughputs, workers=workers, gpus=n, epochs=epochs)
 
 
 def estimate(

@@ -1,25 +1,123 @@
-"""ZSL and GZSL evaluation from cached tokens, and the paper's table layout.
+"""ZSL and GZSL evaluation, and the paper's table layout.
 
 ZSL ranks the unseen labels only; GZSL ranks seen and unseen labels together. The figures
 are fractions in [0, 1]; tables print them as percentages like the paper.
+``evaluate_dataset`` is ``epsilon-train evaluate``: a bundle (or ConSE) on a dataset's
+test split, from its token cache.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from .datasets import Dataset, Split
-from .metrics import Protocol
-from .model import Epsilon, score
+from .backbones import Backbone, build_backbone
+from .checkpoint import Bundle
+from .class_text import ClassText, dataset_imagenet_vectors
+from .config import DEFAULT_BACKBONE, ConseConfig
+from .datasets import Dataset, LabelMatrix, Split, load_dataset
+from .distributed import setup
+from .embeddings import DEFAULT_EMBEDDINGS
+from .errors import InputError
+from .features import FeatureCache, default_cache, extract_features, list_digest
+from .memory import return_freed_memory
+from .metrics import Protocol, average_precision
+from .model import Epsilon, conse_embedding, score
+from .tokens import CachedTokens, TokenSource
 
 _BATCH = 512
 
 
+def evaluate_dataset(
+    dataset: str,
+    data: Path,
+    bundle: Path | None,
+    *,
+    split: str = "all",
+    unseen: Path | None = None,
+    conse: ConseConfig | None = None,
+    text: ClassText | None = None,
+    embeddings: str | None = None,
+    backbone: str | None = None,
+    backbone_weights: str | None = None,
+    cache: Path | None = None,
+    device: str = "auto",
+    workers: int = 2,
+    progress: bool = True,
+) -> tuple[dict, str]:
+    """The figures of the bundle at ``bundle`` on a dataset's test split (of ConSE from the
+    backbone's ImageNet head when it is None, with ``conse`` and ``text``), and the title
+    of their table. ``split`` and ``unseen`` choose a COCO folder's photos and zero-shot
+    categories; ``embeddings`` and ``backbone`` are ConSE's (a bundle has its own)."""
+    model = Bundle.load(bundle) if bundle is not None else None
+    source = model.embeddings.get("source") if model else embeddings or DEFAULT_EMBEDDINGS
+    test_set = _test_set(dataset, data, model, source, split, unseen)
+    name = model.backbone.get("name", DEFAULT_BACKBONE) if model else backbone or DEFAULT_BACKBONE
+    dev = setup(device)
+    net = model.build_backbone(backbone_weights, dev) if model else _conse_backbone(name, backbone_weights, dev)
+    # Every COCO folder and split is its own image list: each gets its own default cache.
+    cache_name = dataset if dataset != "coco" else f"coco-{list_digest(test_set.test.images)[:12]}"
+    folder = (cache or default_cache(cache_name, name, backbone_weights)) / "test"
+    features = extract_features(test_set.test.images, net, folder, workers=workers, device=dev, progress=progress)
+    rows = np.flatnonzero(features.ok)
+    where = f"on {test_set.name} test split ({len(rows)} images):"
+    if model is not None:
+        figures = evaluate_model(model.model.to(dev), CachedTokens(features, dev), test_set.test, rows, test_set, dev)
+        return figures, f"{bundle} {where}"
+    conse, text = conse or ConseConfig(), text or ClassText()
+    figures = _conse_figures(features, rows, test_set, conse, text)
+    return figures, f"ConSE (top {conse.top}, T {conse.temperature:g}, classes named by {text}) {where}"
+
+
+def _test_set(
+    dataset: str, data: Path, model: Bundle | None, source: str | None, split: str, unseen: Path | None
+) -> Dataset:
+    """The dataset in the bundle's word space (or ConSE's), as the bundle was trained on it."""
+    options: dict[str, Any] = {"embeddings": source} if source else {}
+    if dataset == "corel5k" and model is not None and not model.unseen_labels:
+        options["mode"] = "all-seen"
+    if dataset == "coco":
+        options.update(split=split, unseen=unseen)
+    return load_dataset(dataset, data, **options)
+
+
+def _conse_backbone(name: str, weights: str | None, device: torch.device) -> Backbone:
+    net = build_backbone(name, weights, device=device)
+    if not net.is_cnn:
+        raise InputError("ConSE reads the backbone's ImageNet head: use a CNN backbone such as efficientnet_lite0")
+    return net
+
+
+def _conse_figures(
+    features: FeatureCache, rows: np.ndarray, dataset: Dataset, conse: ConseConfig, text: ClassText
+) -> dict:
+    vectors = torch.from_numpy(dataset_imagenet_vectors(dataset, "ConSE", text))
+    logits = torch.from_numpy(np.asarray(features.logits[rows], dtype=np.float32))
+    return conse_tasks(logits, dataset, dataset.test, rows, vectors, conse)
+
+
+def conse_tasks(
+    logits: torch.Tensor,
+    dataset: Dataset,
+    split: Split,
+    rows: np.ndarray,
+    class_vectors: torch.Tensor,
+    conse: ConseConfig,
+) -> dict:
+    """ConSE's ZSL / GZSL figures on some rows of a split, from the backbone's logits: its
+    unit embedding is a one-row S, so that ``score`` gives ``conse_scores``' cosines."""
+    embedding = F.normalize(conse_embedding(logits, class_vectors, conse.top, conse.temperature), dim=-1)
+    return semantic_tasks(embedding[:, None, :], split, rows, dataset)
+
+
 @torch.inference_mode()
-def semantic_vectors(model: Epsilon, source, rows: np.ndarray, device="cpu") -> tuple[torch.Tensor, np.ndarray]:
+def semantic_vectors(
+    model: Epsilon, source: TokenSource, rows: np.ndarray, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, np.ndarray]:
     """S (on the CPU) for some rows of a token source (``trainer.tokens``), in batches, and
     the rows it covers (an image that fails to decode is left out): fp32, or fp16 where fp32
     would pass 256 MB (Open Images' 125,436 test images x 8 x 300: 1.2 GB), as the tagger
@@ -40,7 +138,14 @@ def semantic_vectors(model: Epsilon, source, rows: np.ndarray, device="cpu") -> 
 _FP32_LIMIT = 1 << 28  # bytes of S kept in fp32
 
 
-def evaluate_model(model: Epsilon, source, split: Split, rows: np.ndarray, dataset: Dataset, device="cpu") -> dict:
+def evaluate_model(
+    model: Epsilon,
+    source: TokenSource,
+    split: Split,
+    rows: np.ndarray,
+    dataset: Dataset,
+    device: str | torch.device = "cpu",
+) -> dict:
     """ZSL / GZSL figures of an Epsilon model on the given rows of a split."""
     semantic, kept = semantic_vectors(model, source, rows, device)
     return semantic_tasks(semantic, split, kept, dataset)
@@ -60,13 +165,13 @@ def semantic_tasks(semantic: torch.Tensor, split: Split, rows: np.ndarray, datas
     return result
 
 
-def _rows_of(matrix, rows: np.ndarray):
+def _rows_of(matrix: LabelMatrix, rows: np.ndarray) -> LabelMatrix:
     """Some rows of a label matrix, kept sparse (as columns) when it is sparse."""
     block = matrix[rows]
     return block.tocsc() if hasattr(block, "tocsc") else np.asarray(block, dtype=np.int8)
 
 
-def _dense(labels, start: int, stop: int) -> np.ndarray:
+def _dense(labels: LabelMatrix, start: int, stop: int) -> np.ndarray:
     block = labels[:, start:stop]
     return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.int8)
 
@@ -79,9 +184,7 @@ def blocked_scores(semantic: torch.Tensor, segments: list, protocol: Protocol) -
     """``evaluate_scores`` of ``score(semantic, vectors)`` against labels, for the classes
     of several (vectors, labels) segments side by side (GZSL: seen then unseen), without
     holding the N x C scores: per block of classes, its APs, and a running top-K per image."""
-    from .metrics import average_precision
-
-    _return_freed_memory()
+    return_freed_memory()
     n = len(semantic)
     images = np.arange(n)
     if protocol.positive_images_only:
@@ -167,24 +270,3 @@ def format_table(figures: dict, title: str = "") -> str:
 def to_json(figures: dict) -> dict:
     """JSON-ready figures: keys 'zsl' / 'gzsl', each {'map', 'k': {'3': {...}}}, fractions."""
     return {task: {"map": f["map"], "k": {str(k): dict(v) for k, v in f["k"].items()}} for task, f in figures.items()}
-
-
-def _return_freed_memory() -> None:
-    """Have glibc hand blocks of 1 MiB and more back to the system when freed. Its default
-    threshold rises to 32 MiB after the first large free, so the blocks after it stay in
-    the heap: at Open Images' size the evaluation peaked at 1,566 MiB with a 16 MiB
-    threshold and 1,368 MiB with this one, for 360 s instead of 136 s of page faults
-    (bench/open_images_eval.py), minutes in a run whose epochs take hours."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
-    except OSError:  # not glibc, or no C library to load: nothing to tune
-        pass
-
-
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h

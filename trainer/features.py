@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from platformdirs import user_cache_dir
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from .backbones import Backbone
 from .distributed import barrier, world
@@ -59,6 +61,13 @@ class FeatureCache:
         )
 
 
+def default_cache(dataset: str, backbone: str, weights: str | None) -> Path:
+    """Where a dataset's tokens are cached unless a folder is given: the user cache dir,
+    one folder per dataset and backbone (and weights file)."""
+    tag = backbone if not weights else f"{backbone}-{Path(weights).stem}"
+    return Path(user_cache_dir("epsilon-tag")) / "features" / dataset / tag
+
+
 def list_digest(paths: Sequence[Path]) -> str:
     digest = hashlib.sha1()
     for path in paths:
@@ -78,27 +87,14 @@ def extract_features(
 ) -> FeatureCache:
     """Fill (or finish) the cache for ``paths``; returns it opened read-only."""
     folder = Path(folder)
-    rank, size = world()
+    rank = world()[0]
     device = torch.device(device)
-    n, (t, d, k) = len(paths), token_shape(backbone)
-    meta = {
-        "images": n,
-        "tokens": int(t),
-        "token_dim": int(d),
-        "classes": k,
-        "backbone": backbone.spec(),
-        "paths_sha1": list_digest(paths),
-    }
+    t, d, k = token_shape(backbone)
     if rank == 0:
-        _prepare(folder, meta)
+        _prepare(folder, _meta(paths, backbone, (t, d, k)))
     barrier()
     status = np.fromfile(folder / "status.u8", dtype=np.uint8)
-
-    # Batches are fixed slices of the image list; rank r takes every size-th one.
-    starts = range(rank * batch_size, n, batch_size * size)
-    pending = np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)])
-    # Failed images are tried again: a file fixed since the last run gets its tokens.
-    pending = pending[status[pending] != DONE]
+    pending = _pending(status, batch_size)
     loader = DataLoader(
         Images(paths, backbone, pending),
         batch_size=batch_size,
@@ -117,21 +113,46 @@ def extract_features(
         _RowWriter(folder / "status.u8", 1) as status_file,
     ):
         for index, pixels, ok in loader:
-            index = index.numpy()
+            rows = index.numpy()
             batch_tokens, batch_logits = encode(backbone, pixels, device, k)
-            token_file.write(index, batch_tokens)
-            logit_file.write(index, batch_logits)
+            token_file.write(rows, batch_tokens)
+            logit_file.write(rows, batch_logits)
             token_file.sync()
             logit_file.sync()
             # Status last: a kill before this line leaves the batch pending, never half-written.
-            status_file.write(index, np.where(ok.numpy(), DONE, FAILED).astype(np.uint8))
+            status_file.write(rows, np.where(ok.numpy(), DONE, FAILED).astype(np.uint8))
             status_file.sync()
-            done += len(index)
-            bar.update(len(index))
+            done += len(rows)
+            bar.update(len(rows))
             bar.set_postfix(images_per_s=f"{done / (time.perf_counter() - started):.1f}")
     bar.close()
     barrier()
     return FeatureCache.open(folder)
+
+
+def _meta(paths: Sequence[Path], backbone: Backbone, shape: tuple[int, int, int]) -> dict:
+    """What a cache folder holds: the shape of its files (tokens, width, classes per image),
+    and the images and backbone they come from."""
+    t, d, k = shape
+    return {
+        "images": len(paths),
+        "tokens": int(t),
+        "token_dim": int(d),
+        "classes": k,
+        "backbone": backbone.spec(),
+        "paths_sha1": list_digest(paths),
+    }
+
+
+def _pending(status: np.ndarray, batch_size: int) -> np.ndarray:
+    """This rank's images still to extract. Batches are fixed slices of the image list and
+    rank r takes every size-th one; failed images are tried again (a file fixed since the
+    last run gets its tokens)."""
+    rank, size = world()
+    n = len(status)
+    starts = range(rank * batch_size, n, batch_size * size)
+    pending = np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, np.int64)])
+    return pending[status[pending] != DONE]
 
 
 class _RowWriter:
@@ -142,17 +163,17 @@ class _RowWriter:
     memory is flat however many images there are.
     """
 
-    def __init__(self, path: Path, row_bytes: int):
+    def __init__(self, path: Path, row_bytes: int) -> None:
         self.path, self.row_bytes = path, row_bytes
 
     def __enter__(self) -> _RowWriter:
         self.fd = os.open(self.path, os.O_WRONLY)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
 
-    def write(self, index: np.ndarray, rows) -> None:
+    def write(self, index: np.ndarray, rows: np.ndarray | torch.Tensor) -> None:
         if isinstance(rows, torch.Tensor):
             rows = rows.float().cpu().numpy().astype(np.float16)
         rows = np.ascontiguousarray(rows)
@@ -181,9 +202,7 @@ def _prepare(folder: Path, meta: dict) -> None:
     meta_path.write_text(json.dumps(meta, indent=2))  # last: its presence means the files exist
 
 
-def _progress(total: int, already: int, enabled: bool, what: str):
-    from tqdm import tqdm
-
+def _progress(total: int, already: int, enabled: bool, what: str) -> tqdm:
     if already:
         print(f"{what}: {already} images already cached, {total} to go", file=sys.stderr)
     return tqdm(total=total, unit="img", desc=what, disable=not enabled, dynamic_ncols=True)

@@ -10,20 +10,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
+
+# Scores and labels as callers have them: arrays, lists, or tensors on any device.
+ArrayLike = npt.ArrayLike | torch.Tensor
 
 # Classes are ranked in blocks so that the sort's index and gather arrays stay a few
 # hundred MB at NUS-WIDE scale instead of several GB.
 _CLASS_BLOCK = 128
 
 
-def _numpy(array) -> np.ndarray:
+def _numpy(array: ArrayLike) -> np.ndarray:
     if isinstance(array, torch.Tensor):
         return array.detach().cpu().numpy()
     return np.asarray(array)
 
 
-def average_precision(scores, labels) -> np.ndarray:
+def average_precision(scores: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """Per-class non-interpolated AP (C), as ``sklearn.metrics.average_precision_score``.
 
     For each class only images labelled +1 or -1 are ranked; tied scores form one
@@ -65,7 +69,7 @@ def average_precision(scores, labels) -> np.ndarray:
     return result
 
 
-def mean_average_precision(scores, labels, *, drop_unannotated_classes: bool = False) -> float:
+def mean_average_precision(scores: ArrayLike, labels: ArrayLike, *, drop_unannotated_classes: bool = False) -> float:
     """mAP over classes. With ``drop_unannotated_classes`` (Open Images GZSL), classes with
     no +1 or -1 cell are left out of the mean instead of counting as AP 0."""
     ap = average_precision(scores, labels)
@@ -75,7 +79,7 @@ def mean_average_precision(scores, labels, *, drop_unannotated_classes: bool = F
     return float(ap.mean()) if ap.size else 0.0
 
 
-def topk_prf(scores, labels, k: int) -> tuple[float, float, float]:
+def topk_prf(scores: ArrayLike, labels: ArrayLike, k: int) -> tuple[float, float, float]:
     """Top-K precision, recall and F1 from global counts.
 
     Every image predicts its K highest-scoring labels: P = TP / (N * K),
@@ -108,7 +112,7 @@ NUS_WIDE = Protocol(ks=(3, 5))
 OPEN_IMAGES = Protocol(ks=(10, 20), positive_images_only=True, drop_unannotated_classes=True)
 
 
-def evaluate_scores(scores, labels, protocol: Protocol) -> dict:
+def evaluate_scores(scores: ArrayLike, labels: ArrayLike, protocol: Protocol) -> dict:
     """{"map": float, "k": {K: {"precision", "recall", "f1"}}} for one task (ZSL or GZSL)."""
     scores = _numpy(scores)
     labels = _numpy(labels)

@@ -17,87 +17,15 @@ encoder depth, head count and the input projection open, and that page pins them
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import InputError
-
-Variant = Literal["full", "gpa", "gfp", "backbone"]
-VARIANTS: tuple[str, ...] = ("full", "gpa", "gfp", "backbone")
-PRIORS: tuple[str, ...] = ("none", "row", "residual")
-
-
-@dataclass
-class EpsilonConfig:
-    """Every hyper-parameter of the model; the defaults are the paper's where it gives one."""
-
-    token_dim: int = 768  # D: backbone token width (ViT-B/16: 768, EfficientNet-Lite0: 1280)
-    d_model: int = 768  # width of the heads; != token_dim adds a linear input projection
-    d_w: int = 300  # word-vector size (GloVe 300-d in the paper)
-    num_groups: int = 8  # M: group prompts in GPA, branches in GFP, rows of S
-    depth: int = 3  # Transformer encoder layers in GPA
-    heads: int = 8
-    mlp_ratio: float = 4.0  # encoder feed-forward width / d_model
-    gfp_hidden: int = 0  # hidden width of each GFP branch's MLP; 0 means d_model
-    dropout: float = 0.0
-    # Ablations of the paper's Table 3: "full" = GPA + GFP, "gpa" / "gfp" = one module,
-    # "backbone" = mean-pooled tokens and one linear map to M x d_w.
-    variant: Variant = "full"
-    # L2-normalise each row of S before scoring (cosine instead of dot product). Off in the
-    # paper; exposed because the score scale matters on small training sets.
-    normalize_rows: bool = False
-    # ImageNet prior: "none" (the paper's model), "row" (the photo's ConSE embedding is an
-    # extra row of S: M + 1 rows, scored by the same max) or "residual" (S_m = prior + the
-    # fuser's row m). It reads the backbone's head (prior_classes outputs) from the tokens
-    # and weighs the top prior_top classes' word vectors.
-    prior: str = "none"
-    prior_top: int = 50
-    prior_temperature: float = 1.0  # of the head's softmax: above 1 spreads weight to more classes
-    prior_classes: int = 0
-    # Length of the prior's row ("row" only): its scores are cosines times this, so above 1
-    # ImageNet's objects win the max over the trained rows more often.
-    prior_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise InputError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.prior not in PRIORS:
-            raise InputError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
-        # prior_classes is 0 until training reads it off the backbone's head.
-        if self.prior != "none" and not self.prior_temperature > 0:
-            raise InputError(f"prior_temperature must be > 0, got {self.prior_temperature}")
-        if self.prior != "none" and not 1 <= self.prior_top <= (self.prior_classes or self.prior_top):
-            raise InputError(
-                f"prior_top must be between 1 and the head's {self.prior_classes} classes, got {self.prior_top}"
-            )
-        if self.num_groups < 1:
-            raise InputError(f"num_groups (M) must be at least 1, got {self.num_groups}")
-        if self.variant in ("full", "gpa") and self.d_model % self.heads:
-            raise InputError(f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
-
-    @property
-    def rows(self) -> int:
-        """Rows of S: the M groups, plus the prior's own row."""
-        return self.num_groups + (self.prior == "row")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EpsilonConfig:
-        reject_unknown_keys(cls, data, "model config")
-        return cls(**data)
-
-
-def reject_unknown_keys(cls, data: dict, what: str) -> None:
-    """A config file's typo must fail loudly, not be ignored."""
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
-    if unknown:
-        raise InputError(f"unknown {what} keys: {', '.join(unknown)}")
+# The model's settings are defined with the run's (trainer.config, no torch), and read from here too.
+from .config import PRIORS as PRIORS
+from .config import VARIANTS as VARIANTS
+from .config import EpsilonConfig
 
 
 class GroupPromptsAggregation(nn.Module):

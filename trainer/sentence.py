@@ -12,20 +12,25 @@ own vectors for a few phrases (tests/test_sentence.py): this code must give them
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
 import threading
 import unicodedata
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
+from .assets import _lines, asset_path, excluded_words, normalise_word
 from .embeddings import SENTENCE_EMBEDDINGS as SOURCE_ID
 from .embeddings import UnknownWordError
 from .errors import UserError, optional
+from .wordstore import cache_folder
 
 MAX_TOKENS = 256  # the model's max_seq_length, [CLS] and [SEP] included
 _MAX_WORD_CHARS = 100  # a longer "word" is one [UNK], as BERT's tokenizer has it
@@ -132,8 +137,6 @@ class SentenceEncoder:
     """The model's weights as NumPy arrays and the forward pass over a batch of phrases."""
 
     def __init__(self, folder: Path | None = None) -> None:
-        from safetensors.numpy import load_file
-
         folder = folder or model_folder()
         try:
             self.config = json.loads((folder / "config.json").read_text())
@@ -290,10 +293,6 @@ def candidate_words() -> list[str]:
     NUS-WIDE's tags and concepts, Open Images' 7,186 trainable classes ("Airship", "Hot
     dog"), less every word the default vocabulary keeps out (sensitive, not visible, or a
     form of a word already there)."""
-    import csv
-
-    from .assets import _lines, asset_path, excluded_words, normalise_word
-
     with open(asset_path("open_images", "class-descriptions.csv"), encoding="utf-8", newline="") as handle:
         names = dict(row[:2] for row in csv.reader(handle) if len(row) >= 2)
     trainable = asset_path("open_images", "classes-trainable.txt").read_text(encoding="utf-8").split()
@@ -312,10 +311,6 @@ def candidate_words() -> list[str]:
 def candidates() -> tuple[list[str], np.ndarray]:
     """The candidate words and their vectors, encoded once (25 s on two idle cores for 7,212)
     and kept in the word-vector cache folder (5.5 MB), keyed by the list itself."""
-    import zlib
-
-    from .wordstore import cache_folder
-
     words = candidate_words()
     key = f"{zlib.crc32(chr(10).join(words).encode()):08x}"
     path = cache_folder() / f"{SOURCE_ID}-candidates-{key}.npy"

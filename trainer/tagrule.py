@@ -32,8 +32,9 @@ A rule written by an older epsilon-tag (``strength`` and ``min_score``: kept whe
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -243,7 +244,9 @@ class TagRule:
             return raw.mean(axis=0, dtype=np.float64).astype(np.float32)
         return np.quantile(raw, self.quantile, axis=0).astype(np.float32)
 
-    def _features(self, raw: np.ndarray, words: Words, mass: np.ndarray | None, recorded: np.ndarray | None):
+    def _features(
+        self, raw: np.ndarray, words: Words, mass: np.ndarray | None, recorded: np.ndarray | None
+    ) -> Iterator[tuple[int, Any, np.ndarray | np.floating]]:  # columns: all, one, or (rows, cols)
         """(feature, columns, values) for every piece of evidence that is not zero: the one
         description of the evidence that fitting (``evidence``) and tagging (``confidence``) share."""
         levels = np.asarray(words.levels, dtype=np.float32)
@@ -359,3 +362,17 @@ def record_mass(records: np.ndarray, word_classes: Sequence[np.ndarray], heads: 
     record = np.asarray(records, dtype=np.float32)
     indices = record[:, 0].astype(np.int64)
     return class_mass(indices, record[:, 1], word_classes, heads), indices[:, 0] >= 0
+
+
+def describe(tagging: dict) -> str:
+    """A bundle's tag rule in one line, with the figures it was chosen on."""
+    rule = TagRule.from_dict(tagging)
+    if rule.threshold is None:
+        return "none chosen: every stored tag shows (`epsilon-train calibrate BUNDLE --tagged DIR --write`)"
+    fallback = "never" if rule.fallback is None else f"from {rule.fallback:.2f}"
+    text = f"shows tags from confidence {rule.threshold:.2f} (a photo's best {fallback}), at most {rule.max_tags}"
+    chosen = tagging.get("validation", {}).get("chosen") if isinstance(tagging.get("validation"), dict) else None
+    if chosen:
+        on = ", ".join(tagging.get("chosen_on", []))
+        text += f"; on {on}: P {chosen['precision']:.3f} R {chosen['recall']:.3f}"
+    return text

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from torch.utils.data import Dataset as TorchDataset
 
 from .backbones import Backbone
 from .images import load_rgb
+
+if TYPE_CHECKING:  # features reads images through this module's Images: no import cycle at run time
+    from .features import FeatureCache
 
 
 @dataclass
@@ -45,7 +49,7 @@ class Images(TorchDataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, bool]:
         index = int(self.indices[i])
         try:
             return index, self.transform(load_rgb(self.paths[index], self.min_side)), True
@@ -64,7 +68,9 @@ def token_shape(backbone: Backbone) -> tuple[int, int, int]:
 
 
 @torch.no_grad()
-def encode(backbone: Backbone, pixels: torch.Tensor, device: torch.device, classes: int) -> tuple:
+def encode(
+    backbone: Backbone, pixels: torch.Tensor, device: torch.device, classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch's tokens and logits, fp16 (what the cache holds); fp16 autocast on CUDA."""
     with torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda"):
         tokens = backbone(pixels.to(device, non_blocking=True))
@@ -75,7 +81,7 @@ def encode(backbone: Backbone, pixels: torch.Tensor, device: torch.device, class
 class CachedTokens:
     """Rows of a filled token cache (``trainer.features``); failed images are left out."""
 
-    def __init__(self, cache, device: torch.device):
+    def __init__(self, cache: FeatureCache, device: str | torch.device) -> None:
         self.cache, self.device = cache, torch.device(device)
 
     def usable(self, rows: np.ndarray) -> np.ndarray:
@@ -93,7 +99,7 @@ class CachedTokens:
 class StreamedTokens:
     """The frozen backbone run on the images themselves, a batch at a time."""
 
-    def __init__(self, paths: Sequence[Path], backbone: Backbone, device: torch.device, workers: int):
+    def __init__(self, paths: Sequence[Path], backbone: Backbone, device: str | torch.device, workers: int) -> None:
         self.paths, self.backbone, self.workers = paths, backbone, workers
         self.device = torch.device(device)
         self.classes = token_shape(backbone)[2]
@@ -122,6 +128,10 @@ class StreamedTokens:
             tokens, logits = encode(self.backbone, pixels, self.device, self.classes)
             keep = ok.to(self.device)
             yield TokenBatch(index.numpy()[ok.numpy()], tokens[keep].float(), logits[keep].float())
+
+
+# Where a run's tokens come from: both hand out the same batches.
+TokenSource = CachedTokens | StreamedTokens
 
 
 def cache_bytes(images: int, tokens: int, width: int, classes: int) -> int:
@@ -164,5 +174,5 @@ def _head(backbone: Backbone, tokens: torch.Tensor) -> torch.Tensor:
     """The backbone's own ImageNet head on its tokens (CNN tokens back into the B x D x H x W
     map the head pools)."""
     b, n, d = tokens.shape
-    side = int(round(n**0.5))
+    side = round(n**0.5)
     return backbone.model.forward_head(tokens.transpose(1, 2).reshape(b, d, side, n // side))

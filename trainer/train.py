@@ -11,233 +11,257 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
-from .backbones import DEFAULT_BACKBONE, build_backbone
-from .baselines import conse_embedding, dataset_imagenet_vectors
+from .backbones import Backbone, build_backbone
+from .baselines import conse_embedding
 from .checkpoint import Bundle
-from .class_text import ClassText
+from .class_text import dataset_imagenet_vectors
+from .config import TrainConfig as TrainConfig  # where it was defined before trainer.config: callers import it here
 from .datasets import Dataset, has_positive, held_out_fold, label_rows
 from .distributed import all_sum, barrier, is_main, setup, world
-from .errors import InputError, TrainingDiverged
+from .errors import InputError, TrainingDiverged, optional
 from .evaluate import evaluate_model, format_table
 from .features import extract_features
 from .loss import epsilon_loss
-from .model import Epsilon, EpsilonConfig, reject_unknown_keys
-from .tokens import CachedTokens, StreamedTokens, choose_cache, token_shape
+from .model import Epsilon
+from .state import resume, save_state
+from .tokens import CachedTokens, StreamedTokens, TokenBatch, TokenSource, choose_cache, token_shape
 
 
 @dataclass
-class TrainConfig:
-    """Every training choice; defaults are the paper's schedule (Adam, lr 1e-5, 7 epochs...)."""
+class _Run:
+    """What the loop carries from step to step: the data, the model and where it stands."""
 
-    # Departure from the method page's encoder depth 3 and the paper's 768-wide heads: for
-    # 49 CNN tokens a 256-wide, 2-layer head costs 0.12x the backbone per image (768 / 3
-    # layers: 1.07x, bench/heads_vs_backbone.py) and trains in minutes on a CPU.
-    model: EpsilonConfig = field(default_factory=lambda: EpsilonConfig(d_model=256, depth=2))
-    lr: float = 1e-5
-    weight_decay: float = 4e-3
-    batch_size: int = 96  # global: split across torchrun ranks
-    epochs: int = 7
-    lr_halve_epoch: int = 4  # the lr halves at the start of this (1-based) epoch; 0: never
-    lam: float = 0.3  # weight of the variance regulariser
-    seed: int = 0
-    val_fraction: float = 0.1  # held out of the training split to choose the best epoch
-    val_max: int = 20_000  # ...but at most this many images (Open Images' 10% would be 900,000)
-    patience: int = 0  # stop after this many epochs without a better held-out figure; 0: never
-    # Knowledge transfer from the backbone's ImageNet head: each training image also gets
-    # its top-k ImageNet class names (probability >= imagenet_min_prob) as positive labels
-    # and the improbable ones (< imagenet_max_negative) as negatives. 0: off.
-    imagenet_labels: int = 0
-    imagenet_min_prob: float = 0.3
-    imagenet_max_negative: float = 0.01
-    # Knowledge transfer by distillation (in the spirit of MKT): the row of S closest to the
-    # image's ConSE embedding (its top ImageNet classes' name vectors, weighted by
-    # probability) is pulled towards it with weight `distill` (0: off).
-    distill: float = 0.0
-    distill_top: int = 10
-    distill_temperature: float = 1.0  # of the ImageNet softmax the target weighs classes by
-    # How the ImageNet classes are put into words wherever they are used (distillation,
-    # ImageNet names as labels, the prior row): "first" name or all "lemmas", plus this
-    # weight of their definitions' words (trainer.class_text).
-    class_naming: str = "first"
-    class_definition: float = 0.0
-    backbone: str = DEFAULT_BACKBONE
-    backbone_weights: str | None = None
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
-    workers: int = 2  # image decoding processes (extraction, or every epoch when streaming)
-    # Where tokens come from: "auto" caches them when the cache fits in the cache folder's
-    # free space and streams otherwise; "none" streams (the backbone runs in the loop);
-    # "tokens" always caches.
-    cache: str = "auto"
-    extract_batch: int = 64
-    save_every: int = 200  # steps between resumable saves
+    dataset: Dataset
+    cfg: TrainConfig  # as given, with what the backbone and the data decide
+    out: Path
+    device: torch.device
+    progress: bool
+    train_tokens: TokenSource
+    test_tokens: TokenSource
+    fit_rows: np.ndarray  # the training images the loop draws batches from
+    val_rows: np.ndarray  # the held-out fold that chooses the best epoch
+    test_rows: np.ndarray
+    word_vectors: torch.Tensor  # what the loss scores against: seen words (+ ImageNet's classes)
+    transfer: _Transfer | None
+    model: Epsilon
+    ddp: torch.nn.Module  # the model, wrapped for DistributedDataParallel under torchrun
+    optimiser: torch.optim.Optimizer
+    backbone_spec: dict
+    history: list[dict]
+    start_epoch: int
+    start_step: int
+    best: float = -math.inf
+    stale: int = 0  # epochs since the best
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        reject_unknown_keys(cls, data, "training config")
-        data = dict(data)
-        model = data.pop("model", None)
-        cfg = cls(**data)
-        if model is not None:
-            cfg.model = EpsilonConfig.from_dict(model) if isinstance(model, dict) else model
-        return cfg
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.fit_rows) / self.cfg.batch_size)
 
 
 def train(
     dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str | Path, *, progress: bool = True
 ) -> dict:
     """Train (or resume) into ``out``; returns the history. Bundles: out/best, out/last."""
-    out = Path(out)
+    run = _start(dataset, cfg, Path(out), Path(cache_root), progress)
+    for epoch in range(run.start_epoch, run.cfg.epochs):
+        losses = _train_epoch(run, epoch)
+        if _finish_epoch(run, epoch, losses):
+            if is_main():
+                print(f"early stop: {cfg.patience} epochs without a better held-out figure", file=sys.stderr)
+            break
+    barrier()
+    return {"history": run.history, "best": run.best}
+
+
+def _start(dataset: Dataset, cfg: TrainConfig, out: Path, cache_root: Path, progress: bool) -> _Run:
+    """Everything a run needs before its first step, from scratch or from ``out/state``."""
     device = setup(cfg.device)
-    rank, size = world()
+    size = world()[1]
     if cfg.batch_size % size:
         raise InputError(f"batch size {cfg.batch_size} must be divisible by the {size} torchrun processes")
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before the backbone is built: its construction draws too
     backbone = build_backbone(cfg.backbone, cfg.backbone_weights, device=device)
     head = backbone.imagenet_head() if cfg.model.prior != "none" else None
-    # What the backbone and the data decide, on a copy: the caller's config stays as given.
-    cfg = replace(
-        cfg,
-        model=replace(
-            cfg.model,
-            token_dim=backbone.token_dim,
-            d_w=int(dataset.seen_vectors.shape[1]),
-            prior_classes=int(head[0].shape[0]) if head is not None else cfg.model.prior_classes,
-        ),
-    )
+    cfg = _decided(cfg, backbone, dataset, head)
     _check_or_write_config(out, cfg, dataset)
     classes = token_shape(backbone)[2]
     spec = backbone.spec()
-    train_tokens, test_tokens = _token_sources(dataset, backbone, cfg, Path(cache_root), device, progress)
+    train_tokens, test_tokens = _token_sources(dataset, backbone, cfg, cache_root, device, progress)
     del backbone  # the streaming sources hold it; the cached ones never run it again
-
-    fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
-    fit_rows, val_rows = train_tokens.usable(fit_rows), train_tokens.usable(val_rows)
-    test_rows = test_tokens.usable(np.arange(len(dataset.test)))
     vectors, transfer = _transfer(dataset, classes, cfg)
-    # Images with no positive seen label are left out of training batches (the method's rule).
-    fit_rows = fit_rows[has_positive(dataset.train.seen, fit_rows)]
-    if len(fit_rows) == 0:
-        raise InputError("no training image has a positive seen label")
+    fit_rows, val_rows, test_rows = _rows(dataset, cfg, train_tokens, test_tokens)
 
     model = Epsilon(cfg.model)
     if head is not None:
         model.attach_prior(*head, torch.from_numpy(_imagenet_names(dataset, classes, "--prior", cfg)))
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start_epoch, start_step, history = _resume(out / "state", model, optimiser)
-    ddp = model
+    start_epoch, start_step, history = resume(out / "state", model, optimiser)
+    ddp: torch.nn.Module = model
     if size > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    word_vectors = torch.from_numpy(vectors).to(device)
-    use_amp = cfg.amp and device.type == "cuda"
-    steps_per_epoch = math.ceil(len(fit_rows) / cfg.batch_size)
-    finished = [h for h in history if "select" in h]
-    best = max((h["select"] for h in finished), default=-math.inf)
-    stale = len(finished) - 1 - int(np.argmax([h["select"] for h in finished])) if finished else 0
-    for epoch in range(start_epoch, cfg.epochs):
-        halved = cfg.lr_halve_epoch and epoch + 1 >= cfg.lr_halve_epoch
-        for group in optimiser.param_groups:
-            group["lr"] = cfg.lr * (0.5 if halved else 1.0)
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(fit_rows)
-        model.train()
-        bar = _bar(steps_per_epoch, start_step, f"epoch {epoch + 1}/{cfg.epochs}", progress and is_main())
-        losses = list(history[-1].get("partial_losses", [])) if history and history[-1].get("epoch") == epoch else []
-        history = [h for h in history if h.get("epoch") != epoch]
-        # This rank's share of every global batch: what a DistributedSampler hands out, but
-        # cut from the one global order, so N ranks take the steps one process takes and
-        # resume at a step (streaming decodes only this share).
-        shares = []
-        for step in range(start_step, steps_per_epoch):
-            global_batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            share = math.ceil(len(global_batch) / size)
-            shares.append(np.sort(global_batch[rank * share : (rank + 1) * share]))
-        for step, batch in enumerate(train_tokens.batches(shares), start=start_step):
-            labels = label_rows(dataset.train.seen, batch.rows)
-            if transfer is not None and cfg.imagenet_labels:
-                labels = np.concatenate([labels, transfer.labels(batch.logits)], axis=1)
-            labels = torch.from_numpy(labels).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                semantic = ddp(batch.tokens)
-            parts = epsilon_loss(semantic.float(), word_vectors, labels, lam=cfg.lam)
-            per_image = parts.per_image
-            if transfer is not None and cfg.distill:
-                target = transfer.teacher(batch.logits)[parts.used]
-                # Only the trained rows: a prior row is the teacher already.
-                trained = semantic.float()[parts.used][:, : cfg.model.num_groups]
-                closest = torch.nn.functional.cosine_similarity(trained, target[:, None], dim=-1)
-                per_image = per_image + cfg.distill * (1.0 - closest.amax(dim=1))
-            # The mean over the global batch's used images, whatever each rank holds: DDP
-            # averages gradients over ranks, hence the factor `size`.
-            used = all_sum(torch.tensor(float(parts.images), device=device))
-            loss = per_image.sum() / used.clamp(min=1) * size
-            if not bool(torch.isfinite(all_sum(loss.detach()))):  # every rank sees the same sum: all stop together
-                raise _diverged("the loss is not a finite number", epoch, step, cfg, out)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            batch_loss = all_sum(per_image.detach().sum()) / used.clamp(min=1)
-            losses.append(float(batch_loss))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps_per_epoch:
-                _check_weights(model, epoch, step, cfg, out)
-                _save_state(
-                    out / "state",
-                    model,
-                    optimiser,
-                    epoch,
-                    step + 1,
-                    history + [{"epoch": epoch, "partial_losses": losses}],
-                )
-        bar.close()
-        # A finite loss can still take a step to infinite weights (the last step of an epoch).
-        _check_weights(model, epoch, steps_per_epoch - 1, cfg, out)
-        start_step = 0
-        record = {
-            "epoch": epoch,
-            "loss": float(np.mean(losses)) if losses else float("nan"),
-            "lr": optimiser.param_groups[0]["lr"],
-            "step_losses": losses,
-        }
-        if is_main():
-            record["val"] = (
-                evaluate_model(model, train_tokens, dataset.train, val_rows, dataset, device) if len(val_rows) else {}
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    run = _Run(
+        dataset=dataset,
+        cfg=cfg,
+        out=out,
+        device=device,
+        progress=progress,
+        train_tokens=train_tokens,
+        test_tokens=test_tokens,
+        fit_rows=fit_rows,
+        val_rows=val_rows,
+        test_rows=test_rows,
+        word_vectors=torch.from_numpy(vectors).to(device),
+        transfer=transfer,
+        model=model,
+        ddp=ddp,
+        optimiser=optimiser,
+        backbone_spec=spec,
+        history=history,
+        start_epoch=start_epoch,
+        start_step=start_step,
+    )
+    finished = [h["select"] for h in history if "select" in h]
+    if finished:
+        run.best, run.stale = max(finished), len(finished) - 1 - int(np.argmax(finished))
+    return run
+
+
+def _decided(
+    cfg: TrainConfig, backbone: Backbone, dataset: Dataset, head: tuple[torch.Tensor, torch.Tensor] | None
+) -> TrainConfig:
+    """The config with what the backbone and the data decide, on a copy: the caller's stays as given."""
+    prior_classes = int(head[0].shape[0]) if head is not None else cfg.model.prior_classes
+    model = replace(
+        cfg.model, token_dim=backbone.token_dim, d_w=int(dataset.seen_vectors.shape[1]), prior_classes=prior_classes
+    )
+    return replace(cfg, model=model)
+
+
+def _rows(
+    dataset: Dataset, cfg: TrainConfig, train_tokens: TokenSource, test_tokens: TokenSource
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows trained on, held out and tested: every image whose tokens can be had,
+    and for training only those with a positive seen label (the method's rule)."""
+    fit_rows, val_rows = held_out_fold(len(dataset.train), cfg.val_fraction, cfg.seed, cfg.val_max)
+    fit_rows, val_rows = train_tokens.usable(fit_rows), train_tokens.usable(val_rows)
+    fit_rows = fit_rows[has_positive(dataset.train.seen, fit_rows)]
+    if len(fit_rows) == 0:
+        raise InputError("no training image has a positive seen label")
+    return fit_rows, val_rows, test_tokens.usable(np.arange(len(dataset.test)))
+
+
+def _train_epoch(run: _Run, epoch: int) -> list[float]:
+    """One epoch's steps from where the run stands; the loss of each step."""
+    cfg = run.cfg
+    halved = cfg.lr_halve_epoch and epoch + 1 >= cfg.lr_halve_epoch
+    for group in run.optimiser.param_groups:
+        group["lr"] = cfg.lr * (0.5 if halved else 1.0)
+    order = np.random.default_rng([cfg.seed, epoch]).permutation(run.fit_rows)
+    run.model.train()
+    steps = run.steps_per_epoch
+    bar = _bar(steps, run.start_step, f"epoch {epoch + 1}/{cfg.epochs}", run.progress and is_main())
+    last = run.history[-1] if run.history else {}
+    losses = list(last.get("partial_losses", [])) if last.get("epoch") == epoch else []
+    run.history = [h for h in run.history if h.get("epoch") != epoch]
+    shares = _shares(order, range(run.start_step, steps), cfg.batch_size)
+    for step, batch in enumerate(run.train_tokens.batches(shares), start=run.start_step):
+        losses.append(_step(run, batch, epoch, step))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+            _check_weights(run.model, epoch, step, cfg, run.out)
+            partial = [*run.history, {"epoch": epoch, "partial_losses": losses}]
+            save_state(run.out / "state", run.model, run.optimiser, epoch, step + 1, partial)
+    bar.close()
+    # A finite loss can still take a step to infinite weights (the last step of an epoch).
+    _check_weights(run.model, epoch, steps - 1, cfg, run.out)
+    run.start_step = 0
+    return losses
+
+
+def _shares(order: np.ndarray, steps: range, batch_size: int) -> list[np.ndarray]:
+    """This rank's share of every global batch: what a DistributedSampler hands out, but
+    cut from the one global order, so N ranks take the steps one process takes and resume
+    at a step (streaming decodes only this share)."""
+    rank, size = world()
+    shares = []
+    for step in steps:
+        global_batch = order[step * batch_size : (step + 1) * batch_size]
+        share = math.ceil(len(global_batch) / size)
+        shares.append(np.sort(global_batch[rank * share : (rank + 1) * share]))
+    return shares
+
+
+def _step(run: _Run, batch: TokenBatch, epoch: int, step: int) -> float:
+    """One optimiser step on a batch; the global batch's mean loss."""
+    cfg, device = run.cfg, run.device
+    labels = label_rows(run.dataset.train.seen, batch.rows)
+    if run.transfer is not None and cfg.imagenet_labels:
+        labels = np.concatenate([labels, run.transfer.labels(batch.logits)], axis=1)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        semantic = run.ddp(batch.tokens)
+    parts = epsilon_loss(semantic.float(), run.word_vectors, torch.from_numpy(labels).to(device), lam=cfg.lam)
+    per_image = parts.per_image
+    if run.transfer is not None and cfg.distill:
+        target = run.transfer.teacher(batch.logits)[parts.used]
+        # Only the trained rows: a prior row is the teacher already.
+        trained = semantic.float()[parts.used][:, : cfg.model.num_groups]
+        closest = torch.nn.functional.cosine_similarity(trained, target[:, None], dim=-1)
+        per_image = per_image + cfg.distill * (1.0 - closest.amax(dim=1))
+    # The mean over the global batch's used images, whatever each rank holds: DDP
+    # averages gradients over ranks, hence the factor of the world size.
+    used = all_sum(torch.tensor(float(parts.images), device=device))
+    loss = per_image.sum() / used.clamp(min=1) * world()[1]
+    if not bool(torch.isfinite(all_sum(loss.detach()))):  # every rank sees the same sum: all stop together
+        raise _diverged("the loss is not a finite number", epoch, step, cfg, run.out)
+    run.optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimiser.step()
+    return float(all_sum(per_image.detach().sum()) / used.clamp(min=1))
+
+
+def _finish_epoch(run: _Run, epoch: int, losses: list[float]) -> bool:
+    """Evaluate, save the bundles, the curves and the state; whether to stop early."""
+    cfg, dataset = run.cfg, run.dataset
+    record: dict = {
+        "epoch": epoch,
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "lr": run.optimiser.param_groups[0]["lr"],
+        "step_losses": losses,
+    }
+    if is_main():
+        if len(run.val_rows):
+            record["val"] = evaluate_model(
+                run.model, run.train_tokens, dataset.train, run.val_rows, dataset, run.device
             )
-            record["test"] = evaluate_model(model, test_tokens, dataset.test, test_rows, dataset, device)
-            record["select"] = _selection_figure(record)
-            history.append(record)
-            improved = record["select"] > best
-            bundle = _bundle(model, dataset, cfg, history, record, spec)
-            bundle.save(out / "last")
-            if improved:
-                best = record["select"]
-                bundle.save(out / "best")
-            _plot(history, out / "curves.png")
-            (out / "history.json").write_text(json.dumps(history, indent=2))
-            _report(record, dataset, improved)
-            stale = 0 if improved else stale + 1
-        _save_state(out / "state", model, optimiser, epoch + 1, 0, history)
-        stop = torch.tensor(float(cfg.patience and stale >= cfg.patience), device=device)
-        if float(all_sum(stop)) > 0:
-            if is_main():
-                print(f"early stop: {cfg.patience} epochs without a better held-out figure", file=sys.stderr)
-            break
-    barrier()
-    return {"history": history, "best": best}
+        else:
+            record["val"] = {}
+        record["test"] = evaluate_model(run.model, run.test_tokens, dataset.test, run.test_rows, dataset, run.device)
+        record["select"] = _selection_figure(record)
+        run.history.append(record)
+        improved = record["select"] > run.best
+        bundle = _bundle(run.model, dataset, cfg, run.history, record, run.backbone_spec)
+        bundle.save(run.out / "last")
+        if improved:
+            run.best = record["select"]
+            bundle.save(run.out / "best")
+        _plot(run.history, run.out / "curves.png")
+        (run.out / "history.json").write_text(json.dumps(run.history, indent=2))
+        _report(record, dataset, improved)
+        run.stale = 0 if improved else run.stale + 1
+    save_state(run.out / "state", run.model, run.optimiser, epoch + 1, 0, run.history)
+    stop = torch.tensor(float(cfg.patience and run.stale >= cfg.patience), device=run.device)
+    return float(all_sum(stop)) > 0
 
 
 def _diverged(what: str, epoch: int, step: int, cfg: TrainConfig, out: Path) -> TrainingDiverged:
@@ -260,7 +284,9 @@ def _selection_figure(record: dict) -> float:
     return task["map"] if task else float(record["epoch"])
 
 
-def _token_sources(dataset: Dataset, backbone, cfg: TrainConfig, cache_root: Path, device, progress: bool):
+def _token_sources(
+    dataset: Dataset, backbone: Backbone, cfg: TrainConfig, cache_root: Path, device: torch.device, progress: bool
+) -> tuple[TokenSource, TokenSource]:
     """The training and test splits' tokens: from the cache (extracted first, once) or
     streamed from the images every epoch, as ``cfg.cache`` and the free disk space say."""
     images = len(dataset.train) + len(dataset.test)
@@ -271,32 +297,29 @@ def _token_sources(dataset: Dataset, backbone, cfg: TrainConfig, cache_root: Pat
         cached, why = False, "streaming: another rank's cache folder has too little free space"
     if is_main():
         print(f"token cache: {why}", file=sys.stderr)
-    if not cached:
-        return tuple(
-            StreamedTokens(split.images, backbone, device, cfg.workers) for split in (dataset.train, dataset.test)
+
+    def source(part: str, images: list[Path]) -> TokenSource:
+        if not cached:
+            return StreamedTokens(images, backbone, device, cfg.workers)
+        features = extract_features(
+            images,
+            backbone,
+            cache_root / part,
+            batch_size=cfg.extract_batch,
+            workers=cfg.workers,
+            device=device,
+            progress=progress,
         )
-    return tuple(
-        CachedTokens(
-            extract_features(
-                split.images,
-                backbone,
-                cache_root / part,
-                batch_size=cfg.extract_batch,
-                workers=cfg.workers,
-                device=device,
-                progress=progress,
-            ),
-            device,
-        )
-        for part, split in (("train", dataset.train), ("test", dataset.test))
-    )
+        return CachedTokens(features, device)
+
+    return source("train", dataset.train.images), source("test", dataset.test.images)
 
 
 def _imagenet_names(dataset: Dataset, classes: int, option: str, cfg: TrainConfig) -> np.ndarray:
     """Word vectors of the 1,000 ImageNet classes, in the dataset's word space."""
     if not classes:
         raise InputError(f"{option} needs a CNN backbone whose ImageNet head is cached")
-    return dataset_imagenet_vectors(dataset, option, ClassText(cfg.class_naming, cfg.class_definition))
+    return dataset_imagenet_vectors(dataset, option, cfg.class_text)
 
 
 @dataclass
@@ -337,7 +360,9 @@ def _transfer(dataset: Dataset, classes: int, cfg: TrainConfig) -> tuple[np.ndar
     return np.concatenate([dataset.seen_vectors, class_vectors]), transfer
 
 
-def _bundle(model, dataset, cfg, history, record, backbone: dict) -> Bundle:
+def _bundle(
+    model: Epsilon, dataset: Dataset, cfg: TrainConfig, history: list[dict], record: dict, backbone: dict
+) -> Bundle:
     return Bundle(
         model=model,
         backbone=backbone,
@@ -365,8 +390,6 @@ def _report(record: dict, dataset: Dataset, improved: bool) -> None:
 
 
 def _plot(history: list[dict], path: Path) -> None:
-    from .errors import optional
-
     optional("matplotlib", "Drawing the training curves").use("Agg")
     plt = optional("matplotlib.pyplot", "Drawing the training curves")
 
@@ -393,9 +416,7 @@ def _plot(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _bar(total: int, initial: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
+def _bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
 
 
@@ -431,48 +452,3 @@ def _check_or_write_config(out: Path, cfg: TrainConfig, dataset: Dataset) -> Non
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(effective, indent=2))
     barrier()
-
-
-def _save_state(folder: Path, model, optimiser, epoch: int, step: int, history: list) -> None:
-    """Model + optimiser tensors and the position (in the header) in one file, renamed into place."""
-    if not is_main():
-        return
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt = optimiser.state_dict()
-    for index, state in opt["state"].items():
-        for key, value in state.items():
-            tensors[f"opt.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()  # this rank's device (dropout draws there)
-    position = {"epoch": epoch, "step": step, "history": history, "param_groups": opt["param_groups"]}
-    save_file(tensors, str(folder / "state.safetensors.tmp"), metadata={"position": json.dumps(position)})
-    os.replace(folder / "state.safetensors.tmp", folder / "state.safetensors")
-
-
-def _resume(folder: Path, model, optimiser) -> tuple[int, int, list]:
-    path = folder / "state.safetensors"
-    if not path.exists():
-        return 0, 0, []
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as handle:
-        position = json.loads(handle.metadata()["position"])
-    tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = value
-    optimiser.load_state_dict({"state": state, "param_groups": position["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():  # a run moved to the CPU has no use for it
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    if is_main():
-        print(f"resuming from {path}: epoch {position['epoch'] + 1}, step {position['step']}", file=sys.stderr)
-    return position["epoch"], position["step"], position["history"]

@@ -21,6 +21,7 @@ WordNet itself at run time. It loads in a few milliseconds, numpy arrays only.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -188,51 +189,9 @@ def build(wordnet_dir: str | Path, out: str | Path, imagenet_ids: Sequence[str])
     (``%m``: people has member person), every noun lemma's main senses, the irregular plurals, and
     the synset of each ImageNet class (``imagenet_ids``: "n01531178"...)."""
     folder = Path(wordnet_dir)
-    offsets: list[str] = []
-    parents: dict[str, list[str]] = {}
-    members: dict[str, list[str]] = {}
-    lexfiles: list[int] = []
-    for line in (folder / "data.noun").read_text(encoding="latin-1").splitlines():
-        if line.startswith("  "):  # the licence header
-            continue
-        fields = line.split(" | ")[0].split()
-        offset, words = fields[0], int(fields[3], 16)
-        at = 4 + 2 * words
-        pointers = int(fields[at])
-        ups, group = [], []
-        for p in range(pointers):
-            symbol, target, pos = fields[at + 1 + 4 * p : at + 4 + 4 * p]
-            if pos == "n" and symbol in ("@", "@i"):
-                ups.append(target)
-            elif pos == "n" and symbol == "%m":
-                group.append(target)
-        offsets.append(offset)
-        lexfiles.append(int(fields[1]))
-        parents[offset], members[offset] = ups, group
+    offsets, parents, members, lexfiles = _read_synsets(folder)
     row = {o: i for i, o in enumerate(offsets)}
-    counts: dict[str, dict[int, int]] = {}
-    for line in (folder / "cntlist.rev").read_text(encoding="latin-1").splitlines():
-        key, number, count = line.split()
-        lemma, _, rest = key.partition("%")
-        if rest.startswith("1:"):
-            counts.setdefault(lemma, {})[int(number) - 1] = int(count)
-    classes = {w.lstrip("n") for w in imagenet_ids}
-    lemmas, senses = [], []
-    for line in (folder / "index.noun").read_text(encoding="latin-1").splitlines():
-        if line.startswith("  "):
-            continue
-        fields = line.split()
-        lemma, pointer_count = fields[0], int(fields[3])
-        synsets = fields[4 + pointer_count + 2 :]
-        tally = counts.get(lemma, {})
-        top = max(tally.values(), default=0)
-        # A sense common in WordNet's tagged corpus, or an ImageNet class the word names:
-        # in photos, "hot dog" is the sandwich the backbone knows, whatever texts mean by it.
-        main = [
-            s for k, s in enumerate(synsets) if k == 0 or (top and tally.get(k, 0) >= MAIN_SHARE * top) or s in classes
-        ]
-        lemmas.append(lemma)
-        senses.append([row[s] for s in main])
+    lemmas, senses = _main_senses(folder, row, {w.lstrip("n") for w in imagenet_ids})
     exceptions = []
     for line in (folder / "noun.exc").read_text(encoding="latin-1").splitlines():
         inflected, base = line.split()[:2]
@@ -252,10 +211,62 @@ def build(wordnet_dir: str | Path, out: str | Path, imagenet_ids: Sequence[str])
     )
 
 
+def _read_synsets(folder: Path) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]], list[int]]:
+    """data.noun: every synset's offset, its parents and members (offsets), its lexicographer file."""
+    offsets: list[str] = []
+    parents: dict[str, list[str]] = {}
+    members: dict[str, list[str]] = {}
+    lexfiles: list[int] = []
+    for line in (folder / "data.noun").read_text(encoding="latin-1").splitlines():
+        if line.startswith("  "):  # the licence header
+            continue
+        fields = line.split(" | ")[0].split()
+        offset, words = fields[0], int(fields[3], 16)
+        at = 4 + 2 * words
+        ups, group = [], []
+        for p in range(int(fields[at])):
+            symbol, target, pos = fields[at + 1 + 4 * p : at + 4 + 4 * p]
+            if pos == "n" and symbol in ("@", "@i"):
+                ups.append(target)
+            elif pos == "n" and symbol == "%m":
+                group.append(target)
+        offsets.append(offset)
+        lexfiles.append(int(fields[1]))
+        parents[offset], members[offset] = ups, group
+    return offsets, parents, members, lexfiles
+
+
+def _main_senses(folder: Path, row: dict[str, int], classes: set[str]) -> tuple[list[str], list[list[int]]]:
+    """index.noun and cntlist.rev: every noun lemma and the rows of its main senses."""
+    counts: dict[str, dict[int, int]] = {}
+    for line in (folder / "cntlist.rev").read_text(encoding="latin-1").splitlines():
+        key, number, count = line.split()
+        lemma, _, rest = key.partition("%")
+        if rest.startswith("1:"):
+            counts.setdefault(lemma, {})[int(number) - 1] = int(count)
+    lemmas, senses = [], []
+    for line in (folder / "index.noun").read_text(encoding="latin-1").splitlines():
+        if line.startswith("  "):
+            continue
+        fields = line.split()
+        lemma, pointer_count = fields[0], int(fields[3])
+        synsets = fields[4 + pointer_count + 2 :]
+        tally = counts.get(lemma, {})
+        top = max(tally.values(), default=0)
+        # A sense common in WordNet's tagged corpus, or an ImageNet class the word names:
+        # in photos, "hot dog" is the sandwich the backbone knows, whatever texts mean by it.
+        main = [
+            s for k, s in enumerate(synsets) if k == 0 or (top and tally.get(k, 0) >= MAIN_SHARE * top) or s in classes
+        ]
+        lemmas.append(lemma)
+        senses.append([row[s] for s in main])
+    return lemmas, senses
+
+
 def _main(argv: Sequence[str]) -> None:
     if len(argv) != 2 or argv[0] != "build":
         raise SystemExit("usage: python -m trainer.wordnet build WORDNET_DICT_FOLDER  (Debian: /usr/share/wordnet)")
-    from timm.data import ImageNetInfo
+    from timm.data import ImageNetInfo  # 1.3 s of imports, for this build script only
 
     info = ImageNetInfo()
     out = asset_path(*TABLE)
@@ -264,6 +275,4 @@ def _main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     _main(sys.argv[1:])

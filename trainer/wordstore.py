@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 
 
 def cache_folder() -> Path:
@@ -25,8 +26,6 @@ def cache_folder() -> Path:
     override = os.environ.get("EPSILON_TAG_CACHE")
     if override:
         return Path(override) / "word-vectors"
-    import platformdirs
-
     return platformdirs.user_cache_path("epsilon-tag") / "word-vectors"
 
 
@@ -76,7 +75,7 @@ class SqliteIndex:
     def __len__(self) -> int:
         return self.size
 
-    def _one(self, sql: str, value) -> tuple | None:
+    def _one(self, sql: str, value: str | int) -> tuple | None:
         with self.lock:
             return self.conn.execute(sql, [value]).fetchone()
 

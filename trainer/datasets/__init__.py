@@ -8,6 +8,7 @@ scipy CSR matrices whose implicit zeros mean "not annotated"; ``label_rows`` rea
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,10 @@ import numpy as np
 
 from ..errors import InputError, UserError
 from ..metrics import Protocol
+
+# A label matrix: a dense int8 array, or a scipy sparse matrix whose implicit zeros mean
+# "not annotated" (Open Images'); scipy is an extra, so no stricter type names it here.
+LabelMatrix = Any
 
 
 class DataError(UserError, RuntimeError):
@@ -28,8 +33,8 @@ class Split:
     """One split: image paths and the seen (and, for test, unseen) label matrices."""
 
     images: list[Path]
-    seen: Any  # LabelMatrix (dense int8 or scipy sparse), N x len(seen labels)
-    unseen: Any | None = None  # LabelMatrix, N x len(unseen labels)
+    seen: LabelMatrix  # N x len(seen labels)
+    unseen: LabelMatrix | None = None  # N x len(unseen labels)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -62,7 +67,7 @@ class Dataset:
         return len(self.unseen_labels) > 0
 
 
-def label_rows(matrix, rows: np.ndarray | slice) -> np.ndarray:
+def label_rows(matrix: LabelMatrix, rows: np.ndarray | slice) -> np.ndarray:
     """Dense int8 rows of a label matrix, whichever storage it uses."""
     block = matrix[rows]
     if hasattr(block, "toarray"):
@@ -79,7 +84,7 @@ def require_files(root: Path, files: Sequence[str], layout: str) -> None:
             raise DataError(f"Missing {root / name}\nExpected layout under {root}:\n{layout}")
 
 
-def has_positive(matrix, rows: np.ndarray) -> np.ndarray:
+def has_positive(matrix: LabelMatrix, rows: np.ndarray) -> np.ndarray:
     """Which of the rows have a +1 label, without densifying a sparse matrix."""
     block = matrix[rows]
     if hasattr(block, "getnnz"):
@@ -92,7 +97,7 @@ def held_out_fold(n: int, fraction: float, seed: int, limit: int | None = None) 
     if not 0.0 <= fraction < 1.0:
         raise InputError(f"held-out fraction must be in [0, 1), got {fraction}")
     order = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * fraction))
+    cut = round(n * fraction)
     if limit is not None:
         cut = min(cut, limit)
     return np.sort(order[cut:]), np.sort(order[:cut])
@@ -108,11 +113,10 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, root: str | Path, **options) -> Dataset:
+def load_dataset(name: str, root: str | Path, **options: Any) -> Dataset:
     """Load a dataset by CLI name from its folder."""
-    import importlib
-
     if name not in DATASETS:
         raise DataError(f"Unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     module = importlib.import_module(f"{__name__}.{DATASETS[name]}")
-    return module.load(Path(root).expanduser(), **options)
+    dataset: Dataset = module.load(Path(root).expanduser(), **options)
+    return dataset

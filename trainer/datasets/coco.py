@@ -38,45 +38,10 @@ def load(
     files = _instances_files(root, split)
     categories: dict[int, str] = {}
     images: list[Path] = []
-    rows: list[set[int]] = []
+    rows: list[set[int]] = []  # each photo's categories
     for path in files:
-        data = _read_json(path)
-        name = path.stem.removeprefix("instances_")
-        for category in _records(data, "categories", path, ("id", "name")):
-            cid, cname = _id(category, "id", "categories", path), category["name"]
-            if not isinstance(cname, str) or not cname.strip():
-                raise DataError(f"{path}: category {cid} has no name (name: {json.dumps(cname)})")
-            cname = cname.strip()
-            if categories.setdefault(cid, cname) != cname:
-                raise DataError(f"{path}: category {cid} is {cname!r} here but {categories[cid]!r} in another file")
-        found: dict[int, int] = {}
-        for image in _records(data, "images", path, ("id", "file_name")):
-            iid = _id(image, "id", "images", path)
-            if iid in found:  # the later entry would silently take the earlier photo's labels
-                raise DataError(f'{path}: two "images" entries have id {iid}; each photo needs an id of its own')
-            found[iid] = len(images)
-            images.append(_image_path(root, name, image["file_name"], path))
-            rows.append(set())
-        for annotation in _records(data, "annotations", path, ("image_id", "category_id")):
-            iid, cid = (_id(annotation, field, "annotations", path) for field in ("image_id", "category_id"))
-            if cid not in categories:
-                raise DataError(f'{path}: an annotation names category {cid}, which no "categories" entry defines')
-            if iid not in found:
-                raise DataError(f'{path}: an annotation names image {iid}, which no "images" entry defines')
-            rows[found[iid]].add(cid)
-    named = ", ".join(str(f) for f in files)
-    if not categories:
-        raise DataError(f"No categories in {named}\nExpected layout under {root}:\n{LAYOUT}")
-    if not images:
-        raise DataError(f'No images in {named}: its "images" lists are empty')
-    if not any(rows):  # every photo would count as showing none of the categories
-        raise DataError(f"No annotations in {named}: no photo is labelled, so nothing can be measured on it")
-    missing = [p for p in images if not p.is_file()]
-    if missing:
-        raise DataError(
-            f"{len(missing)} of {len(images)} images named in the instances files are missing, e.g. "
-            f"{', '.join(str(p) for p in missing[:3])}\nExpected layout under {root}:\n{LAYOUT}"
-        )
+        _read_instances(root, path, categories, images, rows)
+    _check_found(root, files, categories, images, rows)
 
     ids = sorted(categories)
     names = [categories[i] for i in ids]
@@ -108,6 +73,55 @@ def load(
         protocol=NUS_WIDE,  # every photo counts; K = 3 and 5
         embeddings={"source": vectors.source_id, "dim": vectors.dim},
     )
+
+
+def _read_instances(
+    root: Path, path: Path, categories: dict[int, str], images: list[Path], rows: list[set[int]]
+) -> None:
+    """Add one instances file's categories, photos and their labels to those of the files before it."""
+    data = _read_json(path)
+    for category in _records(data, "categories", path, ("id", "name")):
+        cid, cname = _id(category, "id", "categories", path), category["name"]
+        if not isinstance(cname, str) or not cname.strip():
+            raise DataError(f"{path}: category {cid} has no name (name: {json.dumps(cname)})")
+        cname = cname.strip()
+        if categories.setdefault(cid, cname) != cname:
+            raise DataError(f"{path}: category {cid} is {cname!r} here but {categories[cid]!r} in another file")
+    found: dict[int, int] = {}
+    split = path.stem.removeprefix("instances_")
+    for image in _records(data, "images", path, ("id", "file_name")):
+        iid = _id(image, "id", "images", path)
+        if iid in found:  # the later entry would silently take the earlier photo's labels
+            raise DataError(f'{path}: two "images" entries have id {iid}; each photo needs an id of its own')
+        found[iid] = len(images)
+        images.append(_image_path(root, split, image["file_name"], path))
+        rows.append(set())
+    for annotation in _records(data, "annotations", path, ("image_id", "category_id")):
+        iid, cid = (_id(annotation, field, "annotations", path) for field in ("image_id", "category_id"))
+        if cid not in categories:
+            raise DataError(f'{path}: an annotation names category {cid}, which no "categories" entry defines')
+        if iid not in found:
+            raise DataError(f'{path}: an annotation names image {iid}, which no "images" entry defines')
+        rows[found[iid]].add(cid)
+
+
+def _check_found(
+    root: Path, files: list[Path], categories: dict[int, str], images: list[Path], rows: list[set[int]]
+) -> None:
+    """Something to measure: categories, photos that are there, and labels on them."""
+    named = ", ".join(str(f) for f in files)
+    if not categories:
+        raise DataError(f"No categories in {named}\nExpected layout under {root}:\n{LAYOUT}")
+    if not images:
+        raise DataError(f'No images in {named}: its "images" lists are empty')
+    if not any(rows):  # every photo would count as showing none of the categories
+        raise DataError(f"No annotations in {named}: no photo is labelled, so nothing can be measured on it")
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(images)} images named in the instances files are missing, e.g. "
+            f"{', '.join(str(p) for p in missing[:3])}\nExpected layout under {root}:\n{LAYOUT}"
+        )
 
 
 def _instances_files(root: Path, split: str) -> list[Path]:

@@ -60,28 +60,6 @@ def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
     seen = tag_flags[:, seen_cols].astype(np.int8) * 2 - 1
     unseen = concept_flags.astype(np.int8) * 2 - 1
 
-    row_of = {path: i for i, path in enumerate(images)}
-
-    def split(list_file: str) -> Split:
-        rows = []
-        for line in _lines(root / "ImageList" / list_file):
-            path = _relative(line)
-            if path not in row_of:
-                raise DataError(f"{root / 'ImageList' / list_file} lists {path}, which Imagelist.txt does not")
-            rows.append(row_of[path])
-        rows = np.asarray(rows)
-        present = np.array([(root / "Flickr" / images[r]).is_file() for r in rows])
-        if not present.any():
-            raise DataError(f"None of the {len(rows)} images of {list_file} are under {root / 'Flickr'}\n{LAYOUT}")
-        if not present.all():
-            print(
-                f"NUS-WIDE {list_file}: {int((~present).sum())} of {len(rows)} images are missing "
-                f"under {root / 'Flickr'} and are left out",
-                file=sys.stderr,
-            )
-        rows = rows[present]
-        return Split([root / "Flickr" / images[r] for r in rows], seen[rows], unseen[rows])
-
     seen_names = [tags[i] for i in seen_cols]
     vectors = load_embeddings(embeddings)
     return Dataset(
@@ -90,11 +68,35 @@ def load(root: Path, embeddings: str = NUS_VECTORS) -> Dataset:
         unseen_labels=concepts,
         seen_vectors=vectors.matrix(seen_names),
         unseen_vectors=vectors.matrix(concepts),
-        train=split("TrainImagelist.txt"),
-        test=split("TestImagelist.txt"),
+        train=_split(root, "TrainImagelist.txt", images, seen, unseen),
+        test=_split(root, "TestImagelist.txt", images, seen, unseen),
         protocol=NUS_WIDE,
         embeddings={"source": vectors.source_id, "dim": vectors.dim},
     )
+
+
+def _split(root: Path, list_file: str, images: list[str], seen: np.ndarray, unseen: np.ndarray) -> Split:
+    """The images a split's list names (of those in Imagelist.txt, whose rows ``seen`` and
+    ``unseen`` label), less those missing under Flickr/ (said on stderr)."""
+    row_of = {path: i for i, path in enumerate(images)}
+    listed = []
+    for line in _lines(root / "ImageList" / list_file):
+        path = _relative(line)
+        if path not in row_of:
+            raise DataError(f"{root / 'ImageList' / list_file} lists {path}, which Imagelist.txt does not")
+        listed.append(row_of[path])
+    rows = np.asarray(listed)
+    present = np.array([(root / "Flickr" / images[r]).is_file() for r in rows])
+    if not present.any():
+        raise DataError(f"None of the {len(rows)} images of {list_file} are under {root / 'Flickr'}\n{LAYOUT}")
+    if not present.all():
+        print(
+            f"NUS-WIDE {list_file}: {int((~present).sum())} of {len(rows)} images are missing "
+            f"under {root / 'Flickr'} and are left out",
+            file=sys.stderr,
+        )
+    rows = rows[present]
+    return Split([root / "Flickr" / images[r] for r in rows], seen[rows], unseen[rows])
 
 
 def _label_list(path: Path, asset: str) -> list[str]:

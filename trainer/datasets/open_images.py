@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..assets import asset_path
-from ..embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, load_embeddings
+from ..embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
+from ..errors import optional
 from ..metrics import OPEN_IMAGES
-from . import DataError, Dataset, Split, require_files
+from . import DataError, Dataset, LabelMatrix, Split, require_files
 
 LAYOUT = """\
   train-annotations-human-imagelabels.csv   ImageID,Source,LabelName,Confidence
@@ -85,13 +86,13 @@ def _label_file(root: Path, name: str) -> Path:
     return root / name if (root / name).exists() else asset_path("open_images", name)
 
 
-def _read_labels(path: Path, class_lists: list[list[str]]):
+def _read_labels(path: Path, class_lists: list[list[str]]) -> tuple[list[str], list[LabelMatrix]]:
     """(image ids, one CSR label matrix per class list), reading the CSV once."""
+    # pyarrow's CSV reader is imported here, by the one dataset that needs it (Open
+    # Images' 9M-row files); scipy is an extra.
     import pyarrow as pa
     import pyarrow.compute as pc
     from pyarrow import csv as pacsv
-
-    from ..errors import optional
 
     csr_matrix = optional("scipy.sparse", "Reading Open Images' labels").csr_matrix
 
@@ -119,7 +120,7 @@ def _read_labels(path: Path, class_lists: list[list[str]]):
     return images, matrices
 
 
-def _name_vectors(vectors, names: list[str]) -> np.ndarray:
+def _name_vectors(vectors: WordVectors, names: list[str]) -> np.ndarray:
     """Mean word vectors of label names; a name with no known word gets a zero vector."""
     out = np.zeros((len(names), vectors.dim), dtype=np.float32)
     unknown = []
