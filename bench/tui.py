@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tagger.engine import default_model  # noqa: E402
-from tagger.tui.app import EpsilonTagApp  # noqa: E402
-from tests.tagging import synthetic_library  # noqa: E402
-from trainer.assets import default_words  # noqa: E402
-from trainer.checkpoint import Bundle  # noqa: E402
-from trainer.embeddings import load_embeddings  # noqa: E402
+from tagger.engine import default_model
+from tagger.tui.app import EpsilonTagApp
+from tests.tagging import synthetic_library
+from trainer.assets import default_words
+from trainer.checkpoint import Bundle
+from trainer.embeddings import load_embeddings
 
 
 async def until(pilot, ready, timeout: float = 120.0) -> None:

@@ -1,18 +1,22 @@
-"""epsilon-tag: the photo tagger's command line. Thin: every option is an argument of the
-library function it calls (``scan.scan``, ``search.search``, ``vocabulary.add_words``...)."""
+"""epsilon-tag: the photo tagger's command line. Thin: each command parses its options, calls
+one operation of ``tagger.api`` with them (every option is an argument of the same name
+there) and prints what comes back."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from pathlib import Path
 
 import typer
 
-from trainer.errors import InputError, UserError
+import tagger
+from trainer.console import bug_message, clearly
+
+from . import api
+from .api import SEEN, ScanOptions
 
 
 # Choices as enums: `--help` lists them and a typo fails before anything runs. The values
@@ -48,61 +52,42 @@ app.add_typer(roots_app, name="roots")
 DB_HELP = "Library file (default: your user data folder; or set EPSILON_TAG_DB)."
 Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False, metavar="FILE")
 Json = typer.Option(False, "--json", help="Print JSON instead of text.")
+# What a bug leaves behind: every write is a transaction, so the last completed step.
+_STATE = "the library is left as its last completed step wrote it"
 
 
-def default_db() -> Path:
-    import platformdirs
-
-    return platformdirs.user_data_path("epsilon-tag") / "library.db"
-
-
-@contextmanager
-def _clearly() -> Iterator[None]:
-    """Errors people can fix end with one line saying what to do (exit 2), never a
-    traceback; anything else is a bug, and says so above its traceback."""
-    try:
-        yield
-    except UserError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None  # the message is the whole story: no traceback
-    except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, a file gone read-only
-        if "locked" in str(exc) or "busy" in str(exc):
-            typer.echo(
-                f"Error: the library is busy ({exc}): another scan or `vocab` command is writing to it. "
-                f"Try again when it has finished.",
-                err=True,
-            )
-        else:
-            typer.echo(
-                f"Error: the library cannot be written ({exc}): check the disk has room and the library "
-                f"file and its folder are writable.",
-                err=True,
-            )
-        raise typer.Exit(2) from None
-    except (typer.Exit, typer.Abort, typer.TyperException):  # typer's own ways out (an exit code, a usage error)
-        raise
-    except Exception:
-        typer.echo(BUG.format(where="below"), err=True)
-        raise
+def _explain(exc: Exception) -> str | None:
+    """SQLite's errors a person can act on: another writer past the timeout, a full disk, a
+    file gone read-only."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    if "locked" in str(exc) or "busy" in str(exc):
+        return (
+            f"the library is busy ({exc}): another scan or `vocab` command is writing to it. "
+            f"Try again when it has finished."
+        )
+    return (
+        f"the library cannot be written ({exc}): check the disk has room and the library file and its folder "
+        f"are writable."
+    )
 
 
-BUG = (
-    "epsilon-tag hit a bug (not something you did). Please report it with the traceback {where} at "
-    "the project's issue tracker; the library is left as its last completed step wrote it."
-)
+def _clearly() -> AbstractContextManager[None]:
+    return clearly("epsilon-tag", _explain, _STATE)
 
 
-def _open(db: Path | None, *, create: bool = False, readonly: bool = False):
-    from .library import Library
+def bug(where: str) -> str:
+    """What the CLI says of a bug, its traceback ``where`` (above, below)."""
+    return bug_message("epsilon-tag", where, _STATE)
 
-    return Library(db or default_db(), create=create, readonly=readonly)
+
+def _echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        typer.echo(f"epsilon-tag {__version__}")
+    if value:  # tagger.__version__ reads the installed metadata on first use (10 ms of imports)
+        typer.echo(f"epsilon-tag {tagger.__version__}")
         raise typer.Exit()
 
 
@@ -115,59 +100,68 @@ def _root(
     """Tag a local photo library with Epsilon, offline, and search it with any word."""
 
 
+# scan's options, each a field of api.ScanOptions of the same name.
+Roots = typer.Argument(
+    None,
+    help="Folders (or single photos) to scan (default: every folder this library has scanned).",
+    show_default=False,
+    metavar="FOLDER",
+)
+Exclude = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB")
+Force = typer.Option(False, "--force", help="Read and tag every photo again, changed or not.")
+Prune = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing.")
+AllowEmpty = typer.Option(
+    False,
+    "--allow-empty",
+    help=(
+        "A folder that is empty now although the library has photos there is taken as emptied (its photos "
+        "missing, or pruned). Without it, such a folder is treated like an unplugged drive: nothing under it "
+        "changes."
+    ),
+)
+Model = typer.Option(
+    None,
+    "--model",
+    help="A bundle from epsilon-train (default: the library's model, else the shipped one).",
+    metavar="DIR",
+)
+BackboneWeights = typer.Option(
+    None,
+    "--backbone-weights",
+    help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).",
+    metavar="FILE",
+)
+Embeddings = typer.Option(
+    None,
+    "--embeddings",
+    help="Word vectors for the vocabulary: glove-6b-50d, minilm-l6-v2 or a file (default: the model's).",
+    metavar="SOURCE",
+)
+Device = typer.Option("auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N.", metavar="DEVICE")
+BatchSize = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per commit).")
+Workers = typer.Option(
+    None,
+    "--workers",
+    min=0,
+    help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process).",
+)
+Quiet = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
 @app.command()
 def scan(
-    roots: list[Path] = typer.Argument(
-        None,
-        help="Folders (or single photos) to scan (default: every folder this library has scanned).",
-        show_default=False,
-        metavar="FOLDER",
-    ),
-    exclude: list[str] = typer.Option(
-        [], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB"
-    ),
-    force: bool = typer.Option(False, "--force", help="Read and tag every photo again, changed or not."),
-    prune: bool = typer.Option(
-        False, "--prune", help="Delete vanished photos from the library instead of marking them missing."
-    ),
-    allow_empty: bool = typer.Option(
-        False,
-        "--allow-empty",
-        help=(
-            "A folder that is empty now although the library has photos there is taken as emptied (its photos "
-            "missing, or pruned). Without it, such a folder is treated like an unplugged drive: nothing under it "
-            "changes."
-        ),
-    ),
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        help="A bundle from epsilon-train (default: the library's model, else the shipped one).",
-        metavar="DIR",
-    ),
-    backbone_weights: Path | None = typer.Option(
-        None,
-        "--backbone-weights",
-        help="Backbone weights file, for a model trained on a backbone that is not shipped (ViT).",
-        metavar="FILE",
-    ),
-    embeddings: str | None = typer.Option(
-        None,
-        "--embeddings",
-        help="Word vectors for the vocabulary: glove-6b-50d, minilm-l6-v2 or a file (default: the model's).",
-        metavar="SOURCE",
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (the GPU if there is one), cpu, cuda or cuda:N.", metavar="DEVICE"
-    ),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Photos per model batch (and per commit)."),
-    workers: int | None = typer.Option(
-        None,
-        "--workers",
-        min=0,
-        help="Decode worker processes (default: one per core, at most 8; 0 decodes in this process).",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    roots: list[Path] = Roots,
+    exclude: list[str] = Exclude,
+    force: bool = Force,
+    prune: bool = Prune,
+    allow_empty: bool = AllowEmpty,
+    model: Path | None = Model,
+    backbone_weights: Path | None = BackboneWeights,
+    embeddings: str | None = Embeddings,
+    device: str = Device,
+    batch_size: int = BatchSize,
+    workers: int | None = Workers,
+    quiet: bool = Quiet,
     as_json: bool = Json,
     db: Path | None = Db,
 ) -> None:
@@ -177,31 +171,21 @@ def scan(
     ones are marked missing (or deleted with --prune). Ctrl-C is safe: what was tagged is
     kept, and the same command continues from there.
     """
-    from .engine import check_device
-    from .scan import scan as run_scan
-    from .vocabulary import check_embeddings
-
+    options = ScanOptions(
+        model=model,
+        exclude=exclude,
+        force=force,
+        prune=prune,
+        allow_empty=allow_empty,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        backbone_weights=backbone_weights,
+        embeddings=embeddings,
+        progress=not quiet,
+    )
     with _clearly():
-        # Mistyped options fail before a library file is made or changed.
-        check_device(device)
-        if embeddings:
-            check_embeddings(embeddings)
-    with _clearly(), _open(db, create=True) as library:
-        report = run_scan(
-            library,
-            roots or [],
-            model=model,
-            exclude=exclude,
-            force=force,
-            prune=prune,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            backbone_weights=backbone_weights,
-            embeddings=embeddings,
-            progress=not quiet,
-            allow_empty=allow_empty,
-        )
+        report = api.scan(db, roots or [], options)
     for root in report.skipped_roots:  # the library's own folders: an unplugged drive is not a reason to stop
         typer.echo(
             f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
@@ -209,37 +193,39 @@ def scan(
             err=True,
         )
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        _echo_json(report.to_dict())
     else:
-        state = "interrupted" if report.interrupted else "stopped" if report.stopped else "done"
-        typer.echo(f"Scan {state}: {report.summary(prune)}.")
-        if report.stopped:
-            typer.echo(f"Stopped: {report.stopped}; nothing of it was kept.", err=True)
-        if report.switch_pending_count:
-            typer.echo(
-                f"The library keeps its model until every photo is read by the new one: "
-                f"{report.switch_pending_count} not read yet, such as {report.switch_pending[0]}. Scan every "
-                f"folder with the new --model (a folder that is gone: `epsilon-tag roots forget FOLDER`).",
-                err=True,
-            )
-        for root, held in report.empty_roots:
-            typer.echo(
-                f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
-                f"drive, nothing under it was marked missing or pruned. If they are really gone: "
-                f"epsilon-tag scan {root} --allow-empty",
-                err=True,
-            )
-        for root in report.forgotten_roots:
-            typer.echo(f"Forgot the folder {root}: it is gone and its photos were found elsewhere.", err=True)
-        for path, reason in report.failures[:10]:
-            typer.echo(f"  failed: {path}: {reason}", err=True)
-        if len(report.failures) > 10:
-            typer.echo(
-                f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True
-            )
+        _print_scan(report, prune)
     if report.interrupted:
         typer.echo("Interrupted: every batch tagged so far is saved; run the same command to continue.", err=True)
         raise typer.Exit(130)
+
+
+def _print_scan(report: api.ScanReport, prune: bool) -> None:
+    state = "interrupted" if report.interrupted else "stopped" if report.stopped else "done"
+    typer.echo(f"Scan {state}: {report.summary(prune)}.")
+    if report.stopped:
+        typer.echo(f"Stopped: {report.stopped}; nothing of it was kept.", err=True)
+    if report.switch_pending_count:
+        typer.echo(
+            f"The library keeps its model until every photo is read by the new one: "
+            f"{report.switch_pending_count} not read yet, such as {report.switch_pending[0]}. Scan every "
+            f"folder with the new --model (a folder that is gone: `epsilon-tag roots forget FOLDER`).",
+            err=True,
+        )
+    for root, held in report.empty_roots:
+        typer.echo(
+            f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
+            f"drive, nothing under it was marked missing or pruned. If they are really gone: "
+            f"epsilon-tag scan {root} --allow-empty",
+            err=True,
+        )
+    for root in report.forgotten_roots:
+        typer.echo(f"Forgot the folder {root}: it is gone and its photos were found elsewhere.", err=True)
+    for path, reason in report.failures[:10]:
+        typer.echo(f"  failed: {path}: {reason}", err=True)
+    if len(report.failures) > 10:
+        typer.echo(f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True)
 
 
 @app.command()
@@ -278,22 +264,16 @@ def search(
     matches well finds nothing. Several words must each match: `epsilon-tag search beach
     sunset`. Pipe the paths on: `epsilon-tag search boat -0 | xargs -0 cp -t ~/boats`.
     """
-    from .search import rank
-
-    with _clearly(), _open(db, readonly=True) as library:
-        ranking = rank(library, words, min_score=min_score, after=after, before=before)
-        hits = ranking.page(library, 0, limit)
+    with _clearly():
+        api.check_score(min_score, "--min-score")  # worded as the flags here; the same checks as the search's
+        api.check_dates(after, before, ("--after", "--before"))
+        with api.open_library(db, readonly=True) as library:
+            found = api.search(library, words, limit=limit, min_score=min_score, after=after, before=before)
     if as_json:
-        found = {
-            "query": words,
-            "floor": ranking.floor,
-            "matches": len(ranking),
-            "best": ranking.best,
-            "hits": [h.to_dict() for h in hits],
-        }
-        typer.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        _echo_json(found.to_dict())
         return
-    if not hits:
+    ranking = found.ranking
+    if not found.hits:
         if ranking.best is None:
             typer.echo("The library holds no photo to search (in these dates).", err=True)
         else:
@@ -302,7 +282,7 @@ def search(
                 f"{ranking.floor or 0:.2f}): `--min-score 0` lists every photo by confidence.",
                 err=True,
             )
-    for hit in hits:
+    for hit in found.hits:
         typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path, nl=not print0)
         if print0:
             typer.echo("\0", nl=False)
@@ -311,12 +291,10 @@ def search(
 @roots_app.command("list")
 def roots_list(as_json: bool = Json, db: Path | None = Db) -> None:
     """The folders this library scans (a bare `epsilon-tag scan` covers them), with their photos."""
-    from .scan import roots_of
-
-    with _clearly(), _open(db, readonly=True) as library:
-        rows = roots_of(library)
+    with _clearly(), api.open_library(db, readonly=True) as library:
+        rows = api.roots(library)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        _echo_json(rows)
         return
     for row in rows:
         typer.echo(f"{row['photos']:>7}  {'' if row['present'] else '(not there now)  '}{row['root']}")
@@ -330,10 +308,8 @@ def roots_forget(
     db: Path | None = Db,
 ) -> None:
     """Stop scanning a folder and forget its photos (their tags and vectors)."""
-    from .scan import forget_root
-
-    with _clearly(), _open(db) as library:
-        count = forget_root(library, folder)
+    with _clearly(), api.open_library(db) as library:
+        count = api.forget_root(library, folder)
     typer.echo(f"Forgot {folder} and its {count} photos.")
 
 
@@ -348,20 +324,14 @@ def vocab_add(
     db: Path | None = Db,
 ) -> None:
     """Add words; the whole library is re-scored from stored vectors at once (no re-scan)."""
-    from .vocabulary import WordSource, add_words, known_forms, normalise_word
-
-    with _clearly(), _open(db) as library:
-        source = WordSource.of_library(library)
-        if embeddings:
-            source.embeddings_id = embeddings
-        present = known_forms(library, [normalise_word(w) for w in words])
-        counts = add_words(library, words, source)
-    for word, count in counts.items():
-        held = present.get(word)
-        if held is None:
-            typer.echo(f"{word}: {count} photos")
+    with _clearly(), api.open_library(db) as library:
+        added = api.add_words(library, words, embeddings=embeddings)
+    for word in added:
+        if word.held is None:
+            typer.echo(f"{word.word}: {word.count} photos")
         else:
-            typer.echo(f"{word}: already in the vocabulary{'' if held == word else f' as {held!r}'} ({count} photos)")
+            form = "" if word.held == word.word else f" as {word.held!r}"
+            typer.echo(f"{word.word}: already in the vocabulary{form} ({word.count} photos)")
 
 
 @vocab_app.command("remove")
@@ -370,10 +340,8 @@ def vocab_remove(
     db: Path | None = Db,
 ) -> None:
     """Remove words; photos that carried them get their next best words instead."""
-    from .vocabulary import remove_words
-
-    with _clearly(), _open(db) as library:
-        taken = remove_words(library, words)
+    with _clearly(), api.open_library(db) as library:
+        taken = api.remove_words(library, words)
     for word, count in taken.items():
         typer.echo(f"{word}: removed from the vocabulary and from {count} photos")
 
@@ -386,12 +354,10 @@ def vocab_list(
     db: Path | None = Db,
 ) -> None:
     """Every word with its kind and how many photos carry it."""
-    from .vocabulary import word_table
-
-    with _clearly(), _open(db, readonly=True) as library:
-        rows = word_table(library, kind=kind and kind.value, sort=sort.value)
+    with _clearly(), api.open_library(db, readonly=True) as library:
+        rows = api.word_table(library, kind=kind and kind.value, sort=sort.value)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        _echo_json(rows)
         return
     for row in rows:
         typer.echo(f"{row['count']:>7}  {row['kind']:<9}  {row['word']}")
@@ -404,10 +370,8 @@ def vocab_similar(
     db: Path | None = Db,
 ) -> None:
     """Words closest in meaning to WORD (to pick words to add)."""
-    from .vocabulary import WordSource
-
-    with _clearly(), _open(db, readonly=True) as library:
-        neighbours = WordSource.of_library(library).neighbours(word, n)
+    with _clearly(), api.open_library(db, readonly=True) as library:
+        neighbours = api.similar(library, word, n)
     for other, similarity in neighbours:
         typer.echo(f"{similarity:.3f}  {other}")
 
@@ -420,26 +384,15 @@ def show(
     db: Path | None = Db,
 ) -> None:
     """A photo's tags with scores (the ones the model's rule keeps), and its EXIF."""
-    from .images import photo_facts
-    from .walk import as_text
-
-    with _clearly(), _open(db, readonly=True) as library:
-        path = as_text(photo.expanduser().resolve())
-        row = library.photo_by_path(path)
-        if row is None:
-            failure = library.failure(path)
-            why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
-            raise InputError(f"{path} is not in the library ({why}).")
-        tags = library.photo_tags(row["id"], every=every)
+    with _clearly(), api.open_library(db, readonly=True) as library:
+        view = api.show(library, photo, every=every)
     if as_json:
-        typer.echo(json.dumps({"photo": row, "tags": tags}, indent=2, ensure_ascii=False))
+        _echo_json(view.to_dict())
         return
-    from .library import OK, SEEN
-
-    typer.echo(row["path"] + ("" if row["status"] == OK else f"  [{row['status']}]"))
-    for label, value in photo_facts(row):
+    typer.echo(view.row["path"] + ("" if view.row["status"] == api.OK else f"  [{view.row['status']}]"))
+    for label, value in view.facts:
         typer.echo(f"  {label:<7} {value}")
-    for tag in tags:
+    for tag in view.tags:
         typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != SEEN else ""))
 
 
@@ -450,36 +403,22 @@ def stats(
     db: Path | None = Db,
 ) -> None:
     """What the library holds: photos, missing, failures, words, the model."""
-    from .vocabulary import word_table
-
-    with _clearly(), _open(db, readonly=True) as library:
-        counts = library.counts()
-        info = {
-            "library": str(library.path),
-            "bytes": library.path.stat().st_size,
-            "model": library.model_id,
-            **counts,
-            "top_words": [w for w in word_table(library)[:10] if w["count"]],
-        }
-        failed = library.failures() if failures else []
+    with _clearly(), api.open_library(db, readonly=True) as library:
+        info = api.stats(library, failures=failures)
     if as_json:
-        typer.echo(json.dumps({**info, "failure_list": failed} if failures else info, indent=2, ensure_ascii=False))
+        _echo_json(info)
         return
     typer.echo(f"library   {info['library']} ({info['bytes'] / 2**20:.1f} MiB)")
     typer.echo(f"model     {info['model'] or 'none yet: run `epsilon-tag scan FOLDER`'}")
+    typer.echo(f"photos    {info['photos']} ({info['missing']} missing; {info['failures']} files failed or damaged)")
+    if info["taken_first"]:
+        typer.echo(f"taken     {info['taken_first'][:10]} .. {info['taken_last'][:10]}, {info['cameras']} cameras")
     typer.echo(
-        f"photos    {counts['photos']} ({counts['missing']} missing; {counts['failures']} files failed or damaged)"
-    )
-    if counts["taken_first"]:
-        typer.echo(
-            f"taken     {counts['taken_first'][:10]} .. {counts['taken_last'][:10]}, {counts['cameras']} cameras"
-        )
-    typer.echo(
-        f"words     {counts['words']} ({counts['seen_words']} seen in training, {counts['zero_shot_words']} zero-shot)"
+        f"words     {info['words']} ({info['seen_words']} seen in training, {info['zero_shot_words']} zero-shot)"
     )
     if info["top_words"]:
         typer.echo("top tags  " + ", ".join(f"{w['word']} ({w['count']})" for w in info["top_words"]))
-    for row in failed:
+    for row in info.get("failure_list", []):
         typer.echo(f"  failed: {row['path']}: {row['reason']}")
 
 
@@ -511,23 +450,14 @@ def export(
     db: Path | None = Db,
 ) -> None:
     """Export the tags each photo keeps. Originals are never touched; existing sidecar keywords are kept."""
-    from .search import check_score
-    from .xmp import export_sidecars
-
     with _clearly():
-        check_score(min_score, "--min-score")
+        api.check_score(min_score, "--min-score")
         if not xmp:
-            raise InputError("Say what to export: --xmp (XMP sidecars) is the format there is.")
-        if naming not in ("full", "stem"):
-            raise InputError(f"--naming is full or stem, not {naming!r}")
-        under = [str(p.expanduser().resolve()) for p in paths or []]
-        for folder in under:
-            if not Path(folder).is_dir():
-                raise InputError(
-                    f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them"
-                )
-        with _open(db, readonly=True) as library:
-            written, merged, failed = export_sidecars(library, under, naming=naming.value, min_score=min_score, top=top)
+            raise api.InputError("Say what to export: --xmp (XMP sidecars) is the format there is.")
+        with api.open_library(db, readonly=True) as library:
+            written, merged, failed = api.export_xmp(
+                library, paths or [], naming=naming.value, min_score=min_score, top=top
+            )
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)
@@ -536,17 +466,17 @@ def export(
 @app.command()
 def tui(db: Path | None = Db) -> None:
     """Browse the library in the terminal: tags, photos, previews; search; add words."""
-    from .tui.app import EpsilonTagApp
+    from .tui.app import EpsilonTagApp  # Textual's imports: only for this command
 
-    path = db or default_db()
+    path = db or api.default_db()
     if path.exists():  # a broken, foreign or newer file: the error, not a first-run screen
-        with _clearly(), _open(path, readonly=True):
+        with _clearly(), api.open_library(path, readonly=True):
             pass
     tui_app = EpsilonTagApp(path)
     tui_app.run()
     code = tui_app.return_code or 0
     if code not in (0, 2):  # 2: an error the app told; else a bug, whose traceback Textual printed
-        typer.echo(BUG.format(where="above"), err=True)
+        typer.echo(bug("above"), err=True)
     if code:
         raise typer.Exit(code)
 

@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trainer.assets import asset_path
+from trainer.devices import resolve_device
+from trainer.errors import BundleError
+from trainer.tagrule import top_classes
+from trainer.wordnet import IMAGENET_CLASSES
 
-if TYPE_CHECKING:  # torch is imported only when a model is loaded: deciding a rescan needs none
+# torch (and what imports it: trainer.checkpoint, trainer.memory) is imported only when a
+# model is loaded or run: deciding a rescan, or a search, needs none.
+if TYPE_CHECKING:
     import torch
 
     from trainer.backbones import Backbone
@@ -44,7 +50,6 @@ def model_id(model: str | Path | None = None) -> str:
         return f"{config['weights_sha256'][:16]}+{config['backbone']['weights']}"
     except (OSError, ValueError, KeyError, TypeError):
         from trainer.checkpoint import Bundle
-        from trainer.errors import BundleError
 
         folder = _folder(model)
         Bundle.load(folder)  # raises the bundle's own clear error
@@ -54,37 +59,7 @@ def model_id(model: str | Path | None = None) -> str:
 def records_classes(model: dict) -> bool:
     """Whether a model (a bundle config's "model" section) carries the backbone's ImageNet-1k
     head (its prior), whose best classes a scan records for the tag rule's ImageNet evidence."""
-    from trainer.wordnet import IMAGENET_CLASSES
-
     return model.get("prior", "none") != "none" and model.get("prior_classes") == IMAGENET_CLASSES
-
-
-DEVICES = "auto, cpu, cuda or cuda:N"
-
-
-def check_device(device: str) -> str:
-    """A device name PyTorch understands, checked before anything is loaded or written."""
-    import re
-
-    from trainer.errors import BackboneError
-
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise BackboneError(f"--device takes {DEVICES}, not {device[:40]!r}")
-    return device
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    import torch
-
-    from trainer.backbones import BackboneError
-
-    check_device(device)
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackboneError("--device cuda was asked for, but PyTorch sees no CUDA GPU here: use --device cpu or auto.")
-    return torch.device(device)
 
 
 @dataclass
@@ -112,6 +87,11 @@ class Engine:
         return cls(bundle, bundle.build_backbone(backbone_weights, device=dev), dev, model_id(folder), folder)
 
     @property
+    def shipped(self) -> bool:
+        """Whether this is the model shipped with epsilon-tag (a library then records no path)."""
+        return self.model_path == default_model()
+
+    @property
     def decode_side(self) -> int:
         return self.backbone.preprocessing.decode_side
 
@@ -136,8 +116,6 @@ class Engine:
         (B x 2 x CLASSES_KEPT: indices over probabilities, as the library keeps them)."""
         import torch
         import torch.nn.functional as F
-
-        from trainer.tagrule import top_classes
 
         model = self.bundle.model
         pixels = pixels.to(self.device, non_blocking=True)

@@ -12,7 +12,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 
+import exifread
+import numpy as np
 from PIL import Image, ImageOps
 
 from trainer.images import load_rgb
@@ -53,9 +56,7 @@ def read_meta(path: str | Path) -> PhotoMeta:
         return PhotoMeta()
 
 
-def _meta_from(handle, source) -> PhotoMeta:
-    import exifread
-
+def _meta_from(handle: BinaryIO, source: str | Path | BinaryIO) -> PhotoMeta:
     try:
         tags = exifread.process_file(handle, details=False)
     except Exception:  # exifread fails on some malformed headers: fall back, never crash a scan
@@ -89,21 +90,6 @@ def _meta_from(handle, source) -> PhotoMeta:
         orientation=_orientation(tags.get("Image Orientation")),
         problems=tuple(problems),
     )
-
-
-def photo_facts(row: dict) -> list[tuple[str, str]]:
-    """A stored photo's date, camera, lens, GPS and size as people read them, the empty
-    ones left out (the CLI's `show` and the TUI's preview)."""
-    gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row.get("latitude") is not None else None
-    size = f"{row['width']} x {row['height']}" if row.get("width") else None
-    facts = (
-        ("taken", row.get("taken_at")),
-        ("camera", row.get("camera")),
-        ("lens", row.get("lens")),
-        ("gps", gps),
-        ("size", size),
-    )
-    return [(label, value) for label, value in facts if value]
 
 
 def open_photo(path: str | Path, min_side: int) -> Image.Image:
@@ -163,7 +149,7 @@ def _area(image: Image.Image) -> int:
     return image.size[0] * image.size[1]
 
 
-def _pillow_tags(path) -> dict:
+def _pillow_tags(path: str | Path | BinaryIO) -> dict:
     """The few tags we use, from Pillow, named as exifread names them."""
     try:
         with Image.open(path) as image:
@@ -187,7 +173,7 @@ def _pillow_tags(path) -> dict:
     return {k: v for k, v in tags.items() if v is not None}
 
 
-def _text(tag) -> str:
+def _text(tag: Any) -> str:  # exifread's IfdTag, or a value Pillow read
     if tag is None:
         return ""
     return str(tag).replace("\x00", "").strip()
@@ -200,13 +186,13 @@ def _date(text: str) -> str | None:
         return None
 
 
-def _number(value) -> float:
+def _number(value: Any) -> float:
     if hasattr(value, "num") and hasattr(value, "den"):  # exifread's Ratio
         return value.num / value.den  # a zero denominator is no number: ZeroDivisionError
     return float(value)
 
 
-def _degrees(tag, ref: str, negative: str) -> float | None:
+def _degrees(tag: Any, ref: str, negative: str) -> float | None:
     values = getattr(tag, "values", tag)
     try:
         d, m, s = (_number(v) for v in values)
@@ -218,7 +204,7 @@ def _degrees(tag, ref: str, negative: str) -> float | None:
     return -degrees if ref.upper().startswith(negative) else degrees
 
 
-def _orientation(tag) -> int:
+def _orientation(tag: Any) -> int:
     values = getattr(tag, "values", tag)
     try:
         value = int(values[0] if isinstance(values, (list, tuple)) else values)
@@ -248,7 +234,6 @@ def jpeg_damage(path: str | Path, image: Image.Image) -> str | None:
     damage is reported."""
     if Path(path).suffix.lower() not in JPEG_SUFFIXES:
         return None
-    import numpy as np
 
     pixels = np.asarray(image)
     flat = np.all(pixels == 128, axis=(1, 2))[::-1]

@@ -12,13 +12,16 @@ matches well finds nothing, instead of the least bad photos.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
 from trainer.errors import InputError
+from trainer.tagrule import TagRule
 
 from .library import Library, LibraryError, Word
 from .vocabulary import Vocabulary, WordSource, confidences, known_forms, normalise_word, scores, word_levels
@@ -53,36 +56,36 @@ def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> l
     return list(dict.fromkeys(terms))
 
 
-def check_date(value: str | None, option: str) -> str | None:
+_DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d", 13: "%Y-%m-%dT%H", 16: "%Y-%m-%dT%H:%M", 19: "%Y-%m-%dT%H:%M:%S"}
+
+
+def check_date(value: str | None, name: str) -> str | None:
     """Dates compare as text against ISO timestamps, so a prefix (2021, 2021-06) works; it
-    must be a real date (no month 13, no 30 February)."""
+    must be a real date (no month 13, no 30 February). ``name`` is what the message calls
+    it (a CLI flag, where the CLI checks)."""
     if value is None:
         return None
     value = value.strip().replace(" ", "T")
     if _DATE.match(value):
-        from datetime import datetime
-
-        formats = {
-            4: "%Y",
-            7: "%Y-%m",
-            10: "%Y-%m-%d",
-            13: "%Y-%m-%dT%H",
-            16: "%Y-%m-%dT%H:%M",
-            19: "%Y-%m-%dT%H:%M:%S",
-        }
         try:
-            datetime.strptime(value, formats[len(value)])
+            datetime.strptime(value, _DATE_FORMATS[len(value)])
             return value
         except (KeyError, ValueError):
             pass
-    raise InputError(f"{option} takes a date like 2021, 2021-06 or 2021-06-30, not {value[:40]!r}")
+    raise InputError(f"{name} takes a date like 2021, 2021-06 or 2021-06-30, not {value[:40]!r}")
 
 
-def check_score(value: float | None, option: str) -> float | None:
-    import math
+def check_dates(after: str | None, before: str | None, names: tuple[str, str] = ("after", "before")) -> tuple:
+    """Both dates checked, and a span a photo could be taken in."""
+    after, before = check_date(after, names[0]), check_date(before, names[1])
+    if after and before and after >= before:
+        raise InputError(f"{names[0]} {after} is not before {names[1]} {before}: no photo could be taken in between")
+    return after, before
 
+
+def check_score(value: float | None, name: str) -> float | None:
     if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise InputError(f"{option} takes a confidence between 0 and 1, not {value}")
+        raise InputError(f"{name} takes a confidence between 0 and 1, not {value}")
     return value
 
 
@@ -130,10 +133,8 @@ def rank(
     terms = parse_query(query, [w.word for w in held])
     if not terms:
         raise InputError("Give at least one word to search for.")
-    floor = check_score(min_score, "--min-score")
-    after, before = check_date(after, "--after"), check_date(before, "--before")
-    if after and before and after >= before:
-        raise InputError(f"--after {after} is not before --before {before}: no photo could be taken in between")
+    floor = check_score(min_score, "the minimum score")
+    after, before = check_dates(after, before)
     rule = library.tag_rule
     if floor is None:
         floor = rule.fallback if rule.fallback is not None else rule.threshold
@@ -163,7 +164,9 @@ def rank(
     return Ranking(stored.ids[order], combined[order], floor, best)
 
 
-def _levels(library: Library, raw: np.ndarray, vectors: list[np.ndarray], rule, dated) -> np.ndarray:
+def _levels(
+    library: Library, raw: np.ndarray, vectors: list[np.ndarray], rule: TagRule, dated: str | None
+) -> np.ndarray:
     """Levels of words not in the vocabulary (``raw``: their scores on the photos searched),
     over the whole library whatever the dates asked for."""
     if not vectors:

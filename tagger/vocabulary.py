@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from trainer.assets import normalise_word
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from trainer.errors import UserError
 from trainer.tagrule import TagRule, Words, implied, record_mass
+from trainer.wordnet import IMAGENET_CLASSES, implications, label_for, wordnet
 
 from .library import DEFAULT, SEEN, USER, ZERO_SHOT, Library, NewWord, Rows
 
@@ -90,8 +92,6 @@ class WordSource:
 
     def label_of(self, word: str) -> str | None:
         """The model label a word is (itself, or a form or synonym of it), or None."""
-        from trainer.wordnet import label_for
-
         return label_for(word, self.labels)
 
     def kind(self, word: str) -> str:
@@ -115,8 +115,6 @@ class WordSource:
 
     def describe(self, word: str, origin: str | None = USER) -> NewWord:
         """Everything a library keeps of a new word; raises ``UnknownWordError``."""
-        from trainer.wordnet import wordnet
-
         key = normalise_word(word)
         label = self.label_of(key)
         return NewWord(key, self.kind(key), self.vector(key), label, wordnet().classes(key), origin)
@@ -153,8 +151,6 @@ def scores(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
         for start in starts:
             score_chunk(start)
         return out
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
         list(pool.map(score_chunk, starts))
     return out
@@ -208,8 +204,6 @@ class Vocabulary:
     @classmethod
     def of(cls, words: Sequence) -> Vocabulary:
         """From ``Library.words()`` rows."""
-        from trainer.wordnet import implications
-
         names = [w.word for w in words]
         return cls(
             np.array([w.id for w in words], dtype=np.int64),
@@ -236,8 +230,6 @@ def _mass(
     """N x W ImageNet mass of each word, and which photos recorded their classes at all."""
     if classes is None:
         return None, np.zeros(0, bool)
-    from trainer.wordnet import IMAGENET_CLASSES
-
     return record_mass(np.asarray(classes), word_classes, IMAGENET_CLASSES)
 
 
@@ -335,8 +327,6 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
 def known_forms(library: Library, words: Sequence[str]) -> dict[str, str]:
     """Which of these words the vocabulary already holds, itself or as a form of one of its
     words (plural, synonym: one WordNet concept): word -> the vocabulary's word."""
-    from trainer.wordnet import wordnet
-
     held = [w.word for w in library.words()]
     net = wordnet()
     concepts = {net.concept(w): w for w in held}
@@ -410,8 +400,6 @@ def renormalise(library: Library, *, force: bool = False) -> bool:
 def describe_missing(library: Library, source: WordSource) -> int:
     """Work out the model label and ImageNet classes of words stored without them (a library
     older than their record); returns how many."""
-    from trainer.wordnet import wordnet
-
     missing = [w for w in library.words() if w.classes is None]
     if missing:
         net = wordnet()

@@ -12,9 +12,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PHOTO_SUFFIXES = frozenset(".jpg .jpeg .jpe .png .webp .tif .tiff .bmp .gif .heic .heif .avif".split())
+PHOTO_SUFFIXES = frozenset(
+    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"]
+)
 # Camera RAW files: read through their embedded preview where they have one.
-RAW_SUFFIXES = frozenset(".dng .arw .cr2 .cr3 .nef .nrw .orf .raf .rw2 .pef .srw".split())
+RAW_SUFFIXES = frozenset([".dng", ".arw", ".cr2", ".cr3", ".nef", ".nrw", ".orf", ".raf", ".rw2", ".pef", ".srw"])
 # NAS indexes, OS metadata and thumbnail caches, never photos of the library.
 CLUTTER_NAMES = frozenset(
     {"@eaDir", "__MACOSX", "#recycle", "$RECYCLE.BIN", "System Volume Information", "Thumbs.db", "lost+found"}
@@ -45,13 +47,29 @@ def walk_photos(
     walked is passed over, and a link to one of its own ancestors is reported as a loop.
     The real folders links led to are appended to ``followed``.
     """
-    patterns = tuple(exclude)
-    seen_dirs: set[tuple[int, int]] = set()
+    walker = _Walker(tuple(exclude), followed)
+    for root in roots:
+        root = Path(os.path.realpath(Path(root).expanduser()))
+        if root.is_file():
+            yield root
+        elif root.exists():
+            yield from walker.visit(root)
+        else:
+            yield Skipped(root, "no such file or folder")
 
-    def excluded(path: Path) -> bool:
-        return any(fnmatch.fnmatch(str(path), p) or fnmatch.fnmatch(path.name, p) for p in patterns)
 
-    def visit(folder: Path, ancestors: frozenset = frozenset()) -> Iterator[Path | Skipped]:
+_LOOP = "symlink loop (a link to a folder that contains it)"
+
+
+class _Walker:
+    def __init__(self, patterns: tuple[str, ...], followed: list[Path] | None) -> None:
+        self.patterns, self.followed = patterns, followed
+        self.seen_dirs: set[tuple[int, int]] = set()
+
+    def excluded(self, path: Path) -> bool:
+        return any(fnmatch.fnmatch(str(path), p) or fnmatch.fnmatch(path.name, p) for p in self.patterns)
+
+    def visit(self, folder: Path, ancestors: frozenset = frozenset()) -> Iterator[Path | Skipped]:
         try:
             info = folder.stat()
         except OSError as exc:
@@ -59,57 +77,53 @@ def walk_photos(
             return
         key = (info.st_dev, info.st_ino)
         if key in ancestors:
-            yield Skipped(folder, "symlink loop (a link to a folder that contains it)")
+            yield Skipped(folder, _LOOP)
             return
-        if key in seen_dirs:
+        if key in self.seen_dirs:
             return  # another path to a folder already walked: its photos are in already
-        seen_dirs.add(key)
-        ancestors = ancestors | {key}
+        self.seen_dirs.add(key)
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             yield Skipped(folder, f"cannot list folder: {exc.strerror or exc}")
             return
         for entry in entries:
-            path = Path(entry.path)
-            if is_clutter(entry.name) or excluded(path):
-                continue
-            try:
-                is_dir = entry.is_dir()  # follows symlinks
-                is_file = entry.is_file()
-            except OSError as exc:
-                yield Skipped(path, f"cannot read: {exc.strerror or exc}")
-                continue
-            if is_dir:
-                if entry.is_symlink():  # walk on from where it leads: every path below is real
-                    target = Path(os.path.realpath(path))
-                    try:
-                        info = target.stat()
-                    except OSError as exc:  # gone since is_dir() looked
-                        yield Skipped(path, f"cannot read: {exc.strerror or exc}")
-                        continue
-                    if (info.st_dev, info.st_ino) in ancestors:
-                        yield Skipped(path, "symlink loop (a link to a folder that contains it)")
-                        continue
-                    if followed is not None:
-                        followed.append(target)
-                    path = target
-                yield from visit(path, ancestors)
-            elif is_file:
-                suffix = path.suffix.lower()
-                if suffix in PHOTO_SUFFIXES or suffix in RAW_SUFFIXES:
-                    yield Path(os.path.realpath(path)) if entry.is_symlink() else path
-            elif entry.is_symlink():
-                yield Skipped(path, "broken symlink")
+            if not (is_clutter(entry.name) or self.excluded(Path(entry.path))):
+                yield from self.entry(entry, ancestors | {key})
 
-    for root in roots:
-        root = Path(os.path.realpath(Path(root).expanduser()))
-        if root.is_file():
-            yield root
-        elif root.exists():
-            yield from visit(root)
-        else:
-            yield Skipped(root, "no such file or folder")
+    def entry(self, entry: os.DirEntry, ancestors: frozenset) -> Iterator[Path | Skipped]:
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()  # follows symlinks
+            is_file = entry.is_file()
+        except OSError as exc:
+            yield Skipped(path, f"cannot read: {exc.strerror or exc}")
+            return
+        if is_dir:
+            target = self.link_target(path, ancestors) if entry.is_symlink() else path
+            if isinstance(target, Skipped):
+                yield target
+            else:
+                yield from self.visit(target, ancestors)
+        elif is_file:
+            suffix = path.suffix.lower()
+            if suffix in PHOTO_SUFFIXES or suffix in RAW_SUFFIXES:
+                yield Path(os.path.realpath(path)) if entry.is_symlink() else path
+        elif entry.is_symlink():
+            yield Skipped(path, "broken symlink")
+
+    def link_target(self, path: Path, ancestors: frozenset) -> Path | Skipped:
+        """Where a linked folder leads (walked from there: every path below is real)."""
+        target = Path(os.path.realpath(path))
+        try:
+            info = target.stat()
+        except OSError as exc:  # gone since is_dir() looked
+            return Skipped(path, f"cannot read: {exc.strerror or exc}")
+        if (info.st_dev, info.st_ino) in ancestors:
+            return Skipped(path, _LOOP)
+        if self.followed is not None:
+            self.followed.append(target)
+        return target
 
 
 def as_text(path: Path | str) -> str:

@@ -19,6 +19,8 @@ from typing import Literal
 
 from trainer.errors import UserError
 
+from .library import Library
+
 NS = {
     "x": "adobe:ns:meta/",
     "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
@@ -176,7 +178,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def export_sidecars(
-    library,
+    library: Library,
     under: Sequence[str] = (),
     *,
     naming: Naming = "full",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from tagger.cli import app
-from tests.conftest import entry_point
+from tests.helpers import entry_point
 
 
 def tag(db: Path, *args, code: int = 0) -> str:

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import entry_point
+from tests.helpers import entry_point
 
 
 def test_epsilon_train_help():
@@ -88,7 +88,7 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     from typer.testing import CliRunner
 
     import tagger.search
-    from tagger.cli import BUG, app
+    from tagger.cli import app, bug
     from tagger.library import Library
     from trainer.errors import InputError, UserError
 
@@ -101,7 +101,7 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     monkeypatch.setattr(tagger.search, "rank", broken)
     crashed = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
     assert crashed.exit_code == 1 and isinstance(crashed.exception, ValueError)
-    assert BUG.format(where="below") in crashed.stderr and "Error:" not in crashed.stderr
+    assert bug("below") in crashed.stderr and "Error:" not in crashed.stderr
 
     def mistake(*args, **kwargs):
         raise InputError("--after takes a date like 2021")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 from trainer.assets import asset_path
 from trainer.backbones import PACKAGED_WEIGHTS_ID, build_backbone
 from trainer.checkpoint import WEIGHTS_FILE, Bundle

@@ -34,7 +34,7 @@ def test_mistyped_options_fail_before_a_library_is_made(tmp_path):
     typo = run("scan", tmp_path / "photos", "--db", db, "--embeddings", "/nonexistent.txt")
     assert typo.exit_code == 2 and "'/nonexistent.txt' not found" in typo.output
     device = run("scan", tmp_path / "photos", "--db", db, "--device", "garbage")
-    assert device.exit_code == 2 and "--device takes auto, cpu, cuda or cuda:N, not 'garbage'" in device.output
+    assert device.exit_code == 2 and "the device is auto, cpu, cuda or cuda:N, not 'garbage'" in device.output
     assert not db.exists() and "Traceback" not in typo.output + device.output
     folder = run("stats", "--db", tmp_path)
     assert folder.exit_code == 2 and "is a folder: --db takes the library file" in folder.output

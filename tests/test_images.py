@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tagger.images import UnreadablePhoto, open_photo, read_meta
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 
 
 @pytest.fixture

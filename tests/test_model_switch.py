@@ -44,7 +44,7 @@ def count(db: Path, sql: str) -> int:
 
 
 def test_a_switch_to_another_shape_keeps_the_library_until_done_and_resumes(tmp_path, other_shape):
-    from tagger.scan import scan
+    from tagger.scan import ScanOptions, scan
 
     make_library(tmp_path / "photos", 6)
     db = tmp_path / "lib.db"
@@ -61,10 +61,7 @@ def test_a_switch_to_another_shape_keeps_the_library_until_done_and_resumes(tmp_
         cut = scan(
             library,
             [tmp_path / "photos"],
-            model=other_shape,
-            batch_size=2,
-            workers=0,
-            progress=False,
+            ScanOptions(model=other_shape, batch_size=2, workers=0, progress=False),
             on_progress=ctrl_c_after_the_first_batch,
         )
     assert cut.interrupted
@@ -103,7 +100,7 @@ def test_a_switch_over_some_folders_waits_for_the_others(tmp_path, other_shape):
         assert library.get_meta("semantic_shape") == [4, 50]
 
 
-def CliRun(db, *args):  # noqa: N802 (a runner call, read like the CLI)
+def CliRun(db, *args):
     from typer.testing import CliRunner
 
     from tagger.cli import app
@@ -131,7 +128,8 @@ def test_a_folder_forgotten_during_a_scan_gets_no_more_photos(tmp_path):
     """`roots forget` between two batches of a scan (it waits for the batch in flight): the
     next batch sees the folder gone, stores nothing of it and stops, and no photo is left
     under a folder the library no longer has."""
-    from tagger.scan import forget_root, scan
+    from tagger.roots import forget_root
+    from tagger.scan import ScanOptions, scan
 
     make_library(tmp_path / "R", 6)
     db = tmp_path / "lib.db"
@@ -142,15 +140,14 @@ def test_a_folder_forgotten_during_a_scan_gets_no_more_photos(tmp_path):
                 forget_root(other, tmp_path / "R")
 
     with Library(db) as library:
-        report = scan(
-            library, [tmp_path / "R"], batch_size=2, workers=0, progress=False, on_progress=forget_after_the_first_batch
-        )
+        options = ScanOptions(batch_size=2, workers=0, progress=False)
+        report = scan(library, [tmp_path / "R"], options, on_progress=forget_after_the_first_batch)
     assert not report.interrupted and "was forgotten (roots forget) during the scan" in report.stopped
     assert count(db, "SELECT count(*) FROM photos") == 0
     assert tag_json(db, "roots", "list") == []
 
 
-def CliRunner_json(db, *args):  # noqa: N802
+def CliRunner_json(db, *args):
     import json
 
     from typer.testing import CliRunner

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tagger.cli import app
 from tests import child
-from tests.conftest import DATA, require
+from tests.helpers import DATA, require
 from tests.photo_factory import make_library, make_photo
 from tests.tagging import run_script, tag, tag_json
 
@@ -184,26 +184,6 @@ def test_the_database_comes_from_the_environment(tmp_path):
     assert "Traceback" not in missing.stderr
 
 
-# A child process runs the real CLI and, at the start of its 3rd batch commit, either
-# SIGKILLs itself (a crash) or raises SIGINT (Ctrl-C).
-CHILD = """
-import os, signal, sys
-from tagger import library, cli
-# Ctrl-C as in a terminal, even where the test runs in the background (SIGINT ignored).
-signal.signal(signal.SIGINT, signal.default_int_handler)
-calls, original = [0], library.Library.save_batch
-def save_batch(self, records, failures, model_id):
-    if records:
-        calls[0] += 1
-        if calls[0] == 3:
-            os.kill(os.getpid(), getattr(signal, os.environ["DIE_WITH"]))
-    return original(self, records, failures, model_id)
-library.Library.save_batch = save_batch
-sys.argv = ["epsilon-tag", *sys.argv[1:]]
-cli.main()
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("die_with, code", [("SIGKILL", -9), ("SIGINT", 130)])
 def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, code):
@@ -211,7 +191,7 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
     make_library(lib, 20)
     db = tmp_path / "lib.db"
     args = ["scan", lib, "--db", db, "--batch-size", "4", "-q"]
-    killed = child.run(CHILD, args, env={"DIE_WITH": die_with})
+    killed = child.run("tests.programs.cli_dies_in_third_batch", args, env={"DIE_WITH": die_with})
     assert killed.returncode == code, killed.stderr
     if die_with == "SIGINT":
         assert "run the same command to continue" in killed.stderr and "Traceback" not in killed.stderr
@@ -225,17 +205,17 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
 
 
 def test_a_file_that_vanishes_mid_scan_is_a_failure(tmp_path, monkeypatch):
-    from tagger import scan as scan_module
+    from tagger import reading
 
     paths = make_library(tmp_path / "lib", 3)
-    original = scan_module._Reader.__getitem__
+    original = reading._Reader.__getitem__
 
     def vanish_then_read(self, i):  # the file goes between the walk and its decode
         if self.jobs[i].path == str(paths[1]):
             paths[1].unlink()
         return original(self, i)
 
-    monkeypatch.setattr(scan_module._Reader, "__getitem__", vanish_then_read)
+    monkeypatch.setattr(reading._Reader, "__getitem__", vanish_then_read)
     db = tmp_path / "lib.db"
     report = tag_json(db, "scan", tmp_path / "lib", "-q", "--workers", "0")
     assert (report["new"], report["failed"]) == (2, 1)
@@ -338,24 +318,6 @@ def test_a_missing_photo_back_at_its_path_is_present_again(tmp_path):
 # The scan stops before its fourth batch, with 2 + 3 x 4 photos stored, until told to go on:
 # the words change at a known point of the scan however loaded the machine is (waiting for a
 # count and hoping the scan is still running failed under load).
-_PAUSING_SCAN = """
-import os, time
-from tagger.engine import Engine
-from tagger.cli import main
-
-recognise, calls = Engine.recognise, []
-
-def pausing(self, pixels):
-    calls.append(1)
-    if len(calls) == 4:
-        open(os.environ["PAUSED"], "w").close()
-        while not os.path.exists(os.environ["GO_ON"]):
-            time.sleep(0.02)
-    return recognise(self, pixels)
-
-Engine.recognise = pausing
-main()
-"""
 
 
 @pytest.mark.slow
@@ -373,7 +335,7 @@ def test_words_added_and_removed_during_a_scan_reach_every_photo(tmp_path):
     make_library(tmp_path / "photos", 48, start_seed=100)
     paused, go_on = tmp_path / "paused", tmp_path / "go-on"
     scanning = child.Child(
-        _PAUSING_SCAN,
+        "tests.programs.cli_pauses_in_fourth_batch",
         ["scan", tmp_path / "photos", "--db", db, "--workers", "0", "--batch-size", "4", "-q"],
         env={"PAUSED": paused, "GO_ON": go_on},
     )

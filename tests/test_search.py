@@ -11,7 +11,7 @@ import pytest
 
 from tagger.library import Library
 from tagger.vocabulary import Vocabulary, confidences
-from tests.conftest import DATA
+from tests.helpers import DATA
 from tests.photo_factory import make_photo
 from tests.tagging import run_script, tag, tag_json
 
@@ -79,7 +79,7 @@ def every_hit(db, *words):
 
 
 def test_json_limits_dates_and_scores_follow_the_model(small_library):
-    db, folder = small_library
+    db, _ = small_library
     found = tag_json(db, "search", "beach", "--min-score", "0")
     hits = found["hits"]
     assert found["floor"] == 0.0 and found["matches"] == 4 and found["query"] == ["beach"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import suppress
 
 import pytest
 from textual.widgets import DataTable, Input, Label
 
 from tagger.library import Library
+from tagger.scan import ScanReport
 from tagger.tui.app import EpsilonTagApp
 from tagger.tui.screens import AddWordScreen, FirstRunScreen, HelpScreen
 from tests.photo_factory import make_library, make_photo
-from tests.tagging import copy_library, synthetic_library, tag
+from tests.tagging import copy_library, synthetic_library, tag, tag_json
 from trainer.embeddings import load_embeddings
 
 
@@ -34,10 +36,8 @@ async def settle(pilot, rounds: int = 3):
 
     quiet = 0
     for _ in range(400):  # 20 s at most
-        try:
+        with suppress(WorkerCancelled):  # an exclusive worker superseded by a newer one: by design
             await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:  # an exclusive worker superseded by a newer one: by design
-            pass
         await pilot.pause(0.05)
         busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in pilot.app.workers)
         quiet = 0 if busy else quiet + 1
@@ -180,6 +180,44 @@ async def test_help_open_and_rescan(scanned, tmp_path):
             assert "1 new" in str(app.query_one("#status").render())
         finally:
             (scanned / "photos" / "new.jpg").unlink()
+
+
+async def rescan(pilot) -> str:
+    """Press r and wait for the scan's status line."""
+    await pilot.press("r")
+    await settle(pilot, 8)
+    for _ in range(200):  # the model loads in the worker
+        status = str(pilot.app.query_one("#status").render())
+        if "scan done" in status or "scan failed" in status:
+            return status
+        await pilot.pause(0.1)
+    raise AssertionError(f"no scan ended: {status}")
+
+
+@pytest.mark.slow  # two scans load the model
+async def test_a_rescan_keeps_the_librarys_model_and_skips_an_unplugged_folder(tmp_path, candidates_model):
+    """The TUI's `r` is a bare `epsilon-tag scan`: the library's own model (not the shipped
+    one), and a folder that is not there now is skipped, its photos kept, as the CLI does."""
+    make_library(tmp_path / "A", 2)
+    make_library(tmp_path / "B", 2, start_seed=50)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "A", tmp_path / "B", "-q", "--model", candidates_model)
+    with Library(db) as library:
+        before = library.model_id, library.get_meta("model_path"), library.tag_rule
+    (tmp_path / "B").rename(tmp_path / "B-unplugged")
+    (tmp_path / "cli").mkdir()
+    cli_db = copy_library(db, tmp_path / "cli")  # the same library, scanned by the CLI
+    app = EpsilonTagApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        status = await rescan(pilot)
+    cli = tag_json(cli_db, "scan", "-q")
+    assert status == f"scan done: {ScanReport(**cli).summary()}"
+    assert "1 of its folders not there now (skipped)" in status and cli["skipped_roots"] == [str(tmp_path / "B")]
+    with Library(db) as library:
+        assert (library.model_id, library.get_meta("model_path"), library.tag_rule) == before
+        assert before[1] == str(candidates_model)
+        assert library.counts()["missing"] == 0  # the unplugged folder's photos are kept as they were
 
 
 async def test_reads_while_another_process_writes(scanned, tmp_path):
@@ -350,9 +388,8 @@ def test_half_blocks_carry_two_pixels_per_cell_upright(tmp_path):
 async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_not(scanned, tmp_path, monkeypatch):
     from textual.worker import WorkerFailed
 
-    import tagger.scan
-    import tagger.tui.app
-    from tagger.cli import BUG, app
+    import tagger.api
+    from tagger.cli import app, bug
     from trainer.errors import InputError
 
     db = copy_library(scanned / "lib.db", tmp_path)
@@ -360,7 +397,7 @@ async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_
     def told(*args, **kwargs):
         raise InputError("None of this library's folders is there now")
 
-    monkeypatch.setattr(tagger.scan, "scan", told)
+    monkeypatch.setattr(tagger.api, "scan", told)
     tui = EpsilonTagApp(db)
     async with tui.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -372,7 +409,7 @@ async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_
     def broken(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr(tagger.tui.app, "word_table", broken)
+    monkeypatch.setattr(tagger.api, "word_table", broken)
     crashed = EpsilonTagApp(db)
     with pytest.raises(WorkerFailed, match="broadcast"):  # the pilot re-raises what ended the app
         async with crashed.run_test(size=(100, 30)) as pilot:
@@ -389,4 +426,4 @@ async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_
 
         monkeypatch.setattr(EpsilonTagApp, "run", run)
         result = CliRunner().invoke(app, ["tui", "--db", str(db)])
-        assert result.exit_code == code and (BUG.format(where="above") in result.stderr) == says_bug
+        assert result.exit_code == code and (bug("above") in result.stderr) == says_bug

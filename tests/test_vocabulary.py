@@ -118,10 +118,10 @@ def test_a_tag_pushed_out_below_the_threshold_is_never_shown_and_a_retag_clears_
 def test_unknown_words_change_nothing_and_name_spellings(tmp_path):
     library = synthetic_library(tmp_path / "lib.db", 20, glove(WORDS[:5]))
     before = tags_table(library), [w.word for w in library.words()]
-    with pytest.raises(UnknownWordError, match="Did you mean: .*zeppelin"):
+    with pytest.raises(UnknownWordError, match=r"Did you mean: .*zeppelin"):
         add_words(library, ["boat", "zepelin"], WordSource.of_library(library))
     assert (tags_table(library), [w.word for w in library.words()]) == before
-    with pytest.raises(VocabularyError, match="not in the vocabulary.*Did you mean: water"):
+    with pytest.raises(VocabularyError, match=r"not in the vocabulary.*Did you mean: water"):
         remove_words(library, ["watr"])
     from tagger.library import Library
 

@@ -2,8 +2,8 @@
 
 Every read of the library runs in a worker thread (under one lock, on the app's own
 connection) and every write (adding or removing a word, a rescan) on a connection of its
-own, so the screen never waits on SQLite. The app holds no logic the CLI lacks: it calls
-``search.rank``, ``vocabulary.add_words`` / ``remove_words`` and ``scan.scan``.
+own, so the screen never waits on SQLite. The app holds no logic the CLI lacks: it calls the
+operations of ``tagger.api``, as the CLI does, and draws what they return.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual import work
@@ -24,13 +25,13 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input, ProgressBar, Static
 from textual.worker import get_current_worker
 
-from trainer.errors import UserError
-
-from ..library import Library, LibraryError
-from ..search import Ranking, photos_of_word, rank
-from ..vocabulary import VocabularyError, WordSource, add_words, remove_words, word_table
+from .. import api
+from ..api import Library, LibraryError, Ranking, ScanOptions, UserError, WordSource
+from .halfblock import halfblock
 from .screens import AddWordScreen, ConfirmScreen, FirstRunScreen, HelpScreen
 from .widgets import Page, PhotoPanel, Preview, TagPanel, describe
+
+W = TypeVar("W")
 
 
 def open_in_viewer(path: str) -> None:
@@ -38,7 +39,7 @@ def open_in_viewer(path: str) -> None:
     if sys.platform == "darwin":
         command = ["open", path]
     elif sys.platform.startswith("win"):
-        os.startfile(path)  # type: ignore[attr-defined]  # noqa: S606
+        os.startfile(path)  # type: ignore[attr-defined]
         return
     else:
         command = ["xdg-open", path]
@@ -50,7 +51,7 @@ def open_in_viewer(path: str) -> None:
 class EpsilonTagApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "epsilon-tag"
-    BINDINGS = [
+    BINDINGS: ClassVar = [
         Binding("slash", "search", "Search"),
         Binding("a", "add_word", "Add word"),
         Binding("d", "remove_word", "Remove"),
@@ -104,20 +105,20 @@ class EpsilonTagApp(App):
         self.query_one("#photos", PhotoPanel).border_title = "Photos"
         self.query_one("#preview", Preview).border_title = "Preview"
         try:
-            self.library = Library(self.db_path, create=False)
+            self.library = api.open_library(self.db_path)
         except LibraryError as exc:
             if self.db_path.exists():  # broken, foreign or newer: say so, never offer to start afresh
                 self.exit(return_code=2, message=f"Error: {exc}")
                 return
             self.library = None
-        if self.library is None or self.library.model_id is None:  # nothing was ever tagged
+        if self.library is None or not api.is_tagged(self.library):  # nothing was ever tagged
             self.push_screen(FirstRunScreen(str(self.db_path)), self._first_folder)
             return
         self._start()
 
     def _start(self) -> None:
-        self.source = WordSource.of_library(self.opened)
-        self.seen_version = self.opened.data_version()
+        self.source = api.word_source(self.opened)
+        self.seen_version = api.version(self.opened)
         self.load_tags()
         self.query_one("#tag-table").focus()
         self.set_interval(self.refresh_seconds, self.watch_library)
@@ -130,8 +131,8 @@ class EpsilonTagApp(App):
     @work(thread=True, exclusive=True, group="tags")
     def load_tags(self, select: str | None = None) -> None:
         with self.lock:
-            words = word_table(self.opened)
-            self.source = WordSource.of_library(self.opened)
+            words = api.word_table(self.opened)
+            self.source = api.word_source(self.opened)
         self.call_from_thread(self._show_tags, words, select)
 
     def _show_tags(self, words: list[dict], select: str | None) -> None:
@@ -147,23 +148,19 @@ class EpsilonTagApp(App):
     def warm_up(self) -> None:
         """Once the screen is up: load the word vectors and read every photo's S into
         memory, so that the first search or added word does not wait for them."""
-        try:
-            _ = self.words.vectors  # loaded now, not at the first search
-        except VocabularyError:  # no word vectors for this model: its own words still work
-            pass
         with self.lock:
-            self.opened.semantic_vectors()
+            api.warm_up(self.opened, self.words)
 
     # Workers get the widgets they fill from the app's thread, and hand results back
     # through _deliver: a worker thread never looks a widget up (the screen may be gone).
 
-    def _deliver(self, method: Callable, *args) -> None:
+    def _deliver(self, method: Callable, *args: object) -> None:
         """On the app's thread: call a widget's method unless the widget has left the screen."""
         owner = getattr(method, "__self__", None)  # the widget the method is bound to
         if owner is not None and owner.is_attached:
             method(*args)
 
-    def _main(self, selector: str, kind: type):
+    def _main(self, selector: str, kind: type[W]) -> W | None:
         """A panel of the main screen, or None once the app is closing and it is gone
         (a message sent just before may still be handled)."""
         found = self.query(selector)
@@ -172,7 +169,7 @@ class EpsilonTagApp(App):
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word, panel = message.word, self._main("#photos", PhotoPanel)
         if panel is not None:
-            self.load_photos(panel, f"{word['word']}", lambda: photos_of_word(self.opened, word["id"]))
+            self.load_photos(panel, f"{word['word']}", lambda: api.photos_of_word(self.opened, word["id"]))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
@@ -182,7 +179,7 @@ class EpsilonTagApp(App):
             self.load_photos(
                 self.query_one("#photos", PhotoPanel),
                 f"search: {query}",
-                lambda: rank(self.opened, query, source=self.source),
+                lambda: api.search(self.opened, query, limit=0, source=self.source).ranking,
             )
             self.query_one("#photo-table").focus()
 
@@ -206,8 +203,7 @@ class EpsilonTagApp(App):
                 )
 
     def _page(self, ranking: Ranking, start: int) -> Page:
-        hits = ranking.page(self.opened, start, PhotoPanel.PAGE)
-        return Page(hits, self.opened.top_words([h.photo_id for h in hits]))
+        return Page(*api.page(self.opened, ranking, start, PhotoPanel.PAGE))
 
     def on_photo_panel_need_more(self, _: PhotoPanel.NeedMore) -> None:
         panel = self._main("#photos", PhotoPanel)
@@ -232,31 +228,22 @@ class EpsilonTagApp(App):
 
     @work(thread=True, exclusive=True, group="preview")
     def load_preview(self, preview: Preview, cells: tuple[int, int], photo_id: int) -> None:
-        from ..images import UnreadablePhoto, open_photo
-        from .halfblock import halfblock
-
         with self.lock:
-            photo = self.opened.photos([photo_id]).get(photo_id)
-            tags = self.opened.photo_tags(photo_id)
-        if photo is None:
+            view = api.photo(self.opened, photo_id)
+        if view is None:
             return
         columns, rows = cells
-        if not Path(photo["path"]).exists():
-            picture: Text | str = Text("(not on disk now)", style="italic")
-        else:
-            try:
-                picture = halfblock(open_photo(photo["path"], rows * 2), columns, rows)
-            except (UnreadablePhoto, OSError) as exc:
-                picture = Text(f"({exc})", style="italic")
+        image = api.picture(view.row["path"], rows * 2)
+        picture = Text(f"({image})", style="italic") if isinstance(image, str) else halfblock(image, columns, rows)
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self._deliver, preview.show, picture, describe(photo, tags))
+            self.call_from_thread(self._deliver, preview.show, picture, describe(view))
 
     def watch_library(self) -> None:
         """A scan in another process commits: counts and tags change under us."""
         if self.library is None or self.scanning or not self.lock.acquire(blocking=False):
             return  # a worker holds the connection: look again next time
         try:
-            version = self.library.data_version()
+            version = api.version(self.library)
         finally:
             self.lock.release()
         if version != self.seen_version:
@@ -322,10 +309,10 @@ class EpsilonTagApp(App):
             with self.lock:
                 library = self.opened
                 if add:
-                    count = add_words(library, [word], self.words)[word]
-                    message = f"{word}: {count} photos carry it among their top {library.tags_per_photo} tags"
+                    count = api.add_words(library, [word], source=self.words)[0].count
+                    message = f"{word}: {count} photos show it"
                 else:
-                    count = remove_words(library, [word])[word]
+                    count = api.remove_words(library, [word])[word]
                     message = f"{word} removed (from {count} photos)"
         except (UserError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
@@ -337,8 +324,7 @@ class EpsilonTagApp(App):
     def action_rescan(self) -> None:
         if self.library is None or self.scanning:
             return
-        folders = self.library.get_meta("roots", [])
-        if not folders:
+        if not api.folders(self.library):
             self.notify("This library has no folders yet: `epsilon-tag scan FOLDER`.", severity="warning")
             return
         # No folders given: the library's own, with its own model, as a bare `epsilon-tag scan`.
@@ -350,8 +336,6 @@ class EpsilonTagApp(App):
 
     @work(thread=True, exclusive=True, group="scan")
     def rescan(self, bar: ProgressBar, folders: list[str]) -> None:
-        from ..scan import scan
-
         self.scanning = True
         self.call_from_thread(bar.add_class, "running")
         where = ", ".join(folders) or "this library's folders"
@@ -362,10 +346,9 @@ class EpsilonTagApp(App):
             self.call_from_thread(self.status, f"scanning: {done} of {total} photos")
 
         try:
-            with Library(self.db_path) as writer:
-                # Decoding stays in this thread: worker processes forked from a running
-                # Textual app (other threads, redirected output) fail to start.
-                report = scan(writer, folders, progress=False, on_progress=progress, workers=0)
+            # On a connection of its own. Decoding stays in this thread: worker processes
+            # forked from a running Textual app (other threads, redirected output) fail to start.
+            report = api.scan(self.db_path, folders, ScanOptions(progress=False, workers=0), on_progress=progress)
             message = f"scan done: {report.summary()}"
         except (UserError, OSError, sqlite3.DatabaseError) as exc:  # the scan stops, the app goes on
             message = f"scan failed: {exc}"
@@ -378,11 +361,11 @@ class EpsilonTagApp(App):
     def _after_scan(self) -> None:
         if self.library is None:
             try:
-                self.library = Library(self.db_path, create=False)
+                self.library = api.open_library(self.db_path)
             except LibraryError as exc:
                 self.notify(str(exc), severity="error")
                 return
             self._start()
         else:
-            self.seen_version = self.library.data_version()
+            self.seen_version = api.version(self.library)
             self.load_tags()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,9 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Markdown, OptionList, Static
 from textual.worker import get_current_worker
 
-from trainer.embeddings import UnknownWordError
-
-from ..vocabulary import VocabularyError, WordSource, normalise_word
+from ..api import UnknownWordError, VocabularyError, WordSource, normalise_word
 
 HELP = """\
 # epsilon-tag
@@ -41,7 +42,7 @@ A scan running in another terminal shows up here as it commits.
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    BINDINGS: ClassVar = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help-box", classes="dialog"):
@@ -52,7 +53,7 @@ class HelpScreen(ModalScreen[None]):
 class AddWordScreen(ModalScreen[str | None]):
     """Ask for a word; show its nearest neighbours as suggestions; check it before adding."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, source: WordSource, vocabulary: set[str]) -> None:
         super().__init__()
@@ -120,7 +121,7 @@ class AddWordScreen(ModalScreen[str | None]):
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    BINDINGS: ClassVar = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
 
     def __init__(self, question: str) -> None:
         super().__init__()
@@ -149,7 +150,7 @@ The same from a shell: `epsilon-tag scan ~/Pictures`
 class FirstRunScreen(Screen[str]):
     """An empty or missing library: ask for a folder to scan."""
 
-    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit")]
+    BINDINGS: ClassVar = [Binding("ctrl+q", "app.quit", "Quit")]
 
     def __init__(self, library_path: str) -> None:
         super().__init__()
@@ -164,8 +165,6 @@ class FirstRunScreen(Screen[str]):
         yield Footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        from pathlib import Path
-
         folder = Path(event.value.strip() or "~/Pictures").expanduser()
         if not folder.exists():
             self.query_one("#first-error", Label).update(f"No such folder: {folder}")

@@ -7,6 +7,7 @@ worker threads, so a slow disk or a 100,000-photo library never freezes the scre
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -17,10 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
-from ..images import photo_facts
-from ..library import MISSING, SEEN
-from ..search import Hit, Ranking
-from ..vocabulary import sort_words
+from ..api import MISSING, SEEN, Hit, PhotoView, Ranking, sort_words
 
 SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
 
@@ -33,7 +31,7 @@ class TagPanel(Vertical):
             super().__init__()
             self.word = word
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.words: list[dict] = []
         self.sort = "count"
@@ -125,7 +123,7 @@ class PhotoPanel(Vertical):
             super().__init__()
             self.hit = hit
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ranking: Ranking | None = None
         self.hits: list[Hit] = []
@@ -204,16 +202,16 @@ class Preview(VerticalScroll):
         self.query_one("#preview-info", Static).update(info)
 
 
-def describe(photo: dict, tags: list[dict]) -> Text:
+def describe(view: PhotoView) -> Text:
     """A photo's path, EXIF and tags as the preview shows them."""
     text = Text()
-    text.append(photo["path"] + "\n", style="bold")
-    if photo.get("status") == MISSING:
+    text.append(view.row["path"] + "\n", style="bold")
+    if view.row.get("status") == MISSING:
         text.append("missing since the last scan\n", style="red")
-    for label, value in photo_facts(photo):
+    for label, value in view.facts:
         text.append(f"{label:<7}", style="dim")
         text.append(f"{value}\n")
-    for tag in tags:
+    for tag in view.tags:
         seen = tag["kind"] == SEEN
         text.append(f"{tag['score']:.2f} ", style="dim")
         text.append(f"{SEEN_MARK if seen else ZERO_SHOT_MARK} {tag['word']}\n", style="" if seen else "italic")

@@ -1,0 +1,311 @@
+"""The app's operations, what `epsilon-tag` and its TUI both call with the same arguments.
+
+Every policy of the app lives here or below: where the library file is, that mistyped
+options fail before a library file is made, which folders a bare scan means and what an
+absent one means, which model a library keeps (``tagger.scan``), what a word already in
+the vocabulary means to `vocab add`, when a photo is "not in the library". The CLI and
+the TUI parse, call one of these, and print or draw what comes back; they import nothing
+else of the app (tests/test_layers.py checks), so the names they need are here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import platformdirs
+
+from trainer.assets import normalise_word
+from trainer.embeddings import UnknownWordError
+from trainer.errors import InputError, UserError
+
+from . import roots as _roots
+from . import search as _search
+from . import vocabulary as _vocabulary
+from .library import MISSING, OK, SEEN, Library, LibraryError
+from .scanoptions import ScanOptions, ScanReport
+from .search import Hit, Ranking, check_dates, check_score
+from .vocabulary import VocabularyError, WordSource, sort_words
+from .walk import as_text
+
+# The scan's machinery (torch's DataLoader, Pillow, the model), Pillow for a preview and the
+# XMP writer are imported by the operations that use them: `search` and `stats` start
+# without them (70 ms and 15 MiB less on every call).
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .xmp import Naming
+
+__all__ = [
+    "MISSING",
+    "OK",
+    "SEEN",
+    "Hit",
+    "InputError",
+    "Library",
+    "LibraryError",
+    "PhotoView",
+    "Ranking",
+    "ScanOptions",
+    "ScanReport",
+    "UnknownWordError",
+    "UserError",
+    "VocabularyError",
+    "WordSource",
+    "check_dates",
+    "check_score",
+    "normalise_word",
+    "sort_words",
+]
+
+
+# ---- the library file -------------------------------------------------------------
+
+
+def default_db() -> Path:
+    """The library of a user who names none: their data folder's library.db."""
+    return platformdirs.user_data_path("epsilon-tag") / "library.db"
+
+
+def open_library(db: str | Path | None = None, *, create: bool = False, readonly: bool = False) -> Library:
+    """The library at ``db`` (None: ``default_db()``); ``create`` makes it if it is not there."""
+    return Library(Path(db).expanduser() if db else default_db(), create=create, readonly=readonly)
+
+
+def is_tagged(library: Library) -> bool:
+    """Whether any scan has tagged photos into the library (else the TUI's first run)."""
+    return library.model_id is not None
+
+
+def version(library: Library) -> int:
+    """A number that changes whenever another connection commits (the TUI's refresh)."""
+    return library.data_version()
+
+
+# ---- scanning ----------------------------------------------------------------------
+
+
+def scan(
+    db: str | Path | None,
+    roots: Sequence[str | Path] = (),
+    options: ScanOptions = ScanOptions(),
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ScanReport:
+    """Scan ``roots`` (none: the library's own folders, those not there now skipped) into the
+    library at ``db``, on its own connection. The options are checked before the library
+    file is made or changed; the library keeps its model unless ``options.model`` says."""
+    from .scan import scan as run_scan
+
+    options.check()
+    with open_library(db, create=True) as library:
+        return run_scan(library, roots, options, on_progress=on_progress)
+
+
+def folders(library: Library) -> list[str]:
+    """The folders a bare scan covers (cheap: no counting)."""
+    return list(library.get_meta("roots", []))
+
+
+def roots(library: Library) -> list[dict]:
+    """The library's folders: root, present photos under it, whether it is there now."""
+    return _roots.roots_of(library)
+
+
+def forget_root(library: Library, folder: str | Path) -> int:
+    """Stop scanning ``folder`` and forget its photos; returns how many."""
+    return _roots.forget_root(library, folder)
+
+
+# ---- searching ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Found:
+    """A search's answer: the ranking (every match, best first) and its first page."""
+
+    query: Sequence[str]
+    ranking: Ranking
+    hits: list[Hit]
+
+    def to_dict(self) -> dict:
+        return {
+            "query": list(self.query),
+            "floor": self.ranking.floor,
+            "matches": len(self.ranking),
+            "best": self.ranking.best,
+            "hits": [h.to_dict() for h in self.hits],
+        }
+
+
+def search(
+    library: Library,
+    words: str | Sequence[str],
+    *,
+    limit: int = 20,
+    min_score: float | None = None,
+    after: str | None = None,
+    before: str | None = None,
+    source: WordSource | None = None,
+) -> Found:
+    """Photos the words are likely true of, from the relevance floor up (``min_score``:
+    from that confidence up instead), taken between the dates; the first ``limit``."""
+    ranking = _search.rank(library, words, min_score=min_score, after=after, before=before, source=source)
+    return Found([words] if isinstance(words, str) else words, ranking, ranking.page(library, 0, limit))
+
+
+def photos_of_word(library: Library, word_id: int) -> Ranking:
+    """The photos that show a vocabulary word, best first."""
+    return _search.photos_of_word(library, word_id)
+
+
+def page(library: Library, ranking: Ranking, start: int, count: int) -> tuple[list[Hit], dict[int, list[str]]]:
+    """A page of a ranking's photos, with each photo's top words."""
+    hits = ranking.page(library, start, count)
+    return hits, library.top_words([h.photo_id for h in hits])
+
+
+# ---- the vocabulary ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Added:
+    word: str
+    count: int  # photos that show it
+    held: str | None  # the form it was already in the vocabulary as (None: new)
+
+
+def word_source(library: Library, embeddings: str | None = None) -> WordSource:
+    """Where the library's new words get their vectors (``embeddings``: another source)."""
+    source = WordSource.of_library(library)
+    if embeddings:
+        source.embeddings_id = embeddings
+    return source
+
+
+def add_words(
+    library: Library, words: Sequence[str], *, embeddings: str | None = None, source: WordSource | None = None
+) -> list[Added]:
+    """Add words (a word already there, in any of its forms, is counted, not added again);
+    every photo is re-scored from its stored vectors at once."""
+    source = source or word_source(library, embeddings)
+    present = _vocabulary.known_forms(library, [normalise_word(w) for w in words])
+    counts = _vocabulary.add_words(library, words, source)
+    return [Added(word, count, present.get(word)) for word, count in counts.items()]
+
+
+def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:
+    """Remove words; returns the photos each was taken from."""
+    return _vocabulary.remove_words(library, words)
+
+
+def word_table(library: Library, *, kind: str | None = None, sort: str = "count") -> list[dict]:
+    """Every word with its kind and how many photos show it."""
+    return _vocabulary.word_table(library, kind=kind, sort=sort)
+
+
+def similar(library: Library, word: str, n: int = 10) -> list[tuple[str, float]]:
+    """The words nearest ``word`` in the library's word space."""
+    return word_source(library).neighbours(word, n)
+
+
+def warm_up(library: Library, source: WordSource) -> None:
+    """Load the word vectors and every photo's S now, so that the first search or added
+    word does not wait for them."""
+    with suppress(VocabularyError):  # no word vectors for this model: its own words still work
+        _ = source.vectors
+    library.semantic_vectors()
+
+
+# ---- one photo ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhotoView:
+    row: dict  # the library's record: path, status, EXIF facts
+    tags: list[dict]  # word, score, kind: the shown tags (every stored one when asked)
+
+    @property
+    def facts(self) -> list[tuple[str, str]]:
+        """Its date, camera, lens, GPS and size as people read them, the empty ones left out."""
+        row = self.row
+        gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row.get("latitude") is not None else None
+        size = f"{row['width']} x {row['height']}" if row.get("width") else None
+        facts = (("taken", row.get("taken_at")), ("camera", row.get("camera")), ("lens", row.get("lens")))
+        return [(label, value) for label, value in (*facts, ("gps", gps), ("size", size)) if value]
+
+    def to_dict(self) -> dict:
+        return {"photo": self.row, "tags": self.tags}
+
+
+def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoView:
+    """A photo by its path, with its tags (``every``: every stored candidate)."""
+    path = as_text(Path(photo).expanduser().resolve())
+    row = library.photo_by_path(path)
+    if row is None:
+        failure = library.failure(path)
+        why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
+        raise InputError(f"{path} is not in the library ({why}).")
+    return PhotoView(row, library.photo_tags(row["id"], every=every))
+
+
+def photo(library: Library, photo_id: int) -> PhotoView | None:
+    """A photo by its id (None: gone since it was listed)."""
+    row = library.photos([photo_id]).get(photo_id)
+    return None if row is None else PhotoView(row, library.photo_tags(photo_id))
+
+
+def picture(path: str | Path, min_side: int) -> Image.Image | str:
+    """The photo's pixels upright, at least ``min_side`` on its short side (a PIL image), or
+    why it cannot be shown (a string)."""
+    from .images import UnreadablePhoto, open_photo
+
+    if not Path(path).exists():
+        return "not on disk now"
+    try:
+        return open_photo(path, min_side)
+    except (UnreadablePhoto, OSError) as exc:
+        return str(exc)
+
+
+# ---- the library as a whole --------------------------------------------------------
+
+
+def stats(library: Library, *, failures: bool = False) -> dict:
+    """What the library holds: its file and size, model, counts, top words (and every
+    failure, when asked)."""
+    info = {
+        "library": str(library.path),
+        "bytes": library.path.stat().st_size,
+        "model": library.model_id,
+        **library.counts(),
+        "top_words": [w for w in _vocabulary.word_table(library)[:10] if w["count"]],
+    }
+    if failures:
+        info["failure_list"] = library.failures()
+    return info
+
+
+def export_xmp(
+    library: Library,
+    folders: Sequence[str | Path] = (),
+    *,
+    naming: Naming = "full",
+    min_score: float | None = None,
+    top: int | None = None,
+) -> tuple[int, int, list[tuple[str, str]]]:
+    """Write the shown tags (or every tag from ``min_score``, at most ``top``) of the photos
+    under ``folders`` (none: all) to XMP sidecars. Returns (written, merged, failed)."""
+    check_score(min_score, "the minimum score")
+    if naming not in ("full", "stem"):
+        raise InputError(f"sidecar naming is full or stem, not {naming!r}")
+    from .xmp import export_sidecars
+
+    under = [str(Path(p).expanduser().resolve()) for p in folders]
+    for folder in under:
+        if not Path(folder).is_dir():
+            raise InputError(f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them")
+    return export_sidecars(library, under, naming=naming, min_score=min_score, top=top)

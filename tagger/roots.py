@@ -1,0 +1,45 @@
+"""The folders a library scans: listed with their photos, forgotten on request, dropped
+when they are gone and their photos were found elsewhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trainer.errors import InputError
+
+from .library import Library
+
+
+def roots_of(library: Library) -> list[dict]:
+    """The folders the library scans, with how many present photos each holds and whether it is there."""
+    return [
+        {"root": root, "photos": library.present_count_under(root), "present": os.path.exists(root)}
+        for root in library.get_meta("roots", [])
+    ]
+
+
+def forget_root(library: Library, root: str | Path) -> int:
+    """Stop scanning a folder and forget its photos (their rows, vectors and tags); returns
+    how many photos were forgotten."""
+    remembered = library.get_meta("roots", [])
+    wanted = str(root).rstrip(os.sep)
+    if wanted not in remembered:
+        wanted = str(Path(root).expanduser().resolve())
+    if wanted not in remembered:
+        raise InputError(f"{root} is not one of this library's folders: `epsilon-tag roots list` shows them")
+    with library.transaction():
+        ids = library.photo_ids_under(wanted)
+        library.delete_photos(ids)
+        library.clear_staged(under=wanted)
+        library.set_meta(roots=[r for r in remembered if r != wanted])
+    return len(ids)
+
+
+def forget_gone_roots(library: Library) -> list[str]:
+    """Roots that are not there and hold no present photo (renamed or moved away, their
+    photos found elsewhere) are dropped from the folders a bare `scan` covers."""
+    gone = [r["root"] for r in roots_of(library) if not r["present"] and r["photos"] == 0]
+    if gone:
+        library.set_meta(roots=[r for r in library.get_meta("roots", []) if r not in gone])
+    return gone
