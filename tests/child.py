@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import runpy
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 
-def _run(source: str, argv: list[str], env: dict[str, str], out: str, err: str, start_method: str) -> None:
+def _run(program: str, argv: list[str], env: dict[str, str], out: str, err: str, start_method: str) -> None:
     # A spawned child starts its own processes (DataLoader workers) the way it was started;
     # a process of its own would start them the platform's way.
     multiprocessing.set_start_method(start_method, force=True)
@@ -30,9 +31,12 @@ def _run(source: str, argv: list[str], env: dict[str, str], out: str, err: str, 
         handle = os.open(path, os.O_WRONLY)
         os.dup2(handle, fd)
         os.close(handle)
-        setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
+        setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115  # for the process's life
     sys.argv = argv
-    exec(compile(source, "<child>", "exec"), {"__name__": "__main__"})
+    if program.endswith(".py"):
+        runpy.run_path(program, run_name="__main__")
+    else:
+        runpy.run_module(program, run_name="__main__", alter_sys=True)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -45,18 +49,19 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 class Child:
-    """``python -c SOURCE ARGS`` in a forked process (see _context), its output captured,
-    with the current environment plus ``env``."""
+    """``python -m PROGRAM ARGS`` (a module of tests.programs; or a script, by its path) in a
+    forked process (see _context), its output captured, with the current environment plus
+    ``env``."""
 
-    def __init__(self, source: str, args, env: dict | None = None):
-        self.args = ["-c", *map(str, args)]
+    def __init__(self, program: str, args, env: dict | None = None):
+        self.args = [program, *map(str, args)]
         self._files = [tempfile.mkstemp(prefix="child-", suffix=f".{name}") for name in ("out", "err")]
         for handle, _ in self._files:
             os.close(handle)
         full = {**os.environ, **{k: str(v) for k, v in (env or {}).items()}}
         paths = [path for _, path in self._files]
         self._process = _context().Process(
-            target=_run, args=(source, self.args, full, *paths, multiprocessing.get_start_method()), daemon=False
+            target=_run, args=(program, self.args, full, *paths, multiprocessing.get_start_method()), daemon=False
         )
         self._process.start()
 
@@ -73,6 +78,6 @@ class Child:
         return subprocess.CompletedProcess(self.args, self._process.exitcode, out, err)
 
 
-def run(source: str, args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``source`` in a forked child to its end (see Child)."""
-    return Child(source, args, env).wait(timeout)
+def run(program: str, args, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``program`` in a forked child to its end (see Child)."""
+    return Child(program, args, env).wait(timeout)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import DATA, require
+
 # Under pytest-xdist the workers already take every core: torch's own thread pool on top
 # (and in the processes tests start) only makes them fight over the cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -48,29 +50,9 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-# The project's real data sits beside the checkout as ../shared (CI lays it out the same).
-SHARED = Path(os.environ.get("EPSILON_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-DATA = SHARED / "data"
-
-
-def require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"real data not available: {path}")
-    return path
-
-
 @pytest.fixture
 def corel() -> Path:
     return require(DATA / "corel5k")
-
-
-def entry_point(name: str) -> str:
-    """The installed console script, next to the running interpreter when in a venv."""
-    beside = Path(sys.executable).with_name(name)
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        pytest.fail(f"console script {name!r} is not installed: pip install -e '.[test]'")
-    return found
 
 
 @pytest.fixture(scope="session")

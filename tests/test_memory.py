@@ -5,37 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
+from tests.helpers import ROOT
 from trainer.memory import USER_SETTINGS, keep_freed_memory
-
-# In a fresh process: where glibc serves a 16 MiB block (its own mmap, or the heap) and
-# whether freeing it gives the heap back, from mallinfo2's byte counts.
-BLOCK = textwrap.dedent("""
-    import ctypes, sys
-    from trainer.memory import keep_freed_memory
-    kept = keep_freed_memory() if sys.argv[1] == "keep" else False
-    libc = ctypes.CDLL(None)
-    class Info(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-    libc.mallinfo2.restype = Info
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    before = libc.mallinfo2()
-    block = libc.malloc(16 << 20)
-    during = libc.mallinfo2()
-    libc.free(block)
-    after = libc.mallinfo2()
-    print(kept, during.hblkhd - before.hblkhd, during.arena - before.arena, after.arena - before.arena)
-""")
 
 
 def block(mode: str) -> tuple[str, int, int, int]:
     clean = {k: v for k, v in os.environ.items() if k not in USER_SETTINGS}
-    done = subprocess.run([sys.executable, "-c", BLOCK, mode], capture_output=True, text=True, env=clean)
+    program = [sys.executable, "-m", "tests.programs.malloc_block", mode]  # a fresh process: glibc's own defaults
+    done = subprocess.run(program, capture_output=True, text=True, env=clean, cwd=ROOT)
     if "mallinfo2" in done.stderr:
         pytest.skip("this C library has no mallinfo2 (glibc 2.33 and later)")
     assert done.returncode == 0, done.stderr[-2000:]

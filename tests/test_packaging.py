@@ -7,13 +7,12 @@ import ast
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
 from trainer.errors import MissingExtra, optional
 
-ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {"tagger", "trainer", "epsilon_tag_assets", "tests"}
 
 

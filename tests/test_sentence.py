@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from trainer.embeddings import SENTENCE_EMBEDDINGS, UnknownWordError, load_embeddings
 from trainer.errors import MissingExtra
 from trainer.sentence import basic_words, encoder
@@ -84,12 +85,8 @@ def test_encoding_a_word_imports_no_torch():
     import subprocess
     import sys
 
-    source = (
-        "import sys\nfrom trainer.embeddings import load_embeddings\n"
-        "load_embeddings('minilm-l6-v2').vector('zeppelin')\n"
-        "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
-    )
-    ran = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, check=True)
+    program = [sys.executable, "-m", "tests.programs.encode_a_word"]
+    ran = subprocess.run(program, capture_output=True, text=True, check=True, cwd=ROOT)
     assert ran.stdout.strip() == "[]"
 
 

@@ -132,27 +132,12 @@ def test_a_side_file_that_is_not_the_snapshot_is_never_read(tmp_path):
         assert_served_as_stored(db)  # rebuilt from SQLite
 
 
-# Runs the real CLI in a child that SIGKILLs itself at the Nth write of the side file.
-KILL_IN_SNAPSHOT = """
-import os, signal, sys
-from tagger import cli, sidefile
-calls, original = [0], os.pwrite
-def pwrite(fd, data, offset):
-    calls[0] += os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp")  # the side file's writes only
-    if calls[0] == int(os.environ["KILL_AT"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return original(fd, data, offset)
-sidefile.os.pwrite = pwrite
-sys.argv = ["epsilon-tag", *sys.argv[1:]]
-cli.main()
-"""
-
-
 @pytest.mark.slow
 def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, kill_at=2):
     lib, db = tmp_path / "lib", tmp_path / "lib.db"
     make_library(lib, 6)
-    killed = child.run(KILL_IN_SNAPSHOT, ["scan", lib, "--db", db, "-q"], env={"KILL_AT": kill_at})
+    program = "tests.programs.cli_dies_writing_a_side_file"
+    killed = child.run(program, ["scan", lib, "--db", db, "-q"], env={"KILL_AT": kill_at})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     # Cut short: a half-written snapshot, maybe of a transaction that never committed (the
     # scan snapshots S when it first computes the word means). Neither is ever read.
@@ -163,19 +148,6 @@ def test_a_kill_while_the_side_file_is_written_leaves_both_consistent(tmp_path, 
     assert report["new"] + report["unchanged"] == 6
     assert_served_as_stored(db)
     assert len(tag(db, "search", "dog", "--limit", "6", "--min-score", "0").split("\n")) >= 6
-
-
-KILL_IN_TRANSACTION = """
-import os, signal, sys
-from tagger import cli, library
-target = getattr(library.Library, os.environ["KILL_IN"])
-def dying(self, *args, **kwargs):
-    target(self, *args, **kwargs)  # its writes are made, inside the uncommitted transaction
-    os.kill(os.getpid(), signal.SIGKILL)
-setattr(library.Library, os.environ["KILL_IN"], dying)
-sys.argv = ["epsilon-tag", *sys.argv[1:]]
-cli.main()
-"""
 
 
 @pytest.mark.slow
@@ -195,7 +167,7 @@ def test_a_kill_inside_a_write_leaves_the_library_as_it_was(tmp_path, kill_in, a
     with Library(db) as library:
         words = len(library.words())
     extra = [str(lib)] if args == ["scan"] else []
-    killed = child.run(KILL_IN_TRANSACTION, [*args, *extra, "--db", db], env={"KILL_IN": kill_in})
+    killed = child.run("tests.programs.cli_dies_inside_a_write", [*args, *extra, "--db", db], env={"KILL_IN": kill_in})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     after = in_sqlite(db)
     assert after[0].tolist() == before[0].tolist()

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from tests.helpers import ROOT
 from trainer.embeddings import load_embeddings
 from trainer.wordstore import SqliteIndex, file_identity, open_store
 
@@ -29,7 +30,7 @@ def counting(words=WORDS, vectors=VECTORS):
 
 def test_built_once_then_mapped(tmp_path):
     build, calls = counting()
-    index, vectors = open_store("s", "id-1", build, tmp_path)
+    open_store("s", "id-1", build, tmp_path)
     again, mapped = open_store("s", "id-1", build, tmp_path)
     assert len(calls) == 1 and isinstance(again, SqliteIndex) and isinstance(mapped, np.memmap)
     np.testing.assert_allclose(mapped, VECTORS / np.linalg.norm(VECTORS, axis=1, keepdims=True))
@@ -54,7 +55,7 @@ def test_a_changed_source_or_a_damaged_store_is_rebuilt(tmp_path):
 
 def test_a_cache_folder_that_cannot_be_made_serves_from_memory(tmp_path):
     (tmp_path / "file").write_text("x")
-    build, calls = counting()
+    build, _ = counting()
     index, vectors = open_store("s", "id", build, tmp_path / "file" / "cache")
     assert index.row("blue") == 2 and not isinstance(vectors, np.memmap)
 
@@ -73,19 +74,10 @@ def test_a_user_file_that_changes_is_read_again(tmp_path, monkeypatch):
 
 
 def test_a_kill_mid_build_leaves_no_half_store(tmp_path):
-    child = f"""
-import os, signal, numpy as np
-from trainer import wordstore
-original = wordstore.os.replace
-def dying(a, b):
-    original(a, b)
-    os.kill(os.getpid(), signal.SIGKILL)  # between the vectors' rename and the index's
-wordstore.os.replace = dying
-wordstore.open_store("s", "id-2", lambda: (["a", "b"], np.eye(2, dtype=np.float32)), wordstore.Path({str(tmp_path)!r}))
-"""
-    build, calls = counting()
+    build, _ = counting()
     open_store("s", "id-1", build, tmp_path)  # an older store, then a rebuild that dies
-    died = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
+    program = [sys.executable, "-m", "tests.programs.wordstore_dies_between_renames", str(tmp_path)]
+    died = subprocess.run(program, capture_output=True, text=True, cwd=ROOT)
     assert died.returncode == -signal.SIGKILL, died.stderr
     other, other_calls = counting(["a", "b"], np.eye(2, dtype=np.float32))
     index, vectors = open_store("s", "id-2", other, tmp_path)
