@@ -30,16 +30,16 @@ from .scanoptions import ScanOptions, ScanReport
 from .search import Hit, Ranking, check_dates, check_score
 from .vocabulary import VocabularyError, WordSource, sort_words
 from .walk import as_text
+from .xmp import DEFAULT_PARENT, Naming, export_sidecars
 
-# The scan's machinery (torch's DataLoader, Pillow, the model), Pillow for a preview and the
-# XMP writer are imported by the operations that use them: `search` and `stats` start
-# without them (70 ms and 15 MiB less on every call).
+# The scan's machinery (torch's DataLoader, Pillow, the model) and Pillow for a preview are
+# imported by the operations that use them: `search` and `stats` start without them (70 ms
+# and 15 MiB less on every call).
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .xmp import Naming
-
 __all__ = [
+    "DEFAULT_PARENT",
     "MISSING",
     "OK",
     "SEEN",
@@ -226,7 +226,8 @@ def warm_up(library: Library, source: WordSource) -> None:
 @dataclass(frozen=True)
 class PhotoView:
     row: dict  # the library's record: path, status, EXIF facts
-    tags: list[dict]  # word, score, kind: the shown tags (every stored one when asked)
+    tags: list[dict]  # word, score, kind: the model's shown tags (every stored one when asked)
+    own: list[str]  # the photographer's own keywords, as they came ('Holiday|Rome')
 
     @property
     def facts(self) -> list[tuple[str, str]]:
@@ -238,7 +239,7 @@ class PhotoView:
         return [(label, value) for label, value in (*facts, ("gps", gps), ("size", size)) if value]
 
     def to_dict(self) -> dict:
-        return {"photo": self.row, "tags": self.tags}
+        return {"photo": self.row, "tags": self.tags, "own": self.own}
 
 
 def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoView:
@@ -249,13 +250,13 @@ def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoVi
         failure = library.failure(path)
         why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
         raise InputError(f"{path} is not in the library ({why}).")
-    return PhotoView(row, library.photo_tags(row["id"], every=every))
+    return PhotoView(row, library.photo_tags(row["id"], every=every), library.own_keywords(row["id"]))
 
 
 def photo(library: Library, photo_id: int) -> PhotoView | None:
     """A photo by its id (None: gone since it was listed)."""
     row = library.photos([photo_id]).get(photo_id)
-    return None if row is None else PhotoView(row, library.photo_tags(photo_id))
+    return None if row is None else PhotoView(row, library.photo_tags(photo_id), library.own_keywords(photo_id))
 
 
 def picture(path: str | Path, min_side: int) -> Image.Image | str:
@@ -296,16 +297,18 @@ def export_xmp(
     naming: Naming = "full",
     min_score: float | None = None,
     top: int | None = None,
+    parent: str | None = DEFAULT_PARENT,
 ) -> tuple[int, int, list[tuple[str, str]]]:
     """Write the shown tags (or every tag from ``min_score``, at most ``top``) of the photos
-    under ``folders`` (none: all) to XMP sidecars. Returns (written, merged, failed)."""
+    under ``folders`` (none: all) to XMP sidecars, with each photo's own keywords as they
+    came; in the hierarchical views the model's tags go under ``parent`` (None: at the top).
+    Returns (written, merged, failed)."""
     check_score(min_score, "the minimum score")
     if naming not in ("full", "stem"):
         raise InputError(f"sidecar naming is full or stem, not {naming!r}")
-    from .xmp import export_sidecars
-
     under = [str(Path(p).expanduser().resolve()) for p in folders]
     for folder in under:
         if not Path(folder).is_dir():
             raise InputError(f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them")
-    return export_sidecars(library, under, naming=naming, min_score=min_score, top=top)
+    own = library.own_keywords
+    return export_sidecars(library, under, naming=naming, min_score=min_score, top=top, own=own, parent=parent)

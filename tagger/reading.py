@@ -11,13 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
+from .keywords import read_keywords
 from .library import Failure, Library, PhotoRecord
-from .scanplan import Job, quick_hash
+from .scanplan import Job, quick_hash, sidecar_signature
 from .vocabulary import Vocabulary, renormalise, top_tags
 
 if TYPE_CHECKING:  # torch and the engine are imported when photos are read, not when a scan only decides
@@ -27,8 +28,19 @@ if TYPE_CHECKING:  # torch and the engine are imported when photos are read, not
 
 NON_FINITE = "the model gave non-finite numbers for this photo (an overflow); not tagged"
 
-# What reading one file gives: (content hash, metadata, (width, height), damage or None), or why it failed.
-Found = tuple[str, dict, tuple[int | None, int | None], str | None] | str
+
+class Read(NamedTuple):
+    """What reading one file gives, but its pixels."""
+
+    digest: str
+    meta: dict  # PhotoMeta's fields
+    size: tuple[int | None, int | None]  # (width, height), upright
+    damage: str | None  # tagged all the same, but listed: damage, impossible EXIF values
+    keywords: list[str]  # the photographer's own, from the file and its sidecars
+    sidecars: str  # their signature (scanplan.sidecar_signature)
+
+
+Found = Read | str  # or why the file could not be read
 
 
 @dataclass
@@ -40,6 +52,7 @@ class ReadCounts:
     failed: int = 0
     damaged: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # tagged, with what is wrong with the file
     interrupted: bool = False
     stopped: str | None = None  # why reading stopped before its end, when something else stopped it
 
@@ -65,7 +78,9 @@ class _Reader:
             pixels = self.transform(image)
             # Tagged all the same, but listed with the failures: damage, impossible EXIF values.
             noted = "; ".join(p for p in (jpeg_damage(job.path, image), *meta.problems) if p) or None
-            return i, pixels, (digest, asdict(meta), photo_size(job.path, meta.orientation), noted)
+            keywords, sidecars = read_keywords(job.path), sidecar_signature(job.path)
+            size = photo_size(job.path, meta.orientation)
+            return i, pixels, Read(digest, asdict(meta), size, noted, keywords, sidecars)
         except FileNotFoundError:
             reason = "vanished during the scan"
         except UnreadablePhoto as exc:
@@ -183,7 +198,7 @@ def _store_batch(
     counts.new += len(records) - updated
     damaged = [(r.path, r.damage) for r in records if r.damage]
     counts.damaged += len(damaged)
-    counts.failures.extend(damaged)
+    counts.warnings.extend(damaged)
     counts.failed += len(failures)
     counts.failures.extend((f.path, f.reason) for f in failures)
     return None
@@ -203,9 +218,25 @@ def _records(
         if isinstance(result, str):
             failures.append(Failure(job.path, result, job.size, job.mtime_ns))
             continue
-        digest, meta, (width, height), damage = result
         s, c, t = next(tagged)
-        records.append(PhotoRecord(job.path, job.size, job.mtime_ns, digest, width, height, meta, s, t, damage, c))
+        width, height = result.size
+        records.append(
+            PhotoRecord(
+                job.path,
+                job.size,
+                job.mtime_ns,
+                result.digest,
+                width,
+                height,
+                result.meta,
+                s,
+                t,
+                result.damage,
+                c,
+                result.keywords,
+                result.sidecars,
+            )
+        )
     return records, failures
 
 

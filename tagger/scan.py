@@ -14,11 +14,12 @@ from pathlib import Path
 from .adopt import complete_switch, follow_tag_rule, prepare_library, say_left_out
 from .engine import Engine, model_config, records_classes
 from .engine import model_id as model_id_of
+from .keywords import read_keywords
 from .library import MISSING, OK, Library
 from .reading import read_and_tag
 from .roots import forget_gone_roots
 from .scanoptions import ScanOptions, ScanReport
-from .scanplan import ScanPlan, Target, plan_scan
+from .scanplan import ScanPlan, Target, plan_scan, sidecar_signature
 from .vocabulary import LEVEL_SAMPLE, check_embeddings, renormalise
 
 
@@ -139,12 +140,23 @@ def _apply_plan(library: Library, plan: ScanPlan, target: Target, prune: bool, r
     for photo_id, job in plan.moves:
         library.move(photo_id, job.path, job.size, job.mtime_ns)
     report.moved = len(plan.moves)
+    report.keywords_read = _read_keywords_again(library, plan.rekey)
     if prune:
         library.delete_photos(plan.gone + plan.stale)
         report.pruned = len(plan.gone) + len(plan.stale)
     else:
         library.set_status(plan.gone, MISSING)
         report.missing = len(plan.gone)
+
+
+def _read_keywords_again(library: Library, photos: list[tuple[int, str]], chunk: int = 500) -> int:
+    """Own keywords of photos whose sidecar changed (or that moved, or were read before
+    keywords were) read again without their pixels, a transaction per ``chunk``."""
+    for start in range(0, len(photos), chunk):
+        with library.transaction():
+            for photo_id, path in photos[start : start + chunk]:
+                library.set_file_keywords(photo_id, read_keywords(path), sidecar_signature(path))
+    return len(photos)
 
 
 def _settle(library: Library, report: ScanReport) -> None:

@@ -50,9 +50,11 @@ class ScanReport:
     unchanged: int = 0
     failed: int = 0  # could not be read this time
     failed_before: int = 0  # failed before and unchanged since: not retried
-    damaged: int = 0  # tagged, but the file is damaged or its EXIF impossible (listed with the failures)
+    damaged: int = 0  # tagged, but the file is damaged or its EXIF impossible (listed in warnings)
     interrupted: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong): tagged all the same
+    keywords_read: int = 0  # photos whose own keywords were read again (an edited sidecar), not their pixels
     empty_roots: list[tuple[str, int]] = field(default_factory=list)  # (root, photos the library has there)
     forgotten_roots: list[str] = field(default_factory=list)  # gone, and none of their photos left there
     skipped_roots: list[str] = field(default_factory=list)  # the library's own folders not there now
@@ -73,6 +75,7 @@ class ScanReport:
         )
         self.damaged += counts.damaged
         self.failures.extend(counts.failures)
+        self.warnings.extend(counts.warnings)
         self.interrupted, self.stopped = counts.interrupted, counts.stopped
 
     def summary(self, prune: bool = False) -> str:
@@ -86,7 +89,9 @@ class ScanReport:
             f"{self.failed} failed",
         ]
         if self.damaged:
-            parts.append(f"{self.damaged} tagged with a problem (see the failures)")
+            parts.append(f"{self.damaged} tagged with a warning")
+        if self.keywords_read:
+            parts.append(f"{self.keywords_read} photos' own keywords read again (sidecars changed)")
         if self.failed_before:
             parts.append(f"{self.failed_before} failed before (unchanged, not retried; --force retries)")
         if self.skipped_roots:
@@ -94,3 +99,28 @@ class ScanReport:
         if self.switch_pending_count:
             parts.append(f"{self.switch_pending_count} photos still to read before the library moves to the model")
         return ", ".join(parts)
+
+    def notes(self, listed: int = 10) -> list[str]:
+        """What a person should know beyond the counts, a line each: a stop, a switch not
+        finished, folders taken for unplugged drives or forgotten, and the first ``listed``
+        files tagged with a warning and failed."""
+        lines = [f"Stopped: {self.stopped}; nothing of it was kept."] if self.stopped else []
+        if self.switch_pending_count:
+            lines.append(
+                f"The library keeps its model until every photo is read by the new one: "
+                f"{self.switch_pending_count} not read yet, such as {self.switch_pending[0]}. Scan every "
+                f"folder with the new --model (a folder that is gone: `epsilon-tag roots forget FOLDER`)."
+            )
+        lines += [
+            f"{root} holds no photos now, but the library has {held} there: taken for an unplugged drive, nothing "
+            f"under it was marked missing or pruned. If they are really gone: epsilon-tag scan {root} --allow-empty"
+            for root, held in self.empty_roots
+        ]
+        lines += [
+            f"Forgot the folder {r}: it is gone and its photos were found elsewhere." for r in self.forgotten_roots
+        ]
+        for label, found in (("tagged with a warning", self.warnings), ("failed", self.failures)):
+            lines += [f"  {label}: {path}: {reason}" for path, reason in found[:listed]]
+            if len(found) > listed:
+                lines.append(f"  ... and {len(found) - listed} more: `epsilon-tag stats --failures` lists them.")
+        return lines

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from trainer.errors import InputError
 
 from .library import MISSING, OK, READ_VERSION, Failure, Known, Library
 from .walk import Skipped, as_text, walk_photos
+from .xmp import sidecar_names
 
 # A quick content hash: the size and the first and last 256 KiB. Enough to tell photos
 # apart (headers carry timestamps, the tail is entropy-coded pixels) at one short read.
@@ -36,6 +37,27 @@ def quick_hash(path: str | Path) -> str:
         elif size > _HASH_SPAN:
             digest.update(handle.read())
     return digest.hexdigest()
+
+
+def sidecar_signature(photo: str, seen: Mapping[str, tuple[int, int]] | None = None) -> str:
+    """Name, size and time of each sidecar the photo has ('' for none): its keywords are
+    read again when this changes. ``seen``: the sidecars a walk met (else each name is
+    looked up on disk)."""
+    parts = []
+    for name in sidecar_names(photo):
+        path = str(name)
+        info = seen.get(path) if seen is not None else _size_and_time(path)
+        if info is not None:
+            parts.append(f"{Path(path).name}:{info[0]}:{info[1]}")
+    return ";".join(dict.fromkeys(parts))
+
+
+def _size_and_time(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def under(path: str, folders: Sequence[str]) -> bool:
@@ -71,6 +93,7 @@ class ScanPlan:
     walk_failures: list[Failure] = field(default_factory=list)
     stale_failures: list[str] = field(default_factory=list)  # failures of files gone (or readable again)
     moves: list[tuple[int, Job]] = field(default_factory=list)  # (photo id, the file it is now)
+    rekey: list[tuple[int, str]] = field(default_factory=list)  # (photo id, path): keywords to read again
     gone: list[int] = field(default_factory=list)  # vanished, not moved: marked missing, or pruned
     stale: list[int] = field(default_factory=list)  # missing before: pruned too when pruning
     unreadable: list[str] = field(default_factory=list)  # folders not read: their photos are not gone
@@ -136,6 +159,7 @@ def plan_scan(
     elsewhere = [row for row in present if not under(row.path, covered)]
     missing = [row for row in known.values() if row.status == MISSING]
     plan.to_read, plan.moves = _recognise_moves(plan.to_read, vanished + missing, elsewhere)
+    plan.rekey += [(photo_id, job.path) for photo_id, job in plan.moves]  # its sidecar may not have moved with it
     moved = {photo_id for photo_id, _ in plan.moves}
     plan.gone = [row.id for row in vanished if row.id not in moved]
     if prune:
@@ -155,9 +179,11 @@ def _walk(
     staged = library.staged_files(target.model_id) if target.switching else {}
     failed_before = library.known_failures()
     found: set[str] = set()
+    sidecars: dict[str, tuple[int, int]] = {}
+    kept: list[Known] = []  # unchanged photos: their sidecars are compared once the walk has met them all
     for root in plan.folders:
         followed: list[Path] = []
-        for item in walk_photos([root], exclude, followed=followed):
+        for item in walk_photos([root], exclude, followed=followed, sidecars=sidecars):
             job = _job(item, plan, found)
             if job is None:
                 continue
@@ -169,6 +195,7 @@ def _walk(
             elif row is not None and same and row.model_id == target.model_id and current and not force:
                 if row.status != OK:
                     plan.back.append(row.id)
+                kept.append(row)
                 plan.unchanged += 1
             elif not force and failed_before.get(job.path) == (job.size, job.mtime_ns):
                 plan.failed_before += 1
@@ -177,6 +204,8 @@ def _walk(
         # Real folders that links inside the root lead to: photos there belong to the root,
         # and go missing with the link (remembered, since the link may be gone next time).
         plan.linked[root] = sorted(set(map(str, followed)))
+    # A sidecar edited since its keywords were read, or keywords never read (an older library).
+    plan.rekey = [(row.id, row.path) for row in kept if row.sidecars != sidecar_signature(row.path, sidecars)]
     # Failures of files that are gone (or folders readable again) are history, not news.
     failed_now = {f.path for f in plan.walk_failures}
     plan.stale_failures = [

@@ -20,10 +20,11 @@ from datetime import datetime
 
 import numpy as np
 
+from trainer.embeddings import UnknownWordError
 from trainer.errors import InputError
 from trainer.tagrule import TagRule
 
-from .library import Library, LibraryError, Word
+from .library import Library, LibraryError, Stored, Word
 from .vocabulary import Vocabulary, WordSource, confidences, known_forms, normalise_word, scores, word_levels
 
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}(:\d{2}(:\d{2})?)?)?)?)?$")
@@ -130,7 +131,7 @@ def rank(
         raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
     source = source or WordSource.of_library(library)
     held = library.words()
-    terms = parse_query(query, [w.word for w in held])
+    terms = parse_query(query, [*(w.word for w in held), *_own_phrases(library, query)])
     if not terms:
         raise InputError("Give at least one word to search for.")
     floor = check_score(min_score, "the minimum score")
@@ -138,30 +139,70 @@ def rank(
     rule = library.tag_rule
     if floor is None:
         floor = rule.fallback if rule.fallback is not None else rule.threshold
-    # A term is the vocabulary's word where it is one of its forms ("cars": "car"); else it
-    # is described as a word to add would be (unknown words raise before any scoring).
-    forms = known_forms(library, terms)
-    extra = {e.word: e for e in (source.describe(t) for t in terms if t not in forms)}
-    by_word = {w.word: w for w in held}
+    # The photographer's own keywords: a photo that has one is found by it, whatever the model says.
+    own = {t: ids for t in terms if len(ids := library.photos_with_own(t))}
     stored = library.semantic_vectors(after=after, before=before)
-    # Each query word scored once: its level (a word not in the vocabulary) and its confidence read the same scores.
-    raw = scores(stored.semantic, np.stack([(extra[t] if t in extra else by_word[forms[t]]).vector for t in terms]))
-    fresh = [i for i, t in enumerate(terms) if t in extra]
-    levels = _levels(library, raw[:, fresh], [extra[terms[i]].vector for i in fresh], rule, after or before)
-    added = [
-        Word(-1 - n, e.word, e.kind, e.vector, float(levels[n]), e.label, e.classes)
-        for n, e in enumerate(extra[terms[i]] for i in fresh)
-    ]
-    vocabulary = Vocabulary.of([*held, *added])
-    position = {w: i for i, w in enumerate(vocabulary.words)}
-    columns = [position[forms.get(t, t)] for t in terms]
-    confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
+    confidence = _model_confidence(library, terms, own, source, held, stored, rule, after or before)
+    for j, term in enumerate(terms):
+        if term in own:
+            confidence[np.isin(stored.ids, own[term]), j] = 1.0
     combined = np.exp(np.log(np.maximum(confidence, 1e-12)).mean(axis=1)) if len(stored) else np.zeros(0, np.float32)
     order = np.argsort(-combined, kind="stable")
     best = float(combined[order[0]]) if len(order) else None
     if floor is not None:
         order = order[combined[order] >= floor]
     return Ranking(stored.ids[order], combined[order], floor, best)
+
+
+def _own_phrases(library: Library, query: str | Sequence[str]) -> list[str]:
+    """Arguments of a query that are, whole, a phrase of the photographer's keywords
+    ("golden gate"): kept whole, as a vocabulary phrase is."""
+    parts = [normalise_word(p) for p in ([query] if isinstance(query, str) else query)]
+    return [p for p in parts if " " in p and len(library.photos_with_own(p))]
+
+
+def _model_confidence(
+    library: Library,
+    terms: list[str],
+    own: dict[str, np.ndarray],
+    source: WordSource,
+    held: list[Word],
+    stored: Stored,
+    rule: TagRule,
+    dated: str | None,
+) -> np.ndarray:
+    """Each stored photo's confidence for each term (photos x terms), as the model scores
+    it; 0 for a term only the photographer's keywords know (no word vector has it)."""
+    # A term is the vocabulary's word where it is one of its forms ("cars": "car"); else it
+    # is described as a word to add would be (unknown words raise before any scoring).
+    forms = known_forms(library, terms)
+    extra = {}
+    for term in terms:
+        if term not in forms:
+            try:
+                extra[term] = source.describe(term)
+            except UnknownWordError:
+                if term not in own:
+                    raise
+    scored = [t for t in terms if t in forms or t in extra]
+    confidence = np.zeros((len(stored), len(terms)), np.float32)
+    if not scored:
+        return confidence
+    by_word = {w.word: w for w in held}
+    # Each query word scored once: its level (a word not in the vocabulary) and its confidence read the same scores.
+    raw = scores(stored.semantic, np.stack([(extra[t] if t in extra else by_word[forms[t]]).vector for t in scored]))
+    fresh = [i for i, t in enumerate(scored) if t in extra]
+    levels = _levels(library, raw[:, fresh], [extra[scored[i]].vector for i in fresh], rule, dated)
+    added = [
+        Word(-1 - n, e.word, e.kind, e.vector, float(levels[n]), e.label, e.classes)
+        for n, e in enumerate(extra[scored[i]] for i in fresh)
+    ]
+    vocabulary = Vocabulary.of([*held, *added])
+    position = {w: i for i, w in enumerate(vocabulary.words)}
+    columns = [position[forms.get(t, t)] for t in scored]
+    found = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
+    confidence[:, [terms.index(t) for t in scored]] = found
+    return confidence
 
 
 def _levels(

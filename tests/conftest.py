@@ -68,3 +68,27 @@ def candidates_model(tmp_path_factory) -> Path:
     tagging = Bundle.load(folder).tagging
     Bundle.update_config(folder, tagging={**tagging, "threshold": None, "fallback": None})
     return folder
+
+
+@pytest.fixture(scope="session")
+def other_shape(tmp_path_factory) -> Path:
+    """A small bundle on the shipped backbone whose S has 4 rows (the default's: 9): what
+    `epsilon-train` gives with its defaults (no prior row), at toy size, random weights."""
+    import torch
+
+    from trainer.assets import asset_path
+    from trainer.checkpoint import Bundle
+    from trainer.model import Epsilon, EpsilonConfig
+
+    shipped = Bundle.load(asset_path("default"))
+    torch.manual_seed(0)
+    cfg = EpsilonConfig(token_dim=1280, d_model=32, d_w=50, num_groups=4, depth=1, heads=4, normalize_rows=True)
+    folder = tmp_path_factory.mktemp("models") / "four-rows"
+    Bundle(
+        Epsilon(cfg).eval(),
+        shipped.backbone,
+        shipped.embeddings,
+        shipped.seen_labels[:20],
+        seen_vectors=shipped.seen_vectors[:20],
+    ).save(folder)
+    return folder

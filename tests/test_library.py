@@ -135,8 +135,15 @@ def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path, tab
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, no -shm
 
 
+def as_version_5(library: Library) -> None:
+    """Set a library made by this version back to what version 5 wrote (before own keywords)."""
+    library.db.execute("DROP TABLE own_tags")
+    library.db.execute("ALTER TABLE photos DROP COLUMN sidecars")
+
+
 def as_version_4(library: Library) -> None:
     """Set a library made by this version back to what version 4 wrote (before schema 5)."""
+    as_version_5(library)
     library.db.execute("DROP INDEX tags_shown")
     library.db.execute("DROP TABLE staged")
     for table, column in (("tags", "shown"), ("vectors", "classes"), ("photos", "read_version")):

@@ -10,32 +10,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import torch
 
 from tagger.library import Library
 from tests.photo_factory import make_library
 from tests.tagging import tag, tag_json
-from trainer.assets import asset_path
-from trainer.checkpoint import Bundle
-from trainer.model import Epsilon, EpsilonConfig
-
-
-@pytest.fixture(scope="module")
-def other_shape(tmp_path_factory) -> Path:
-    """A small bundle on the shipped backbone whose S has 4 rows (the default's: 9): what
-    `epsilon-train` gives with its defaults (no prior row), at toy size, random weights."""
-    shipped = Bundle.load(asset_path("default"))
-    torch.manual_seed(0)
-    cfg = EpsilonConfig(token_dim=1280, d_model=32, d_w=50, num_groups=4, depth=1, heads=4, normalize_rows=True)
-    folder = tmp_path_factory.mktemp("models") / "four-rows"
-    Bundle(
-        Epsilon(cfg).eval(),
-        shipped.backbone,
-        shipped.embeddings,
-        shipped.seen_labels[:20],
-        seen_vectors=shipped.seen_vectors[:20],
-    ).save(folder)
-    return folder
 
 
 def count(db: Path, sql: str) -> int:

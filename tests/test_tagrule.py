@@ -286,7 +286,7 @@ def test_a_word_is_lifted_by_the_confident_words_below_it():
 
 def test_show_and_export_carry_the_shown_tags(tmp_path):
     from tagger.library import Library
-    from tagger.xmp import read_keywords, sidecar_path
+    from tagger.xmp import sidecar_path, subject_keywords
     from tests.photo_factory import make_library
 
     make_library(tmp_path / "photos", 4)
@@ -308,9 +308,9 @@ def test_show_and_export_carry_the_shown_tags(tmp_path):
     assert [t["word"] for t in json.loads(shown)["tags"]] == [t["word"] for t in kept]
     assert len(json.loads(tag(db, "show", photo["path"], "--all", "--json"))["tags"]) == 10
     tag(db, "export", "--xmp")
-    assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
+    assert subject_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
     tag(db, "export", "--xmp", "--top", "2", "--min-score", "0")
-    assert read_keywords(sidecar_path(photo["path"])) == [t["word"] for t in every[:2]]
+    assert subject_keywords(sidecar_path(photo["path"])) == [t["word"] for t in every[:2]]
 
 
 # ---- calibration ------------------------------------------------------------------------

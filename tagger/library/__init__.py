@@ -3,9 +3,10 @@
 Tables: ``photos`` (one row per file, with EXIF and the model that tagged it),
 ``vectors`` (each photo's Epsilon semantic vectors S, M x d_w fp16), ``words`` (the
 vocabulary with its word vectors), ``tags`` (each photo's top words and their scores),
-``failures`` (files that could not be read, with the reason) and ``meta`` (schema version,
-model id, shapes). WAL mode lets a search or the TUI read while a scan writes; every write
-happens in a transaction, so a kill leaves the last committed batch and nothing half-done.
+``failures`` (files that could not be read, with the reason), ``own_tags`` (the
+photographer's own keywords) and ``meta`` (schema version, model id, shapes). WAL mode lets
+a search or the TUI read while a scan writes; every write happens in a transaction, so a
+kill leaves the last committed batch and nothing half-done.
 
 ``Library`` is one class put together from a part per concern, each a module:
 
@@ -13,7 +14,7 @@ happens in a transaction, so a kill leaves the last committed batch and nothing 
 - ``schema``: the migrations ``_v1``.. ``_v5`` (append, never edit) and SCHEMA_VERSION;
 - ``connection``: the SQLite connection, transactions and generations, migrating on open, meta;
 - ``sidecache``: the caches beside the file (S and classes snapshots, floors, the summary);
-- ``photos``, ``tags``, ``words``, ``staging``, ``vectors``: the queries on each table;
+- ``photos``, ``tags``, ``words``, ``own``, ``staging``, ``vectors``: the queries on each table;
 - here: opening the file, and where this user may write beside it.
 
 The SQL is written out, with no table API (sqlite-utils' was dropped): the migrations are
@@ -29,11 +30,14 @@ from contextlib import closing
 from pathlib import Path
 
 from .connection import Database
+from .own import OwnTags, keyword_words
 from .photos import Photos
 from .records import (
     CLASSES_SHAPE,
     DEFAULT,
     DEFAULT_TAGS_PER_PHOTO,
+    FROM_FILE,
+    FROM_USER,
     MISSING,
     OK,
     READ_VERSION,
@@ -61,6 +65,8 @@ __all__ = [
     "CLASSES_SHAPE",
     "DEFAULT",
     "DEFAULT_TAGS_PER_PHOTO",
+    "FROM_FILE",
+    "FROM_USER",
     "MIGRATIONS",
     "MISSING",
     "OK",
@@ -80,6 +86,7 @@ __all__ = [
     "Rows",
     "Stored",
     "Word",
+    "keyword_words",
     "now",
 ]
 
@@ -94,8 +101,8 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-# The parts that lend others a method (tags.Tags, photos.Photos) come before those that use it.
-class Library(Tags, Words, Photos, Staging, Vectors):
+# The parts that lend others a method (tags.Tags, own.OwnTags, photos.Photos) come before those that use it.
+class Library(Tags, OwnTags, Words, Photos, Staging, Vectors):
     """An open library file. Use as a context manager, or call ``close()``."""
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:

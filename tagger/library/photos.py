@@ -26,11 +26,14 @@ def _under(folder: str) -> tuple[str, str, str]:
 class Photos(SideFiles):
     """The part of ``Library`` that reads and writes the photos and failures tables."""
 
-    # From the other parts of Library (tags.Tags).
+    # From the other parts of Library (tags.Tags, own.OwnTags).
     replace_tags: Callable[..., None]
+    set_file_keywords: Callable[..., None]
 
     def known_photos(self) -> dict[str, Known]:
-        rows = self.db.execute("SELECT id, path, size, mtime_ns, hash, status, model_id, read_version FROM photos")
+        rows = self.db.execute(
+            "SELECT id, path, size, mtime_ns, hash, status, model_id, read_version, sidecars FROM photos"
+        )
         return {row[1]: Known(*row) for row in rows}
 
     def known_failures(self) -> dict[str, tuple[int | None, int | None]]:
@@ -82,6 +85,8 @@ class Photos(SideFiles):
                     ],
                 )
                 tags[photo_id] = r.tags
+                if r.keywords is not None:
+                    self.set_file_keywords(photo_id, r.keywords, r.sidecars)
             if records:
                 self._vectors_changed()
             self.replace_tags(tags)

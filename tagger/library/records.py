@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # numpy.typing is not loaded by numpy itself: a search need n
 
 OK, MISSING = "ok", "missing"
 SEEN, ZERO_SHOT = "seen", "zero-shot"
+FROM_FILE, FROM_USER = "file", "user"  # where a photo's own keyword came from
 DEFAULT, USER = "default", "user"  # where a vocabulary word came from
 CLASSES_SHAPE = (2, CLASSES_KEPT)  # a photo's ImageNet classes record (trainer.tagrule.top_classes)
 READ_VERSION = 1  # what reading a photo records now: S, and its ImageNet classes where the model has a head
@@ -44,6 +45,7 @@ class Known:
     status: str
     model_id: str | None
     read_version: int = READ_VERSION
+    sidecars: str | None = ""  # its sidecars when their keywords were last read (None: never read)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,10 @@ class PhotoRecord:
     tags: list[tuple[int, float, bool]]  # (word id, confidence, shown), best first
     damage: str | None = None  # tagged, but the file is damaged: kept with the failures too
     classes: np.ndarray | None = None  # 2 x CLASSES_KEPT (trainer.tagrule.top_classes), None: the model has no head
+    # The photographer's own keywords read from the file and its sidecars ('Holiday|Rome'),
+    # and those sidecars' signature; None: not read this time (those stored stay).
+    keywords: list[str] | None = None
+    sidecars: str | None = None
 
 
 class Rows:

@@ -13,7 +13,7 @@ from trainer.tagrule import TagRule
 if TYPE_CHECKING:
     from .connection import Database
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _v1(db: Database) -> None:
@@ -115,8 +115,26 @@ def _v5(db: Database) -> None:
     )
 
 
+def _v6(db: Database) -> None:
+    # The photographer's own keywords, kept apart from the model's tags so that no rescan or
+    # model change replaces them: read from the photo (its sidecar, embedded XMP or IPTC;
+    # source 'file', re-read when those change) or given by a person (source 'user'). state
+    # 1: the photo has it; -1: a person said it has not. One row per word a search finds the
+    # keyword by ("Holiday|Rome": rome and holiday), so that a search reads an index.
+    db.execute(
+        """CREATE TABLE own_tags (photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            keyword TEXT NOT NULL, word TEXT NOT NULL, source TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (photo_id, source, keyword, word)) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX own_tags_word ON own_tags(word, photo_id)")
+    # The photo's sidecars as last read (name, size and time of each; '' none; NULL: keywords
+    # never read, as for every photo before this schema): a rescan reads the keywords again
+    # when it differs, without reading the photo.
+    db.execute("ALTER TABLE photos ADD COLUMN sidecars TEXT")
+
+
 # Migration i brings a library from version i to i + 1; append, never edit, once released.
-MIGRATIONS = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS = [_v1, _v2, _v3, _v4, _v5, _v6]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "a migration was added without bumping SCHEMA_VERSION"
 
 
@@ -124,4 +142,4 @@ assert len(MIGRATIONS) == SCHEMA_VERSION, "a migration was added without bumping
 # planner prefers the covering index photos_model and reads a million entries (0.12 s).
 _NOT_OK = "SELECT id FROM photos INDEXED BY photos_not_ok WHERE status != 'ok'"
 
-TABLES = frozenset({"meta", "photos", "vectors", "words", "tags", "failures", "floors", "staged"})
+TABLES = frozenset({"meta", "photos", "vectors", "words", "tags", "failures", "floors", "staged", "own_tags"})

@@ -1,0 +1,70 @@
+"""The photographer's own keywords: read from a photo's sidecar or embedded metadata, or
+given by a person; searchable, shown and exported apart from the model's tags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from trainer.assets import normalise_word
+
+from .records import FROM_FILE
+from .sidecache import SideFiles
+
+LEVELS = "|"  # how a hierarchical keyword joins its levels (Lightroom's hierarchicalSubject)
+
+
+def keyword_words(keyword: str) -> list[str]:
+    """The words a search finds a keyword by: its leaf, then each level above it
+    ("Holiday|Rome": rome, holiday), written as vocabulary words are."""
+    levels = [normalise_word(level) for level in reversed(keyword.split(LEVELS))]
+    return list(dict.fromkeys(level for level in levels if level))
+
+
+class OwnTags(SideFiles):
+    """The part of ``Library`` that reads and writes the own_tags table."""
+
+    def set_file_keywords(self, photo_id: int, keywords: Sequence[str], sidecars: str | None) -> None:
+        """What the photo's file and sidecars say now replaces what they said before;
+        keywords a person gave stay."""
+        with self.transaction():
+            self.db.execute("DELETE FROM own_tags WHERE photo_id = ? AND source = ?", [photo_id, FROM_FILE])
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO own_tags (photo_id, keyword, word, source) VALUES (?, ?, ?, ?)",
+                [(photo_id, k, w, FROM_FILE) for k in keywords for w in keyword_words(k)],
+            )
+            self.db.execute("UPDATE photos SET sidecars = ? WHERE id = ?", [sidecars, photo_id])
+
+    def own_keywords(self, photo_id: int) -> list[str]:
+        """The photo's own keywords as they came, those from its file first."""
+        return self.own_keywords_of([photo_id]).get(photo_id, [])
+
+    def own_keywords_of(self, photo_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Own keywords of each photo that has some (photo id -> keywords)."""
+        ids = [int(i) for i in photo_ids]
+        found: dict[int, list[str]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+            chunk = ids[start : start + 500]
+            rows = self.db.execute(
+                f"""SELECT DISTINCT photo_id, keyword, source FROM own_tags
+                    WHERE state = 1 AND photo_id IN ({",".join("?" * len(chunk))})
+                    ORDER BY photo_id, source, keyword""",
+                chunk,
+            )
+            for photo_id, keyword, _ in rows:
+                kept = found.setdefault(photo_id, [])
+                if keyword not in kept:
+                    kept.append(keyword)
+        return found
+
+    def photos_with_own(self, word: str) -> np.ndarray:
+        """Sorted ids of the photos one of whose own keywords is ``word`` at some level."""
+        rows = self.db.execute(
+            "SELECT DISTINCT photo_id FROM own_tags WHERE word = ? AND state = 1 ORDER BY photo_id", [word]
+        )
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def own_words(self) -> list[str]:
+        """Every word an own keyword is found by."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT word FROM own_tags WHERE state = 1")]

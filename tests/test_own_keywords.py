@@ -1,0 +1,110 @@
+"""The photographer's own keywords: read from a photo's sidecar or embedded metadata at scan,
+found by search, shown apart from the model's tags, kept through rescans and a model
+change, exported as they came, and read again when a sidecar is edited."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagger.library import Library, keyword_words
+from tagger.search import rank
+from tests.photo_factory import make_library
+from tests.tagging import tag, tag_json
+
+LIGHTROOM = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/">
+   <xmp:Rating>4</xmp:Rating>
+   <dc:subject><rdf:Bag>{subject}</rdf:Bag></dc:subject>
+   <lr:hierarchicalSubject><rdf:Bag><rdf:li>Holiday|Rome</rdf:li></rdf:Bag></lr:hierarchicalSubject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>"""
+
+
+def lightroom_sidecar(photo: Path, *words: str) -> Path:
+    """A sidecar as Lightroom writes it (photo.xmp): flat keywords with the leaf of a hierarchical one."""
+    sidecar = photo.with_suffix(".xmp")
+    sidecar.write_text(LIGHTROOM.format(subject="".join(f"<rdf:li>{w}</rdf:li>" for w in ("Rome", *words))))
+    return sidecar
+
+
+def test_a_keyword_is_found_by_its_leaf_and_each_level():
+    assert keyword_words("Holiday|Rome") == ["rome", "holiday"]
+    assert keyword_words("  Golden  Gate ") == ["golden gate"]
+    assert keyword_words("Places|Italy|Rome|Rome") == ["rome", "italy", "places"]
+
+
+@pytest.fixture
+def keyworded(tmp_path: Path) -> tuple[Path, Path, Path]:
+    photos = make_library(tmp_path / "photos", 3)
+    sidecar = lightroom_sidecar(photos[0], "grandma")
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    return db, photos[0], sidecar
+
+
+def test_own_keywords_are_found_shown_and_kept_through_a_forced_rescan(keyworded):
+    db, photo, _ = keyworded
+    assert tag(db, "search", "grandma").split("\n")[0] == str(photo)
+    assert tag(db, "search", "holiday").split("\n")[0] == str(photo)  # a level above the leaf
+    shown = tag_json(db, "show", photo)
+    assert shown["own"] == ["Holiday|Rome", "grandma"]
+    assert "own     Holiday|Rome, grandma" in tag(db, "show", photo)
+    assert all(t["word"] not in ("grandma", "holiday") for t in shown["tags"])  # the model's, apart
+    tag(db, "scan", photo.parent, "-q", "--force")
+    assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]
+
+
+def test_an_edited_sidecar_is_read_again_without_reading_the_photo(keyworded):
+    db, photo, sidecar = keyworded
+    lightroom_sidecar(photo, "grandpa")
+    report = tag_json(db, "scan", "-q")
+    assert (report["keywords_read"], report["updated"], report["new"]) == (1, 0, 0)
+    assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandpa"]
+    with Library(db) as library:
+        assert not len(library.photos_with_own("grandma"))
+    assert tag_json(db, "scan", "-q")["keywords_read"] == 0  # read once, not at every scan
+    sidecar.unlink()
+    tag(db, "scan", "-q")
+    assert tag_json(db, "show", photo)["own"] == []
+
+
+def test_a_word_no_vector_knows_is_found_through_own_keywords(tmp_path):
+    photos = make_library(tmp_path / "photos", 2)
+    lightroom_sidecar(photos[1], "Xqzzyfamily")
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    assert tag(db, "search", "xqzzyfamily").split("\n")[:-1] == [str(photos[1])]
+    with Library(db) as library:
+        found = rank(library, ["xqzzyfamily", "rome"])
+        assert list(found.ids) == [library.photo_by_path(str(photos[1]))["id"]]
+        assert np.allclose(found.scores, 1.0)
+
+
+def test_own_keywords_survive_a_model_change_and_export_as_they_came(keyworded, other_shape):
+    db, photo, sidecar = keyworded
+    tag(db, "scan", photo.parent, "-q", "--model", other_shape)
+    with Library(db) as library:
+        assert library.get_meta("semantic_shape")[0] == 4  # the library moved to the other model
+    assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]
+    tag(db, "export", "--xmp")
+    ns = {
+        "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+        "dc": "http://purl.org/dc/elements/1.1/",
+        "lr": "http://ns.adobe.com/lightroom/1.0/",
+        "xmp": "http://ns.adobe.com/xap/1.0/",
+    }
+    root = ET.parse(sidecar).getroot()
+    hierarchical = [li.text for li in root.iterfind(".//lr:hierarchicalSubject/rdf:Bag/rdf:li", ns)]
+    flat = [li.text for li in root.iterfind(".//dc:subject/rdf:Bag/rdf:li", ns)]
+    assert "Holiday|Rome" in hierarchical and {"Rome", "grandma"} <= set(flat)
+    assert root.find(".//xmp:Rating", ns).text == "4"  # the rest of the sidecar is kept
+    # Read back after the export: the photographer's keywords, not the model's tags written beside them.
+    tag(db, "scan", "-q")
+    assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]
