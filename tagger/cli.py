@@ -52,6 +52,7 @@ app.add_typer(roots_app, name="roots")
 DB_HELP = "Library file (default: your user data folder; or set EPSILON_TAG_DB)."
 Db = typer.Option(None, "--db", envvar="EPSILON_TAG_DB", help=DB_HELP, show_default=False, metavar="FILE")
 Json = typer.Option(False, "--json", help="Print JSON instead of text.")
+_GONE = "If it is gone for good: epsilon-tag roots forget "
 # What a bug leaves behind: every write is a transaction, so the last completed step.
 _STATE = "the library is left as its last completed step wrote it"
 
@@ -187,11 +188,7 @@ def scan(
     with _clearly():
         report = api.scan(db, roots or [], options)
     for root in report.skipped_roots:  # the library's own folders: an unplugged drive is not a reason to stop
-        typer.echo(
-            f"Skipped {root}: not there now (unplugged?); nothing under it changes. If it is gone "
-            f"for good: epsilon-tag roots forget {root}",
-            err=True,
-        )
+        typer.echo(f"Skipped {root}: not there now (unplugged?); nothing under it changes. {_GONE}{root}", err=True)
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -204,28 +201,8 @@ def scan(
 def _print_scan(report: api.ScanReport, prune: bool) -> None:
     state = "interrupted" if report.interrupted else "stopped" if report.stopped else "done"
     typer.echo(f"Scan {state}: {report.summary(prune)}.")
-    if report.stopped:
-        typer.echo(f"Stopped: {report.stopped}; nothing of it was kept.", err=True)
-    if report.switch_pending_count:
-        typer.echo(
-            f"The library keeps its model until every photo is read by the new one: "
-            f"{report.switch_pending_count} not read yet, such as {report.switch_pending[0]}. Scan every "
-            f"folder with the new --model (a folder that is gone: `epsilon-tag roots forget FOLDER`).",
-            err=True,
-        )
-    for root, held in report.empty_roots:
-        typer.echo(
-            f"{root} holds no photos now, but the library has {held} there: taken for an unplugged "
-            f"drive, nothing under it was marked missing or pruned. If they are really gone: "
-            f"epsilon-tag scan {root} --allow-empty",
-            err=True,
-        )
-    for root in report.forgotten_roots:
-        typer.echo(f"Forgot the folder {root}: it is gone and its photos were found elsewhere.", err=True)
-    for path, reason in report.failures[:10]:
-        typer.echo(f"  failed: {path}: {reason}", err=True)
-    if len(report.failures) > 10:
-        typer.echo(f"  ... and {len(report.failures) - 10} more: `epsilon-tag stats --failures` lists them.", err=True)
+    for line in report.notes():
+        typer.echo(line, err=True)
 
 
 @app.command()
@@ -392,6 +369,8 @@ def show(
     typer.echo(view.row["path"] + ("" if view.row["status"] == api.OK else f"  [{view.row['status']}]"))
     for label, value in view.facts:
         typer.echo(f"  {label:<7} {value}")
+    if view.own:  # the photographer's, apart from the model's
+        typer.echo(f"  {'own':<7} {', '.join(view.own)}")
     for tag in view.tags:
         typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != SEEN else ""))
 
@@ -447,9 +426,21 @@ def export(
         ),
     ),
     top: int | None = typer.Option(None, "--top", min=1, help="At most this many tags per photo, best first."),
+    parent: str = typer.Option(
+        api.DEFAULT_PARENT,
+        "--parent",
+        help=(
+            "The keyword the model's tags go under in hierarchical keywords (Lightroom, digiKam), so that they "
+            "can be filtered or removed together; '' puts them at the top."
+        ),
+        metavar="KEYWORD",
+    ),
     db: Path | None = Db,
 ) -> None:
-    """Export the tags each photo keeps. Originals are never touched; existing sidecar keywords are kept."""
+    """Export each photo's tags to XMP sidecars: the model's (the ones its rule keeps) and the
+    photo's own keywords, as flat keywords (dc:subject) and hierarchical ones (Lightroom's
+    lr:hierarchicalSubject, digiKam's TagsList). Originals are never touched; whatever else
+    a sidecar holds is kept."""
     with _clearly():
         api.check_score(min_score, "--min-score")
         if not xmp:

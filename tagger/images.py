@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from trainer.images import load_rgb
 
-from .walk import RAW_SUFFIXES
+from .walk import NOT_SUPPORTED, RAW_SUFFIXES
 
 # exifread logs "File format not recognized" and the like for every odd file; a scan
 # records its own reasons instead.
@@ -95,9 +95,13 @@ def _meta_from(handle: BinaryIO, source: str | Path | BinaryIO) -> PhotoMeta:
 def open_photo(path: str | Path, min_side: int) -> Image.Image:
     """Upright RGB pixels for the model; RAW files through their embedded preview."""
     path = Path(path)
+    if path.suffix.lower() in NOT_SUPPORTED:
+        raise UnreadablePhoto(f"format not supported: {NOT_SUPPORTED[path.suffix.lower()]} ({path.suffix})")
     try:
         if path.suffix.lower() in RAW_SUFFIXES:
             return _raw_preview(path, min_side)
+        if path.suffix.lower() in JPEG_XL_SUFFIXES:
+            return _jpeg_xl(path)
         return load_rgb(path, min_side)
     except UnreadablePhoto:
         raise
@@ -130,6 +134,24 @@ def _raw_preview(path: Path, min_side: int) -> Image.Image:
     upright = ImageOps.exif_transpose(preview.convert("RGB"))
     orientation = _meta_from(io.BytesIO(data), io.BytesIO(data)).orientation  # bytes already read
     return _orient(upright, orientation) if orientation != 1 else upright
+
+
+def _jpeg_xl(path: Path) -> Image.Image:
+    """A JPEG XL file, which Pillow cannot open, through imagecodecs' libjxl (BSD-licensed;
+    Pillow's JPEG XL plugin is GPL-3.0). Deep images come back 8-bit, grey ones as RGB."""
+    import imagecodecs  # 50 ms of imports, for the rare JPEG XL file only
+
+    if not imagecodecs.JPEGXL.available:
+        raise UnreadablePhoto("JPEG XL is not supported by this install (its imagecodecs has no libjxl)")
+    try:
+        pixels = imagecodecs.jpegxl_decode(path.read_bytes())
+    except imagecodecs.JpegxlError as exc:
+        raise UnreadablePhoto(f"cannot decode JPEG XL: {exc}") from exc
+    if pixels.dtype != np.uint8:
+        pixels = (pixels.astype(np.float32) * (255 / np.iinfo(pixels.dtype).max)).round().astype(np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    return Image.fromarray(pixels[:, :, :3] if pixels.ndim == 3 else pixels).convert("RGB")
 
 
 def _orient(image: Image.Image, orientation: int) -> Image.Image:
@@ -224,6 +246,7 @@ def photo_size(path: str | Path, orientation: int = 1) -> tuple[int | None, int 
 
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe"})
+JPEG_XL_SUFFIXES = frozenset({".jxl"})
 
 
 def jpeg_damage(path: str | Path, image: Image.Image) -> str | None:

@@ -9,14 +9,30 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 PHOTO_SUFFIXES = frozenset(
-    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"]
+    [".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif", ".jxl"]
 )
 # Camera RAW files: read through their embedded preview where they have one.
 RAW_SUFFIXES = frozenset([".dng", ".arw", ".cr2", ".cr3", ".nef", ".nrw", ".orf", ".raf", ".rw2", ".pef", ".srw"])
+# Pictures a scan meets but cannot read: walked as photos, so that reading them fails with
+# this reason and they are listed (once, until they change), rather than passed over
+# without a word; other files (documents, videos) are not photos and are passed over.
+NOT_SUPPORTED = {
+    ".svg": "a vector drawing",
+    ".svgz": "a vector drawing",
+    ".psd": "a Photoshop document",
+    ".psb": "a Photoshop document",
+    ".xcf": "a GIMP document",
+    ".kra": "a Krita document",
+    ".exr": "an OpenEXR image",
+    ".jp2": "a JPEG 2000 image",
+    ".j2k": "a JPEG 2000 image",
+}
+SIDECAR_SUFFIX = ".xmp"
 # NAS indexes, OS metadata and thumbnail caches, never photos of the library.
 CLUTTER_NAMES = frozenset(
     {"@eaDir", "__MACOSX", "#recycle", "$RECYCLE.BIN", "System Volume Information", "Thumbs.db", "lost+found"}
@@ -35,7 +51,11 @@ def is_clutter(name: str) -> bool:
 
 
 def walk_photos(
-    roots: Sequence[str | Path], exclude: Iterable[str] = (), *, followed: list[Path] | None = None
+    roots: Sequence[str | Path],
+    exclude: Iterable[str] = (),
+    *,
+    followed: list[Path] | None = None,
+    sidecars: dict[str, tuple[int, int]] | None = None,
 ) -> Iterator[Path | Skipped]:
     """Yield every photo file under the roots (sorted per folder) by its real path, or a
     ``Skipped`` entry.
@@ -45,9 +65,11 @@ def walk_photos(
     photos are yielded by their real paths, so a file reached by two paths is one photo
     (the caller drops repeats). A folder is walked once: another path to a folder already
     walked is passed over, and a link to one of its own ancestors is reported as a loop.
-    The real folders links led to are appended to ``followed``.
+    The real folders links led to are appended to ``followed``, and the XMP sidecars met
+    to ``sidecars`` (path -> size, mtime), so that a rescan sees an edited sidecar without
+    looking for one beside every photo.
     """
-    walker = _Walker(tuple(exclude), followed)
+    walker = _Walker(tuple(exclude), followed, sidecars)
     for root in roots:
         root = Path(os.path.realpath(Path(root).expanduser()))
         if root.is_file():
@@ -62,8 +84,10 @@ _LOOP = "symlink loop (a link to a folder that contains it)"
 
 
 class _Walker:
-    def __init__(self, patterns: tuple[str, ...], followed: list[Path] | None) -> None:
-        self.patterns, self.followed = patterns, followed
+    def __init__(
+        self, patterns: tuple[str, ...], followed: list[Path] | None, sidecars: dict[str, tuple[int, int]] | None
+    ) -> None:
+        self.patterns, self.followed, self.sidecars = patterns, followed, sidecars
         self.seen_dirs: set[tuple[int, int]] = set()
 
     def excluded(self, path: Path) -> bool:
@@ -107,8 +131,12 @@ class _Walker:
                 yield from self.visit(target, ancestors)
         elif is_file:
             suffix = path.suffix.lower()
-            if suffix in PHOTO_SUFFIXES or suffix in RAW_SUFFIXES:
+            if suffix in PHOTO_SUFFIXES or suffix in RAW_SUFFIXES or suffix in NOT_SUPPORTED:
                 yield Path(os.path.realpath(path)) if entry.is_symlink() else path
+            elif suffix == SIDECAR_SUFFIX and self.sidecars is not None:
+                with suppress(OSError):  # gone since the listing: as if it never was
+                    info = entry.stat()
+                    self.sidecars[entry.path] = (info.st_size, info.st_mtime_ns)
         elif entry.is_symlink():
             yield Skipped(path, "broken symlink")
 

@@ -110,3 +110,33 @@ def test_a_bug_shows_its_traceback_and_a_users_mistake_one_line(tmp_path, monkey
     told = CliRunner().invoke(app, ["search", "boat", "--db", str(db)])
     assert told.exit_code == 2 and told.stderr.strip() == "Error: --after takes a date like 2021"
     assert issubclass(InputError, ValueError) and issubclass(InputError, UserError)
+
+
+def _commands(typer_app) -> list[list[str]]:
+    """Every command path of a typer app (["scan"], ["vocab", "add"], ...)."""
+    import typer.main
+
+    group = typer.main.get_command(typer_app)
+    found = []
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        subcommands = getattr(command, "commands", None)
+        found += [[name, sub] for sub in subcommands] if subcommands else [[name]]
+    return found
+
+
+@pytest.mark.parametrize("program", ["epsilon-tag", "epsilon-train"])
+def test_every_help_is_readable_at_80_columns(program):
+    """Nothing cut short, nothing wider than the terminal, descriptions in a column wide
+    enough to read (rich's boxed panels once squeezed them to 17 characters)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app as tag_app
+    from trainer.cli import app as train_app
+
+    typer_app = tag_app if program == "epsilon-tag" else train_app
+    for command in [[], *_commands(typer_app)]:
+        shown = CliRunner().invoke(typer_app, [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+        assert shown.exit_code == 0, (command, shown.output)
+        lines = shown.output.splitlines()
+        assert "\u2026" not in shown.output and max(map(len, lines)) <= 80, (command, shown.output)
+        assert not any("\u2502" in line for line in lines), command  # no boxes

@@ -66,6 +66,35 @@ def test_real_camera_files(tmp_path):
     assert all(f["reason"] for f in stats["failure_list"])
 
 
+def test_every_picture_is_tagged_or_listed_and_a_damaged_one_is_tagged_with_a_warning(tmp_path):
+    import shutil
+
+    import imagecodecs
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    make_library(folder, 1)
+    pixels = np.asarray(Image.open(folder / "photo_000.jpg").convert("RGB"))
+    (folder / "modern.jxl").write_bytes(imagecodecs.jpegxl_encode(pixels))
+    (folder / "drawing.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    (folder / "notes.txt").write_text("not a picture: passed over")
+    corrupted = DATA / "photos" / "exif-samples" / "jpg" / "corrupted.jpg"
+    if corrupted.exists():
+        shutil.copy(corrupted, folder / "corrupted.jpg")
+    db = tmp_path / "lib.db"
+    scanned = CliRunner().invoke(app, ["scan", str(folder), "--db", str(db), "-q"])
+    assert scanned.exit_code == 0, scanned.output
+    assert f"failed: {folder / 'drawing.svg'}: format not supported: a vector drawing (.svg)" in scanned.stderr
+    assert "notes.txt" not in scanned.output
+    assert photo(db, folder / "modern.jxl")["photo"]["status"] == "ok"  # JPEG XL is read and tagged
+    if corrupted.exists():
+        assert f"tagged with a warning: {folder / 'corrupted.jpg'}: damaged JPEG" in scanned.stderr
+        assert f"failed: {folder / 'corrupted.jpg'}" not in scanned.stderr
+    again = tag_json(db, "scan", folder, "-q")  # listed once: not read again until it changes
+    assert (again["failed_before"], again["failed"], again["unchanged"]) == (1, 0, 2 + corrupted.exists())
+
+
 def test_bad_files_are_recorded_and_the_scan_goes_on(tmp_path):
     from PIL import Image
 

@@ -427,3 +427,294 @@ async def test_a_bug_in_a_worker_ends_the_app_as_a_bug_and_a_failed_rescan_does_
         monkeypatch.setattr(EpsilonTagApp, "run", run)
         result = CliRunner().invoke(app, ["tui", "--db", str(db)])
         assert result.exit_code == code and (bug("above") in result.stderr) == says_bug
+
+
+# ---- the preview with real pixels, textual-image's own render path ---------------------
+
+
+def two_halves(width: int = 300, height: int = 200):
+    """A known picture: red on the left, blue on the right."""
+    from PIL import Image
+
+    image = Image.new("RGB", (width, height), (255, 0, 0))
+    image.paste((0, 0, 255), (width // 2, 0, width, height))
+    return image
+
+
+@pytest.fixture
+def known_picture(monkeypatch):
+    """Every photo reads as two_halves(); the sizes the preview asks for are recorded."""
+    import tagger.api
+
+    asked: list[int] = []
+
+    def picture(path, min_side):
+        asked.append(min_side)
+        return two_halves()
+
+    monkeypatch.setattr(tagger.api, "picture", picture)
+    return asked
+
+
+async def _preview_pixels(app, pilot):
+    """The preview's textual-image widget once the first photo is drawn, and the photo's fit."""
+    from tagger.tui import pixels
+
+    await settle(pilot)
+    widget = app.query_one("#preview-pixels")
+    assert widget.display and not app.query_one("#preview-image").display  # no half blocks beside it
+    fitted = pixels.fit(two_halves(), *app.query_one("#preview").image_cells)
+    return widget, fitted
+
+
+async def test_kitty_terminals_get_the_photo_in_real_pixels(snapshot_library, known_picture, capfd):
+    from textual.geometry import Region
+    from textual_image.widget import TGPImage
+
+    from tagger.tui import pixels
+
+    app = EpsilonTagApp(snapshot_library, graphics="kitty")
+    async with app.run_test(size=(100, 30)) as pilot:
+        widget, fitted = await _preview_pixels(app, pilot)
+        assert isinstance(widget, TGPImage)
+        columns, rows = app.query_one("#preview").image_cells
+        assert known_picture[-1] == pixels.min_side(columns, rows) > rows * 2  # read for pixels, not half blocks
+        # The picture as fitted in the worker: whole cells, aspect kept, the known halves in place.
+        cell_w, cell_h = pixels.cell_pixels()
+        assert widget.image.size == (fitted.columns * cell_w, fitted.rows * cell_h)
+        assert (widget.size.width, widget.size.height) == (fitted.columns, fitted.rows)
+        assert (
+            widget.image.getpixel((2, 2)) == (255, 0, 0) and widget.image.getpixel((widget.image.width - 3, 2))[2] > 250
+        )
+        strips = widget.render_lines(Region(0, 0, fitted.columns, fitted.rows))
+        placeholders = "".join(segment.text for strip in strips for segment in strip)
+        assert placeholders.count(chr(0x10EEEE)) == fitted.columns * fitted.rows  # Kitty's unicode placeholders
+    sent = capfd.readouterr().out
+    assert "\x1b_G" in sent and "f=100" in sent  # the PNG transmitted with Kitty's graphics protocol
+    assert "a=p,i=" in sent and f"c={fitted.columns},r={fitted.rows}" in sent  # and placed on those cells
+
+
+async def test_sixel_terminals_get_the_photo_as_sixels(snapshot_library, known_picture):
+    from textual.geometry import Region
+    from textual_image.widget import SixelImage
+
+    app = EpsilonTagApp(snapshot_library, graphics="sixel")
+    async with app.run_test(size=(100, 30)) as pilot:
+        widget, fitted = await _preview_pixels(app, pilot)
+        assert isinstance(widget, SixelImage)
+        assert widget.image.size == two_halves().resize((fitted.columns * 10, fitted.rows * 20)).size
+        drawn = widget.children[0]  # textual-image's own widget that writes the Sixel data
+        strips = drawn.render_lines(Region(0, 0, drawn.size.width, drawn.size.height))
+        data = "".join(segment.text for strip in strips for segment in strip)
+        assert "\x1bP" in data and '"1;1;' in data and data.rstrip().count("\x1b\\") >= 1  # a Sixel image: DCS ... ST
+        assert f";{fitted.columns * 10};{fitted.rows * 20}" in data  # at the fitted size in pixels
+
+
+async def test_photos_passed_over_with_a_held_key_are_never_read_or_encoded(
+    snapshot_library, known_picture, monkeypatch
+):
+    import tagger.tui.app
+
+    monkeypatch.setattr(tagger.tui.app, "PIXELS_SETTLE_S", 0.5)  # far longer than a key press takes
+    app = EpsilonTagApp(snapshot_library, graphics="kitty")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        first = len(known_picture)
+        app.query_one("#photo-table").focus()
+        await pilot.press("down", "down", "down")
+        await settle(pilot)
+        assert len(known_picture) == first + 1  # the photo the cursor rests on, not the two passed
+        assert app.query_one("#preview-pixels").display
+
+
+async def test_a_photo_that_cannot_be_read_is_said_in_words_even_with_pixels(snapshot_library, monkeypatch):
+    import tagger.api
+
+    shown = {"first": True}  # the first photo reads, the next is gone
+
+    def picture(path, min_side):
+        return two_halves() if shown.pop("first", False) else "not on disk now"
+
+    monkeypatch.setattr(tagger.api, "picture", picture)
+    app = EpsilonTagApp(snapshot_library, graphics="kitty")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        drawn = app.query_one("#preview-pixels")
+        assert drawn.display and drawn.image is not None
+        app.query_one("#photo-table").focus()
+        await pilot.press("down")
+        await settle(pilot)
+        assert not drawn.display and drawn.image is None  # the last photo's pixels let go
+        assert "not on disk now" in str(app.query_one("#preview-image").render())
+        assert app.query_one("#preview-image").display
+
+
+def test_pixels_only_where_the_terminal_was_asked(snapshot_library, monkeypatch):
+    """run_test and snapshots never ask the terminal: half blocks. run() asks, unless headless."""
+    from tagger.tui import pixels
+
+    asked = []
+    monkeypatch.setattr(pixels, "detect", lambda: asked.append(1) or "kitty")
+
+    async def leave(pilot):
+        await pilot.exit(None)
+
+    app = EpsilonTagApp(snapshot_library)
+    app.run(headless=True, auto_pilot=leave)
+    assert not asked and app.protocol is None and not app.query("#preview-pixels")
+    assert EpsilonTagApp(snapshot_library, graphics="sixel").protocol == "sixel"
+
+
+def test_detecting_needs_a_terminal_and_can_be_overridden(monkeypatch):
+    from tagger.tui import pixels
+
+    monkeypatch.delenv(pixels.OVERRIDE, raising=False)
+    assert pixels.detect() is None  # under pytest stdout is no terminal: nothing is asked
+    for chosen, protocol in (("kitty", "kitty"), ("SIXEL", "sixel"), ("halfblock", None)):
+        monkeypatch.setenv(pixels.OVERRIDE, chosen)
+        assert pixels.detect() == protocol
+
+
+@pytest.mark.parametrize(
+    ("answers", "protocol"),
+    [
+        ("\x1b[?62;4;22c", "sixel"),  # its device attributes list 4: Sixel
+        ("\x1b[?62;22c\x1b_Gi=1;OK\x1b\\", "kitty"),  # no Sixel, and an OK to Kitty's graphics query
+        ("\x1b[?62;22c", None),  # neither (the graphics query goes unanswered): half blocks
+    ],
+    ids=["sixel", "kitty", "neither"],
+)
+def test_the_terminal_is_asked_which_protocol_it_speaks(answers, protocol, monkeypatch):
+    """detect() in a process on a pseudo-terminal that answers as the terminal would."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import tty
+
+    from tagger.tui import pixels
+    from tests.helpers import ROOT
+
+    monkeypatch.delenv(pixels.OVERRIDE, raising=False)
+    master, terminal = pty.openpty()
+    try:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 80 * 9, 24 * 18))  # 9 x 18 px cells
+        tty.setraw(terminal)
+        os.write(master, answers.encode())  # typed ahead: the answers wait for the questions
+        code = (
+            "from tagger.tui import pixels; import sys; sys.stderr.write(f'{pixels.detect()} {pixels.cell_pixels()}')"
+        )
+        child = subprocess.run(
+            [sys.executable, "-c", code], stdin=terminal, stdout=terminal, stderr=subprocess.PIPE, cwd=ROOT, timeout=120
+        )
+    finally:
+        os.close(terminal)
+        os.close(master)
+    assert child.stderr.decode().strip() == f"{protocol} (9, 18)"
+
+
+def test_a_photo_fits_whole_cells_aspect_kept():
+    from tagger.tui import pixels
+
+    width, height = pixels.cell_pixels()
+    wide = pixels.fit(two_halves(400, 100), 30, 20)  # limited by the width
+    assert wide.columns == 30 and wide.image.size == (30 * width, wide.rows * height)
+    assert abs(wide.columns * width / (wide.rows * height) - 4) < 4 * 0.25
+    tall = pixels.fit(two_halves(100, 400), 30, 20)  # limited by the height
+    assert tall.rows == 20 and tall.columns < 30
+    assert pixels.min_side(30, 20) == min(30 * width, 20 * height)
+
+
+def test_snapshot_preview_in_half_blocks(snap_compare, snapshot_library, known_picture):
+    """Under tests the preview is half blocks (no terminal is asked): the known picture, red and blue."""
+    assert snap_compare(EpsilonTagApp(snapshot_library), terminal_size=(80, 24), run_before=_quiet)
+
+
+# ---- the help scrolls ------------------------------------------------------------------
+
+
+async def test_the_help_scrolls_to_its_last_line_in_a_small_terminal(snapshot_library):
+    from textual import events
+
+    app = EpsilonTagApp(snapshot_library)
+    async with app.run_test(size=(80, 20)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        box = app.screen.query_one("#help-box")
+        last = box.query("MarkdownParagraph").last()
+        assert "A scan running in another terminal" in str(last.source)
+        assert box.max_scroll_y > 0 and not box.content_region.contains_region(last.region)  # taller than 20 rows
+        assert app.focused is box and "escape" in str(box.border_subtitle)  # the way out stays in sight
+        await pilot.press("end")
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y and box.content_region.contains_region(last.region)
+        await pilot.press("home", "pagedown")
+        await pilot.pause()
+        assert box.scroll_y > 0
+        await pilot.press("home")
+        await pilot.pause()
+        for _ in range(box.max_scroll_y):  # the mouse wheel, over the box
+            await pilot._post_mouse_events([events.MouseScrollDown], box, offset=(3, 3))
+        assert box.scroll_y == box.max_scroll_y and box.content_region.contains_region(last.region)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+# ---- o: the viewer's error names the viewer -------------------------------------------
+
+
+async def _open_first(db, opener) -> tuple[list[str], str]:
+    """Press o on the first photo: what the opener was given and the notification."""
+    app = EpsilonTagApp(db, opener=opener)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("tab", "o")
+        await pilot.pause()
+        path = app.query_one("#photos").current().path
+        return path, "\n".join(n.message for n in app._notifications)
+
+
+async def test_a_missing_viewer_is_named_not_the_photo(scanned):
+    def no_viewer(path):  # what Popen raises when xdg-open is not installed
+        raise FileNotFoundError(2, "No such file or directory", "xdg-open")
+
+    path, said = await _open_first(scanned / "lib.db", no_viewer)
+    assert said.startswith("No program to open photos with: xdg-open is not installed (install xdg-utils")
+    assert "Cannot open" not in said and "not there now" not in said and path in said
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied")
+
+    path, said = await _open_first(scanned / "lib.db", refused)
+    assert said == f"Cannot open {path}: Permission denied"
+
+
+async def test_the_system_viewer_missing_from_the_path_is_named(scanned, tmp_path, monkeypatch):
+    from tagger.tui.viewer import open_in_viewer, viewer_command
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without the viewer program
+    path, said = await _open_first(scanned / "lib.db", open_in_viewer)
+    program = viewer_command(path)[0]
+    assert said.startswith(f"No program to open photos with: {program} is not installed")
+
+
+async def test_a_photo_that_is_gone_is_said_to_be_gone(snapshot_library):
+    opened: list[str] = []
+    path, said = await _open_first(snapshot_library, opened.append)  # fake paths: no photo on disk
+    assert not opened  # a viewer started in the background would fail unseen
+    assert said.startswith(f"{path} is not there now") and "No program" not in said
+
+
+def test_the_preview_lists_the_photographers_own_keywords_apart():
+    from tagger.api import PhotoView
+    from tagger.tui.widgets import describe
+
+    row = {"path": "/p/a.jpg", "status": "ok", "taken_at": "2021-06-30T10:00:00", "camera": "X100V"}
+    tags = [{"word": "beach", "score": 0.71, "kind": "seen"}]
+    shown = describe(PhotoView(row, tags, ["Holiday|Rome", "grandma"])).plain.splitlines()
+    own = "own    Holiday|Rome, grandma"
+    assert shown[1:] == ["taken  2021-06-30T10:00:00", "camera X100V", own, "0.71 \u2022 beach"]
+    assert "own" not in describe(PhotoView(row, tags, [])).plain

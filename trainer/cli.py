@@ -39,6 +39,9 @@ app = typer.Typer(
         "Multi-GPU or multi-node: torchrun --nproc-per-node N -m trainer.cli nus-wide --data DIR"
     ),
     no_args_is_help=True,
+    # Plain help, as epsilon-tag's: rich's boxed panels squeeze descriptions to 17 columns
+    # and cut option names at 80 columns.
+    rich_markup_mode=None,
     add_completion=False,
 )
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import work
@@ -27,25 +26,15 @@ from textual.worker import get_current_worker
 
 from .. import api
 from ..api import Library, LibraryError, Ranking, ScanOptions, UserError, WordSource
+from . import pixels
 from .halfblock import halfblock
 from .screens import AddWordScreen, ConfirmScreen, FirstRunScreen, HelpScreen
+from .viewer import cannot_open, open_in_viewer, photo_gone
 from .widgets import Page, PhotoPanel, Preview, TagPanel, describe
 
 W = TypeVar("W")
-
-
-def open_in_viewer(path: str) -> None:
-    """The system's own viewer for a file (macOS open, Windows start, xdg-open elsewhere)."""
-    if sys.platform == "darwin":
-        command = ["open", path]
-    elif sys.platform.startswith("win"):
-        os.startfile(path)  # type: ignore[attr-defined]
-        return
-    else:
-        command = ["xdg-open", path]
-    subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+AUTO = "auto"  # ask the terminal which pixel protocol it speaks
+PIXELS_SETTLE_S = 0.06  # a key held repeats every ~30 ms: a photo shown this long is not passed over
 
 
 class EpsilonTagApp(App):
@@ -63,17 +52,38 @@ class EpsilonTagApp(App):
     ]
 
     def __init__(
-        self, db: str | Path, *, opener: Callable[[str], None] = open_in_viewer, refresh_seconds: float = 3.0
+        self,
+        db: str | Path,
+        *,
+        opener: Callable[[str], None] = open_in_viewer,
+        refresh_seconds: float = 3.0,
+        graphics: str | None = AUTO,
     ) -> None:
+        """``graphics``: "kitty" or "sixel" draws the preview with real pixels, None with half
+        blocks; AUTO asks the terminal when ``run`` starts the app in one (``run_test`` and the
+        snapshot tests never ask: half blocks, the same on every machine)."""
         super().__init__()
         self.db_path = Path(db).expanduser()
         self.opener = opener
+        self.graphics = graphics
         self.refresh_seconds = refresh_seconds
         self.library: Library | None = None
         self.source: WordSource | None = None
         self.lock = threading.Lock()  # one reader at a time on the app's connection
         self.seen_version: int | None = None
         self.scanning = False
+
+    def run(self, *, headless: bool = False, **kwargs: Any) -> Any:
+        if self.graphics == AUTO:  # now or never: once started, Textual reads the terminal's answers
+            self.graphics = None if headless else pixels.detect()
+        elif self.protocol is not None and pixels.load() is None:  # chosen, but textual-image is missing
+            self.graphics = None
+        return super().run(headless=headless, **kwargs)
+
+    @property
+    def protocol(self) -> str | None:
+        """The pixel protocol the preview draws with, None for half blocks."""
+        return self.graphics if self.graphics in pixels.PROTOCOLS else None
 
     # ---- layout ---------------------------------------------------------------
 
@@ -96,7 +106,7 @@ class EpsilonTagApp(App):
         with Horizontal(id="panels"):
             yield TagPanel(id="tags")
             yield PhotoPanel(id="photos")
-            yield Preview(id="preview")
+            yield Preview(id="preview", protocol=self.protocol)
         yield ProgressBar(id="progress", show_eta=False)
         yield Static("", id="status")
         yield Footer()
@@ -228,15 +238,27 @@ class EpsilonTagApp(App):
 
     @work(thread=True, exclusive=True, group="preview")
     def load_preview(self, preview: Preview, cells: tuple[int, int], photo_id: int) -> None:
+        if self.protocol is not None:
+            # Real pixels are encoded on the screen's thread (a Sixel palette: ~0.1 s a photo):
+            # with an arrow key held, only the photo the cursor rests on gets that far.
+            time.sleep(PIXELS_SETTLE_S)
+            if get_current_worker().is_cancelled:
+                return
         with self.lock:
             view = api.photo(self.opened, photo_id)
         if view is None:
             return
-        columns, rows = cells
-        image = api.picture(view.row["path"], rows * 2)
-        picture = Text(f"({image})", style="italic") if isinstance(image, str) else halfblock(image, columns, rows)
+        picture = self._picture(view.row["path"], *cells)
         if not get_current_worker().is_cancelled:
             self.call_from_thread(self._deliver, preview.show, picture, describe(view))
+
+    def _picture(self, path: str, columns: int, rows: int) -> Text | pixels.Pixels:
+        """In the worker: the photo read at the scale it is drawn, fitted to the cells."""
+        pixel_protocol = self.protocol is not None
+        image = api.picture(path, pixels.min_side(columns, rows) if pixel_protocol else rows * 2)
+        if isinstance(image, str):
+            return Text(f"({image})", style="italic")
+        return pixels.fit(image, columns, rows) if pixel_protocol else halfblock(image, columns, rows)
 
     def watch_library(self) -> None:
         """A scan in another process commits: counts and tags change under us."""
@@ -271,10 +293,14 @@ class EpsilonTagApp(App):
         hit = self.query_one("#photos", PhotoPanel).current()
         if hit is None:
             return
+        # Checked first: a viewer started in the background on a missing photo fails unseen.
+        if not os.path.exists(hit.path):
+            self.notify(photo_gone(hit.path), severity="error", timeout=8)
+            return
         try:
             self.opener(hit.path)
         except OSError as exc:
-            self.notify(f"Cannot open {hit.path}: {exc}", severity="error")
+            self.notify(cannot_open(hit.path, exc), severity="error", timeout=8)
 
     def action_add_word(self) -> None:
         if self.source is None:

@@ -8,7 +8,7 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Markdown, OptionList, Static
 from textual.worker import get_current_worker
@@ -42,12 +42,18 @@ A scan running in another terminal shows up here as it commits.
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys. Taller than a small terminal: it scrolls (arrows, page keys, home and end,
+    the mouse wheel), and the way out stays on its border, in sight at any scroll."""
+
     BINDINGS: ClassVar = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box", classes="dialog"):
-            yield Markdown(HELP)
-            yield Label("escape closes", classes="hint")
+        box = VerticalScroll(Markdown(HELP), id="help-box", classes="dialog")
+        box.border_subtitle = "\u2191\u2193 scroll \u00b7 escape closes"
+        yield box
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").focus()  # the scroll keys go to the box, not to the table inside
 
 
 class AddWordScreen(ModalScreen[str | None]):

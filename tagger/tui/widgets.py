@@ -15,10 +15,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.coordinate import Coordinate
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
 from ..api import MISSING, SEEN, Hit, PhotoView, Ranking, sort_words
+from .pixels import Pixels, image_widget
 
 SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
 
@@ -185,10 +187,19 @@ class PhotoPanel(Vertical):
 
 
 class Preview(VerticalScroll):
-    """The selected photo, upright, drawn with half blocks; its tags and EXIF below."""
+    """The selected photo, upright, with real pixels where the terminal shows them (Kitty's
+    protocol or Sixel, through textual-image) and half blocks elsewhere; its tags and EXIF below."""
+
+    def __init__(self, *, protocol: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.protocol = protocol
 
     def compose(self) -> ComposeResult:
         yield Static("", id="preview-image")
+        if self.protocol is not None:
+            pixels = image_widget(self.protocol, id="preview-pixels")
+            pixels.display = False
+            yield pixels
         yield Static("", id="preview-info")
 
     @property
@@ -197,18 +208,38 @@ class Preview(VerticalScroll):
         width, height = self.content_size
         return max(8, width - 2), max(4, int(height * 0.6))
 
-    def show(self, picture: Text | str, info: Text) -> None:
-        self.query_one("#preview-image", Static).update(picture)
+    def show(self, picture: Text | str | Pixels, info: Text) -> None:
+        text = self.query_one("#preview-image", Static)
+        found = self.query("#preview-pixels")
+        drawn = found.first() if found else None
+        if isinstance(picture, Pixels) and drawn is not None:
+            self._show_pixels(drawn, picture)
+            text.display = False
+        else:
+            if drawn is not None:  # a photo that cannot be read: say why, in words
+                self._show_pixels(drawn, None)
+            text.update("" if isinstance(picture, Pixels) else picture)
+            text.display = True
         self.query_one("#preview-info", Static).update(info)
+
+    @staticmethod
+    def _show_pixels(widget: Widget, picture: Pixels | None) -> None:
+        if picture is not None:
+            # Sized in cells here, so textual-image draws the picture as fitted, no scaling of its own.
+            widget.styles.width, widget.styles.height = picture.columns, picture.rows
+        # textual-image's Image widget; None frees the last photo's pixels in the terminal.
+        widget.image = None if picture is None else picture.image  # type: ignore[attr-defined]
+        widget.display = picture is not None
 
 
 def describe(view: PhotoView) -> Text:
-    """A photo's path, EXIF and tags as the preview shows them."""
+    """A photo's path, EXIF, own keywords and tags as the preview shows them."""
     text = Text()
     text.append(view.row["path"] + "\n", style="bold")
     if view.row.get("status") == MISSING:
         text.append("missing since the last scan\n", style="red")
-    for label, value in view.facts:
+    own = [("own", ", ".join(view.own))] if view.own else []  # the photographer's, apart from the model's
+    for label, value in [*view.facts, *own]:
         text.append(f"{label:<7}", style="dim")
         text.append(f"{value}\n")
     for tag in view.tags:
