@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from trainer.assets import normalise_word
 from trainer.embeddings import UnknownWordError
 from trainer.errors import InputError, UserError
@@ -30,16 +28,16 @@ from .scanoptions import ScanOptions, ScanReport
 from .search import Hit, Ranking, check_dates, check_score
 from .vocabulary import VocabularyError, WordSource, sort_words
 from .walk import as_text
-from .xmp import DEFAULT_PARENT, Naming, export_sidecars
 
-# The scan's machinery (torch's DataLoader, Pillow, the model) and Pillow for a preview are
-# imported by the operations that use them: `search` and `stats` start without them (70 ms
-# and 15 MiB less on every call).
+# The scan's machinery (torch's DataLoader, Pillow, the model), Pillow for a preview, the
+# XMP writer and platformdirs are imported by the operations that use them: `search` and
+# `stats` start without them (80 ms and 15 MiB less on every call).
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .xmp import Naming
+
 __all__ = [
-    "DEFAULT_PARENT",
     "MISSING",
     "OK",
     "SEEN",
@@ -67,6 +65,8 @@ __all__ = [
 
 def default_db() -> Path:
     """The library of a user who names none: their data folder's library.db."""
+    import platformdirs
+
     return platformdirs.user_data_path("epsilon-tag") / "library.db"
 
 
@@ -297,7 +297,7 @@ def export_xmp(
     naming: Naming = "full",
     min_score: float | None = None,
     top: int | None = None,
-    parent: str | None = DEFAULT_PARENT,
+    parent: str | None = "epsilon-tag",
 ) -> tuple[int, int, list[tuple[str, str]]]:
     """Write the shown tags (or every tag from ``min_score``, at most ``top``) of the photos
     under ``folders`` (none: all) to XMP sidecars, with each photo's own keywords as they
@@ -310,5 +310,7 @@ def export_xmp(
     for folder in under:
         if not Path(folder).is_dir():
             raise InputError(f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them")
+    from .xmp import export_sidecars
+
     own = library.own_keywords
     return export_sidecars(library, under, naming=naming, min_score=min_score, top=top, own=own, parent=parent)

@@ -427,7 +427,7 @@ def export(
     ),
     top: int | None = typer.Option(None, "--top", min=1, help="At most this many tags per photo, best first."),
     parent: str = typer.Option(
-        api.DEFAULT_PARENT,
+        "epsilon-tag",
         "--parent",
         help=(
             "The keyword the model's tags go under in hierarchical keywords (Lightroom, digiKam), so that they "

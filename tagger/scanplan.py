@@ -17,8 +17,7 @@ from pathlib import Path
 from trainer.errors import InputError
 
 from .library import MISSING, OK, READ_VERSION, Failure, Known, Library
-from .walk import Skipped, as_text, walk_photos
-from .xmp import sidecar_names
+from .walk import SIDECAR_SUFFIX, Skipped, as_text, walk_photos
 
 # A quick content hash: the size and the first and last 256 KiB. Enough to tell photos
 # apart (headers carry timestamps, the tail is entropy-coded pixels) at one short read.
@@ -43,13 +42,20 @@ def sidecar_signature(photo: str, seen: Mapping[str, tuple[int, int]] | None = N
     """Name, size and time of each sidecar the photo has ('' for none): its keywords are
     read again when this changes. ``seen``: the sidecars a walk met (else each name is
     looked up on disk)."""
+    if seen is not None and not seen:  # most folders hold no sidecar: 100,000 photos in no time
+        return ""
     parts = []
-    for name in sidecar_names(photo):
-        path = str(name)
-        info = seen.get(path) if seen is not None else _size_and_time(path)
+    for name in _sidecar_names(photo):
+        info = seen.get(name) if seen is not None else _size_and_time(name)
         if info is not None:
-            parts.append(f"{Path(path).name}:{info[0]}:{info[1]}")
-    return ";".join(dict.fromkeys(parts))
+            parts.append(f"{os.path.basename(name)}:{info[0]}:{info[1]}")
+    return ";".join(parts)
+
+
+def _sidecar_names(photo: str) -> list[str]:
+    """tagger.xmp.sidecar_names as text, without a Path per photo (a rescan asks for every one)."""
+    full, stem = photo + SIDECAR_SUFFIX, os.path.splitext(photo)[0] + SIDECAR_SUFFIX
+    return [full] if full == stem else [full, stem]
 
 
 def _size_and_time(path: str) -> tuple[int, int] | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +150,8 @@ def scores(semantic: np.ndarray | Rows, vectors: np.ndarray) -> np.ndarray:
         for start in starts:
             score_chunk(start)
         return out
+    from concurrent.futures import ThreadPoolExecutor  # 5 ms of imports that `stats` and `show` need not pay
+
     with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
         list(pool.map(score_chunk, starts))
     return out
