@@ -20,6 +20,7 @@ from trainer.assets import normalise_word
 from trainer.embeddings import UnknownWordError
 from trainer.errors import InputError, UserError
 
+from . import learning as _learning
 from . import roots as _roots
 from . import search as _search
 from . import vocabulary as _vocabulary
@@ -157,6 +158,20 @@ def search(
     return Found([words] if isinstance(words, str) else words, ranking, ranking.page(library, 0, limit))
 
 
+def like(
+    library: Library,
+    photo: str | Path | int,
+    *,
+    limit: int = 20,
+    after: str | None = None,
+    before: str | None = None,
+) -> Found:
+    """Photos nearest a photo (a path, or a photo id from a listing), most alike first."""
+    photo_id = photo if isinstance(photo, int) else show(library, photo).row["id"]
+    ranking = _search.like(library, photo_id, after=after, before=before)
+    return Found([f"like:{photo}"], ranking, ranking.page(library, 0, limit))
+
+
 def photos_of_word(library: Library, word_id: int) -> Ranking:
     """The photos that show a vocabulary word, best first."""
     return _search.photos_of_word(library, word_id)
@@ -210,6 +225,68 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
 def similar(library: Library, word: str, n: int = 10) -> list[tuple[str, float]]:
     """The words nearest ``word`` in the library's word space."""
     return word_source(library).neighbours(word, n)
+
+
+@dataclass(frozen=True)
+class Taught:
+    """What a person's tags did to one word."""
+
+    word: str
+    confirmed: int  # photos a person says show it
+    rejected: int  # photos a person says do not
+    count: int  # photos that show it now, across the library
+    learned: bool  # the library was scored again for it (a word the word vectors know)
+
+
+def tag(
+    library: Library,
+    photos: Sequence[str | Path | int],
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    source: WordSource | None = None,
+) -> list[Taught]:
+    """A person's own tags: each photo shows the ``add`` words, whatever the model says, and
+    not the ``remove`` words (a word they added is taken back; a model's tag is rejected).
+    Kept apart from the model's tags, through rescans, moves and model changes. A word the
+    word vectors know learns from them: the library is scored again for it, moved towards
+    the confirmed photos and away from the rejected (``vocab unlearn`` undoes it)."""
+    source = source or word_source(library)
+    ids = [p if isinstance(p, int) else show(library, p).row["id"] for p in photos]
+    wanted = {normalise_word(w): 1 for w in add} | {normalise_word(w): -1 for w in remove}
+    if not wanted or not all(wanted):
+        raise InputError("Say what to tag: --add WORD or --remove WORD.")
+    forms = _vocabulary.known_forms(library, list(wanted))
+    with library.transaction():
+        for word, state in wanted.items():
+            word = forms.get(word, word)  # "dogs" is the vocabulary's "dog"
+            for photo_id in ids:
+                said = library.forget_user_tag(photo_id, word)
+                if state > 0 or not said:  # removing a word a person added only takes it back
+                    library.set_user_tag(photo_id, word, state)
+    return [_learn(library, forms.get(w, w), source) for w in wanted]
+
+
+def unlearn(library: Library, word: str, *, source: WordSource | None = None) -> Taught:
+    """Forget what people said of ``word`` on every photo: it is scored from its own vector
+    again, as before any feedback."""
+    word = normalise_word(word)
+    word = _vocabulary.known_forms(library, [word]).get(word, word)
+    if not library.forget_feedback(word):
+        raise InputError(f"Nobody tagged a photo with {word!r} or rejected it: there is nothing to forget.")
+    return _learn(library, word, source or word_source(library))
+
+
+def _learn(library: Library, word: str, source: WordSource) -> Taught:
+    confirmed, rejected = library.feedback(word)
+    try:
+        in_vocabulary = word in _vocabulary.known_forms(library, [word]) or bool(len(confirmed))
+        if in_vocabulary:
+            _learning.relearn(library, word, source)
+    except UnknownWordError:  # no vector: an own keyword, found by itself, that teaches nothing
+        in_vocabulary = False
+    counts = {w["word"]: w["count"] for w in _vocabulary.word_table(library)}
+    return Taught(word, len(confirmed), len(rejected), counts.get(word, 0), in_vocabulary)
 
 
 def warm_up(library: Library, source: WordSource) -> None:

@@ -42,19 +42,52 @@ class Hit:
         return {"path": self.path, "score": round(self.score, 4), "taken_at": self.taken_at, "camera": self.camera}
 
 
-def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> list[str]:
-    """Terms of a query. An argument that is a vocabulary entry ("polar bear") stays whole;
-    anything else is split on spaces and commas into words."""
-    parts = [query] if isinstance(query, str) else list(query)
+@dataclass(frozen=True)
+class Term:
+    """A word of a query and how much it counts; a negative weight: photos showing it drop."""
+
+    word: str
+    weight: float = 1.0
+
+
+# A query token: an optional "-" (leave out), an optional "N:" weight, the word.
+_TOKEN = re.compile(r"^(-)?(?:(\d+(?:\.\d+)?):)?(.*)$")
+
+
+def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> list[Term]:
+    """The terms of a query, as rclip reads them: `beach -people` leaves out photos showing
+    people, `2:beach sunset` counts beach twice, `snow + dog` is snow and dog (a lone `+`
+    joins, as a space does). An argument that is a vocabulary entry ("polar bear", or
+    "-polar bear") stays whole; anything else is split on spaces and commas."""
     known = set(vocabulary)
-    terms: list[str] = []
-    for part in parts:
+    weights: dict[str, float] = {}
+    for part in [query] if isinstance(query, str) else list(query):
         key = normalise_word(part)
-        if key in known:
-            terms.append(key)
-        else:
-            terms.extend(t for t in re.split(r"[\s,]+", key) if t)
-    return list(dict.fromkeys(terms))
+        tokens = [key] if _body(key) in known else [t for t in re.split(r"[\s,]+", key) if t and t != "+"]
+        for token in tokens:
+            sign, weight, word = _TOKEN.match(token).groups()  # type: ignore[union-attr]  # matches any text
+            if word and word != "+":
+                weights[word] = weights.get(word, 0.0) + (-1 if sign else 1) * float(weight or 1)
+    return [Term(word, weight) for word, weight in weights.items() if weight]
+
+
+def _body(token: str) -> str:
+    return _TOKEN.match(token).group(3)  # type: ignore[union-attr]  # matches any text
+
+
+def combine(confidence: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """One score per photo from its confidences for each term (photos x terms): the weighted
+    geometric mean of the wanted terms (a photo must match each), times (1 - confidence)
+    to the weight of each term to leave out."""
+    weights = np.asarray(weights, np.float64)
+    wanted = weights > 0
+    log = np.log(np.maximum(confidence, 1e-12))
+    combined = np.ones(len(confidence))
+    if wanted.any():
+        combined = np.exp(log[:, wanted] @ weights[wanted] / weights[wanted].sum())
+    for column in np.flatnonzero(~wanted):
+        combined *= (1.0 - confidence[:, column]) ** -weights[column]
+    return combined.astype(np.float32)
 
 
 _DATE_FORMATS = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d", 13: "%Y-%m-%dT%H", 16: "%Y-%m-%dT%H:%M", 19: "%Y-%m-%dT%H:%M:%S"}
@@ -131,9 +164,10 @@ def rank(
         raise LibraryError("The library has no tagged photos yet: run `epsilon-tag scan FOLDER` first.")
     source = source or WordSource.of_library(library)
     held = library.words()
-    terms = parse_query(query, [*(w.word for w in held), *_own_phrases(library, query)])
-    if not terms:
+    query_terms = parse_query(query, [*(w.word for w in held), *_own_phrases(library, query)])
+    if not query_terms:
         raise InputError("Give at least one word to search for.")
+    terms = [term.word for term in query_terms]
     floor = check_score(min_score, "the minimum score")
     after, before = check_dates(after, before)
     rule = library.tag_rule
@@ -143,10 +177,11 @@ def rank(
     own = {t: ids for t in terms if len(ids := library.photos_with_own(t))}
     stored = library.semantic_vectors(after=after, before=before)
     confidence = _model_confidence(library, terms, own, source, held, stored, rule, after or before)
-    for j, term in enumerate(terms):
+    for j, term in enumerate(terms):  # a person's word over the model's: confirmed 1, rejected 0
         if term in own:
             confidence[np.isin(stored.ids, own[term]), j] = 1.0
-    combined = np.exp(np.log(np.maximum(confidence, 1e-12)).mean(axis=1)) if len(stored) else np.zeros(0, np.float32)
+        confidence[np.isin(stored.ids, library.photos_rejecting(term)), j] = 0.0
+    combined = combine(confidence, [term.weight for term in query_terms])
     order = np.argsort(-combined, kind="stable")
     best = float(combined[order[0]]) if len(order) else None
     if floor is not None:
@@ -157,7 +192,7 @@ def rank(
 def _own_phrases(library: Library, query: str | Sequence[str]) -> list[str]:
     """Arguments of a query that are, whole, a phrase of the photographer's keywords
     ("golden gate"): kept whole, as a vocabulary phrase is."""
-    parts = [normalise_word(p) for p in ([query] if isinstance(query, str) else query)]
+    parts = [_body(normalise_word(p)) for p in ([query] if isinstance(query, str) else query)]
     return [p for p in parts if " " in p and len(library.photos_with_own(p))]
 
 
@@ -230,6 +265,36 @@ def search(
     """Present photos ranked by their (mean) score for the query's words, best first."""
     ranking = rank(library, query, min_score=min_score, after=after, before=before, source=source)
     return ranking.page(library, 0, len(ranking) if limit is None else limit)
+
+
+def like(
+    library: Library, photo_id: int, *, after: str | None = None, before: str | None = None, chunk: int = 20_000
+) -> Ranking:
+    """Photos nearest a photo in S, best first, the photo itself left out: the mean over S's
+    rows (each the same group prompt's view of a photo) of their cosines, once the library's
+    mean row is taken away (what every photo shares says nothing of this one)."""
+    after, before = check_dates(after, before)
+    query = library.semantic_vectors(ids=[photo_id])
+    if not len(query):
+        raise InputError("That photo has no semantic vectors in this library (missing, or read by another model).")
+    stored = library.semantic_vectors(after=after, before=before)
+    everyone = library.semantic_vectors()
+    centre = sum(
+        np.asarray(everyone.semantic[s : s + chunk], np.float32).sum(axis=0) for s in range(0, len(everyone), chunk)
+    ) / max(1, len(everyone))
+    target = _unit_rows(np.asarray(query.semantic[0], np.float32) - centre)
+    similarity = np.zeros(len(stored), np.float32)
+    for start in range(0, len(stored), chunk):  # fp16 rows made float32 a chunk at a time
+        rows = _unit_rows(np.asarray(stored.semantic[start : start + chunk], np.float32) - centre)
+        similarity[start : start + chunk] = np.einsum("nmd,md->n", rows, target) / len(target)
+    order = np.argsort(-similarity, kind="stable")
+    order = order[stored.ids[order] != photo_id]
+    best = float(similarity[order[0]]) if len(order) else None
+    return Ranking(stored.ids[order], similarity[order], None, best)
+
+
+def _unit_rows(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
 
 
 def photos_of_word(library: Library, word_id: int) -> Ranking:

@@ -303,26 +303,37 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
         raise VocabularyError("Give at least one word to add.")
     present = known_forms(library, wanted)
     entries = [source.describe(w) for w in wanted if w not in present]
-    rule = library.tag_rule
-    with library.transaction():
-        if entries:
-            stored = library.semantic_vectors(floors=True)
-            raw = scores(stored.semantic, np.stack([e.vector for e in entries]))
-            new_ids = library.add_words(entries, list(word_levels(raw, rule)))
-            vocabulary = Vocabulary.of_library(library)
-            columns = [int(np.flatnonzero(vocabulary.ids == i)[0]) for i in new_ids]
-            confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
-            offers: list[tuple[int, int, float]] = []
-            for c, column in enumerate(columns):
-                # The new word where it beats a photo's floor, and every word it implies there.
-                rows = np.flatnonzero(confidence[:, c] > stored.floor)
-                for target in [column, *vocabulary.above([column])]:
-                    word_id = int(vocabulary.ids[target])
-                    offers += zip(stored.ids[rows].tolist(), [word_id] * len(rows), confidence[rows, c].tolist())
-            library.offer_tags(offers)
+    if entries:
+        score_words(library, entries)
     ids = {w.word: w.id for w in library.words()}
     counts = library.word_counts([ids[w] for w in wanted if w in ids])
     return {w: counts.get(ids.get(present.get(w, w), -1), 0) for w in wanted}
+
+
+def score_words(library: Library, entries: Sequence[NewWord]) -> None:
+    """Store words (new, or with a new vector) and score the whole library against them from
+    the stored vectors: each word where it beats a photo's floor, and every word it implies
+    there. Photos that showed one of them before are tagged again from scratch."""
+    rule = library.tag_rule
+    with library.transaction():
+        held = {w.word: w.id for w in library.words()}
+        before = library.photos_tagged([held[e.word] for e in entries if e.word in held])
+        stored = library.semantic_vectors(floors=True)
+        raw = scores(stored.semantic, np.stack([e.vector for e in entries]))
+        new_ids = library.add_words(entries, list(word_levels(raw, rule)))
+        if len(before):
+            retag(library, before)
+            stored = library.semantic_vectors(floors=True)  # their floors moved
+        vocabulary = Vocabulary.of_library(library)
+        columns = [int(np.flatnonzero(vocabulary.ids == i)[0]) for i in new_ids]
+        confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
+        offers: list[tuple[int, int, float]] = []
+        for c, column in enumerate(columns):
+            rows = np.flatnonzero(confidence[:, c] > stored.floor)
+            for target in [column, *vocabulary.above([column])]:
+                word_id = int(vocabulary.ids[target])
+                offers += zip(stored.ids[rows].tolist(), [word_id] * len(rows), confidence[rows, c].tolist())
+        library.offer_tags(offers)
 
 
 def known_forms(library: Library, words: Sequence[str]) -> dict[str, str]:

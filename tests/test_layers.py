@@ -9,10 +9,10 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-FACES = [ROOT / "tagger" / "cli.py", *sorted((ROOT / "tagger" / "tui").glob("*.py"))]
+FACES = sorted([*(ROOT / "tagger" / "cli").glob("*.py"), *(ROOT / "tagger" / "tui").glob("*.py")])
 # What a face may import of the project: the app layer, its own modules, the version, and
 # the errors and console helpers both command lines share.
-ALLOWED = re.compile(r"^(tagger(\.api|\.__version__|\.tui(\..+)?)?|trainer\.(errors|console))$")
+ALLOWED = re.compile(r"^(tagger(\.api|\.__version__|\.(cli|tui)(\..+)?)?|trainer\.(errors|console))$")
 
 
 def _imports(path: Path, root: Path = ROOT) -> list[str]:

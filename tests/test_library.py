@@ -139,6 +139,7 @@ def as_version_5(library: Library) -> None:
     """Set a library made by this version back to what version 5 wrote (before own keywords)."""
     library.db.execute("DROP TABLE own_tags")
     library.db.execute("ALTER TABLE photos DROP COLUMN sidecars")
+    library.db.execute("ALTER TABLE words DROP COLUMN base")
 
 
 def as_version_4(library: Library) -> None:

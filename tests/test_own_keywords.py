@@ -43,13 +43,14 @@ def test_a_keyword_is_found_by_its_leaf_and_each_level():
 def test_one_rule_for_sidecar_names_and_one_default_parent():
     import inspect
 
-    from tagger import api, cli, xmp
+    from tagger import api, xmp
+    from tagger.cli import finding
     from tagger.scanplan import _sidecar_names
 
     for photo in ("/p/a.jpg", "/p/a.b.JPG", "/p/noext", "/p/x.y/z.tiff"):
         assert _sidecar_names(photo) == list(dict.fromkeys(str(p) for p in xmp.sidecar_names(photo)))
     parent = inspect.signature(api.export_xmp).parameters["parent"].default
-    assert parent == xmp.DEFAULT_PARENT == inspect.signature(cli.export).parameters["parent"].default.default
+    assert parent == xmp.DEFAULT_PARENT == inspect.signature(finding.export).parameters["parent"].default.default
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from tagger.library import Library
 from tagger.scan import ScanReport
 from tagger.tui.app import EpsilonTagApp
 from tagger.tui.screens import AddWordScreen, FirstRunScreen, HelpScreen
+from tagger.tui.widgets import PhotoPanel
 from tests.photo_factory import make_library, make_photo
 from tests.tagging import copy_library, synthetic_library, tag, tag_json
 from trainer.embeddings import load_embeddings
@@ -718,3 +719,34 @@ def test_the_preview_lists_the_photographers_own_keywords_apart():
     own = "own    Holiday|Rome, grandma"
     assert shown[1:] == ["taken  2021-06-30T10:00:00", "camera X100V", own, "0.71 \u2022 beach"]
     assert "own" not in describe(PhotoView(row, tags, [])).plain
+
+
+@pytest.mark.slow  # the word is scored again over the library
+async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(scanned, tmp_path):
+    db = copy_library(scanned / "lib.db", tmp_path)
+    app = EpsilonTagApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        word = cells(app.query_one("#tag-table", DataTable), 2)[0]
+        await pilot.press("enter", "tab")  # the first tag's photos, then the photo list
+        await settle(pilot)
+        first = app.query_one("#photos", PhotoPanel).current()
+        await pilot.press("m")
+        await settle(pilot)
+        assert app.query_one("#photos").border_title.startswith("like ")
+        alike = [h.photo_id for h in app.query_one("#photos", PhotoPanel).hits]
+        assert first.photo_id not in alike and len(alike) == 5
+        await pilot.press("plus")  # a list of photos like one has no word to teach: told, nothing written
+        await settle(pilot)
+        with Library(db) as library:
+            assert not library.words_with_feedback()
+        app.query_one("#tag-table").focus()
+        await pilot.press("down", "up")  # the first tag chosen again: its photos
+        await settle(pilot)
+        await pilot.press("tab")
+        await settle(pilot)
+        assert app.query_one("#photos").border_title.startswith(word)
+        await pilot.press("minus")
+        await settle(pilot)
+        with Library(db) as library:
+            assert list(library.feedback(word)[1]) == [first.photo_id]

@@ -101,8 +101,8 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
-# The parts that lend others a method (tags.Tags, own.OwnTags, photos.Photos) come before those that use it.
-class Library(Tags, OwnTags, Words, Photos, Staging, Vectors):
+# The parts that lend others a method (own.OwnTags, tags.Tags, photos.Photos) come before those that use it.
+class Library(OwnTags, Tags, Words, Photos, Staging, Vectors):
     """An open library file. Use as a context manager, or call ``close()``."""
 
     def __init__(self, path: str | Path, *, create: bool = True, readonly: bool = False) -> None:

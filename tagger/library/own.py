@@ -9,7 +9,7 @@ import numpy as np
 
 from trainer.assets import normalise_word
 
-from .records import FROM_FILE
+from .records import FROM_FILE, FROM_USER
 from .sidecache import SideFiles
 
 LEVELS = "|"  # how a hierarchical keyword joins its levels (Lightroom's hierarchicalSubject)
@@ -68,3 +68,56 @@ class OwnTags(SideFiles):
     def own_words(self) -> list[str]:
         """Every word an own keyword is found by."""
         return [r[0] for r in self.db.execute("SELECT DISTINCT word FROM own_tags WHERE state = 1")]
+
+    def set_user_tag(self, photo_id: int, keyword: str, state: int) -> None:
+        """A person says the photo shows ``keyword`` (state 1) or does not (-1); what they
+        said of it before is replaced."""
+        with self.transaction():
+            self.forget_user_tag(photo_id, keyword)
+            self.db.conn.executemany(
+                "INSERT INTO own_tags (photo_id, keyword, word, source, state) VALUES (?, ?, ?, ?, ?)",
+                [(photo_id, keyword, w, FROM_USER, state) for w in keyword_words(keyword)],
+            )
+            self._hide_rejected()
+
+    def forget_user_tag(self, photo_id: int, keyword: str) -> int:
+        """Forget what a person said of ``keyword`` on the photo; returns the rows it took."""
+        with self.transaction():
+            return self.db.execute(
+                "DELETE FROM own_tags WHERE photo_id = ? AND keyword = ? AND source = ?", [photo_id, keyword, FROM_USER]
+            ).rowcount
+
+    def feedback(self, word: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted ids of the photos a person confirmed ``word`` on, and of those they rejected it on."""
+        rows = self.db.execute(
+            "SELECT photo_id, state FROM own_tags WHERE word = ? AND keyword = ? AND source = ? ORDER BY photo_id",
+            [word, word, FROM_USER],
+        ).fetchall()
+        confirmed = np.array([p for p, s in rows if s > 0], dtype=np.int64)
+        return confirmed, np.array([p for p, s in rows if s < 0], dtype=np.int64)
+
+    def words_with_feedback(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT keyword FROM own_tags WHERE source = ?", [FROM_USER])]
+
+    def forget_feedback(self, word: str) -> int:
+        """Forget everything people said of ``word`` on every photo; returns the photos."""
+        with self.transaction():
+            return self.db.execute("DELETE FROM own_tags WHERE keyword = ? AND source = ?", [word, FROM_USER]).rowcount
+
+    def photos_rejecting(self, word: str) -> np.ndarray:
+        """Sorted ids of the photos a person said do not show ``word``."""
+        rows = self.db.execute(
+            "SELECT DISTINCT photo_id FROM own_tags WHERE word = ? AND state < 0 ORDER BY photo_id", [word]
+        )
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def _hide_rejected(self) -> None:
+        """A tag a person rejected is not shown, whatever the model's rule decided: run
+        after every write of tags (the rejections are few; each finds its row by key)."""
+        self.db.execute(
+            """UPDATE tags SET shown = 0 FROM (
+                   SELECT o.photo_id AS photo, w.id AS word FROM own_tags o INDEXED BY own_tags_rejected
+                   JOIN words w ON w.word = o.keyword WHERE o.state < 0 AND o.source = ?) AS rejected
+               WHERE tags.photo_id = rejected.photo AND tags.word_id = rejected.word AND tags.shown""",
+            [FROM_USER],
+        )

@@ -127,6 +127,11 @@ def _v6(db: Database) -> None:
             PRIMARY KEY (photo_id, source, keyword, word)) WITHOUT ROWID"""
     )
     db.execute("CREATE INDEX own_tags_word ON own_tags(word, photo_id)")
+    # The few tags people rejected, hidden after every write of tags without reading the rest.
+    db.execute("CREATE INDEX own_tags_rejected ON own_tags(keyword, photo_id) WHERE state < 0")
+    # A word's own vector, kept while people's examples move the vector it is scored with
+    # (NULL: it never learned from any), so that forgetting them restores it.
+    db.execute("ALTER TABLE words ADD COLUMN base BLOB")
     # The photo's sidecars as last read (name, size and time of each; '' none; NULL: keywords
     # never read, as for every photo before this schema): a rescan reads the keywords again
     # when it differs, without reading the photo.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +17,9 @@ _BEST_FIRST = "t.photo_id, t.score DESC, t.word_id"
 
 class Tags(SideFiles):
     """The part of ``Library`` that reads and writes the tags table."""
+
+    # From the other parts of Library (own.OwnTags).
+    _hide_rejected: Callable[[], None]
 
     def replace_tags(
         self,
@@ -63,6 +66,7 @@ class Tags(SideFiles):
                 self._floors_changed(floors)
             else:
                 self._new_floors = _FLOORS_UNKNOWN  # this transaction's floors are SQLite's alone
+            self._hide_rejected()
 
     def offer_tags(self, offers: Sequence[tuple[int, int, float]]) -> None:
         """New candidate tags (photo id, word id, confidence) for photos that may take them: a
@@ -90,6 +94,7 @@ class Tags(SideFiles):
                 [(p, k, threshold) for p, k in photos],
             )
             self._decide_shown([p for p, _ in photos], rule)
+            self._hide_rejected()
             conn.executemany(
                 "INSERT INTO floors (photo_id, floor) SELECT t.photo_id, t.score FROM tags t WHERE t.photo_id = ?1 "
                 f"ORDER BY {_BEST_FIRST} LIMIT 1 OFFSET ?2 - 1 "

@@ -93,3 +93,13 @@ class Words(SideFiles):
             [] if word_ids is None else [json.dumps([int(i) for i in word_ids])],
         )
         return dict(rows.fetchall())
+
+    def word_base(self, word: str) -> np.ndarray | None:
+        """The word's own vector while examples have moved it (None: they have not)."""
+        row = self.db.execute("SELECT base FROM words WHERE word = ?", [word]).fetchone()
+        return None if row is None or row[0] is None else np.frombuffer(row[0], dtype=np.float32)
+
+    def set_word_base(self, word: str, base: np.ndarray | None) -> None:
+        with self.transaction():
+            value = None if base is None else np.asarray(base, np.float32).tobytes()
+            self.db.execute("UPDATE words SET base = ? WHERE word = ?", [value, word])

@@ -46,6 +46,10 @@ class EpsilonTagApp(App):
         Binding("d", "remove_word", "Remove"),
         Binding("s", "sort", "Sort"),
         Binding("o", "open_photo", "Open"),
+        # Listed in the help (?), not the footer: at 80 columns it has room for the rest only.
+        Binding("plus", "teach(1)", "Shows it", show=False),
+        Binding("minus", "teach(-1)", "Does not", show=False),
+        Binding("m", "more_like", "Like this", show=False),
         Binding("r", "rescan", "Rescan"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
@@ -72,6 +76,7 @@ class EpsilonTagApp(App):
         self.lock = threading.Lock()  # one reader at a time on the app's connection
         self.seen_version: int | None = None
         self.scanning = False
+        self.list_word: str | None = None  # the word of the photo list, which + and - teach
 
     def run(self, *, headless: bool = False, **kwargs: Any) -> Any:
         if self.graphics == AUTO:  # now or never: once started, Textual reads the terminal's answers
@@ -179,6 +184,7 @@ class EpsilonTagApp(App):
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word, panel = message.word, self._main("#photos", PhotoPanel)
         if panel is not None:
+            self.list_word = word["word"]
             self.load_photos(panel, f"{word['word']}", lambda: api.photos_of_word(self.opened, word["id"]))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -186,6 +192,7 @@ class EpsilonTagApp(App):
             return
         query = event.value.strip()
         if query:
+            self.list_word = query if len(query.split()) == 1 and not query.startswith("-") else None
             self.load_photos(
                 self.query_one("#photos", PhotoPanel),
                 f"search: {query}",
@@ -301,6 +308,39 @@ class EpsilonTagApp(App):
             self.opener(hit.path)
         except OSError as exc:
             self.notify(cannot_open(hit.path, exc), severity="error", timeout=8)
+
+    def action_teach(self, state: int) -> None:
+        """+ / -: the selected photo shows the list's word (a tag, or a one-word search), or not."""
+        hit = self.query_one("#photos", PhotoPanel).current()
+        if hit is None or self.list_word is None:
+            self.notify("Choose a tag (or search one word), then + or - on a photo of its list.", timeout=6)
+            return
+        self.status(f"{'confirming' if state > 0 else 'rejecting'} {self.list_word!r}: scoring every photo...")
+        self.teach(hit.photo_id, self.list_word, state)
+
+    @work(thread=True, exclusive=True, group="vocabulary")
+    def teach(self, photo_id: int, word: str, state: int) -> None:
+        try:
+            with self.lock:
+                change = {"add": [word]} if state > 0 else {"remove": [word]}
+                taught = api.tag(self.opened, [photo_id], **change, source=self.words)[0]
+        except (UserError, sqlite3.DatabaseError) as exc:
+            self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        message = f"{word}: {taught.confirmed} confirmed, {taught.rejected} rejected; shown on {taught.count} photos"
+        self.call_from_thread(self.status, message)
+        self.call_from_thread(self.load_tags, word)
+
+    def action_more_like(self) -> None:
+        hit = self.query_one("#photos", PhotoPanel).current()
+        if hit is not None:
+            self.list_word = None
+            name = Path(hit.path).name
+            self.load_photos(
+                self.query_one("#photos", PhotoPanel),
+                f"like {name}",
+                lambda: api.like(self.opened, hit.photo_id, limit=0).ranking,
+            )
 
     def action_add_word(self) -> None:
         if self.source is None:

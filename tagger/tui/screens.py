@@ -32,10 +32,15 @@ through their word vectors. Type in the filter box to narrow the list.
 | `d` | remove the selected tag's word |
 | `s` | sort tags by count or by name |
 | `o` | open the photo in the system viewer |
+| `+` / `-` | the selected photo shows the list's word (a tag or a one-word search), or not |
+| `m` | photos most like the selected one |
 | `r` | rescan the library's folders |
 | `tab` | next panel |
 | `?` | this help |
 | `q` | quit |
+
+`+` and `-` are your own tags: shown and found whatever the model says, and the word
+learns from them (`epsilon-tag vocab unlearn WORD` undoes it).
 
 A scan running in another terminal shows up here as it commits.
 """

@@ -1,0 +1,103 @@
+"""epsilon-tag vocab (the words photos are tagged with) and tag (a person's own tags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import api
+from .base import Db, Json, WordKind, WordOrder, app, echo_json, reported, vocab_app
+
+
+@vocab_app.command("add")
+def vocab_add(
+    words: list[str] = typer.Argument(
+        ..., help='Words or quoted phrases ("polar bear").', show_default=False, metavar="WORD"
+    ),
+    embeddings: str | None = typer.Option(
+        None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."
+    ),
+    db: Path | None = Db,
+) -> None:
+    """Add words; the whole library is re-scored from stored vectors at once (no re-scan)."""
+    with reported(), api.open_library(db) as library:
+        added = api.add_words(library, words, embeddings=embeddings)
+    for word in added:
+        if word.held is None:
+            typer.echo(f"{word.word}: {word.count} photos")
+        else:
+            form = "" if word.held == word.word else f" as {word.held!r}"
+            typer.echo(f"{word.word}: already in the vocabulary{form} ({word.count} photos)")
+
+
+@vocab_app.command("remove")
+def vocab_remove(
+    words: list[str] = typer.Argument(..., show_default=False, metavar="WORD"),
+    db: Path | None = Db,
+) -> None:
+    """Remove words; photos that carried them get their next best words instead."""
+    with reported(), api.open_library(db) as library:
+        taken = api.remove_words(library, words)
+    for word, count in taken.items():
+        typer.echo(f"{word}: removed from the vocabulary and from {count} photos")
+
+
+@vocab_app.command("unlearn")
+def vocab_unlearn(
+    word: str = typer.Argument(..., show_default=False, metavar="WORD"),
+    db: Path | None = Db,
+) -> None:
+    """Forget every tag and rejection you gave WORD: it is scored from its word vector again."""
+    with reported(), api.open_library(db) as library:
+        taught = api.unlearn(library, word)
+    typer.echo(f"{taught.word}: your examples forgotten; the model shows it on {taught.count} photos now")
+
+
+@vocab_app.command("list")
+def vocab_list(
+    kind: WordKind | None = typer.Option(None, "--kind", help="Only words seen in training, or zero-shot ones."),
+    sort: WordOrder = typer.Option(WordOrder.by_count, "--sort", help="By photo count (most first) or by name."),
+    as_json: bool = Json,
+    db: Path | None = Db,
+) -> None:
+    """Every word with its kind and how many photos carry it."""
+    with reported(), api.open_library(db, readonly=True) as library:
+        rows = api.word_table(library, kind=kind and kind.value, sort=sort.value)
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['count']:>7}  {row['kind']:<9}  {row['word']}")
+
+
+@vocab_app.command("similar")
+def vocab_similar(
+    word: str = typer.Argument(..., show_default=False, metavar="WORD"),
+    n: int = typer.Option(10, "-n", min=1, help="How many neighbours."),
+    db: Path | None = Db,
+) -> None:
+    """Words closest in meaning to WORD (to pick words to add)."""
+    with reported(), api.open_library(db, readonly=True) as library:
+        neighbours = api.similar(library, word, n)
+    for other, similarity in neighbours:
+        typer.echo(f"{similarity:.3f}  {other}")
+
+
+@app.command("tag")
+def tag_photos(
+    photos: list[Path] = typer.Argument(..., help="Photos of the library.", show_default=False, metavar="PHOTO"),
+    add: list[str] = typer.Option([], "--add", "-a", help="A word the photos show; repeatable.", metavar="WORD"),
+    remove: list[str] = typer.Option(
+        [], "--remove", "-r", help="A word they do not show (a model's tag is rejected); repeatable.", metavar="WORD"
+    ),
+    db: Path | None = Db,
+) -> None:
+    """Tag photos yourself: your tags are shown and found whatever the model says, kept
+    through rescans and model changes, and exported to sidecars. A word learns from them:
+    the whole library is scored again for it (`epsilon-tag vocab unlearn WORD` undoes it)."""
+    with reported(), api.open_library(db) as library:
+        taught = api.tag(library, photos, add=add, remove=remove)
+    for word in taught:
+        learned = f"; the model shows it on {word.count} photos now" if word.learned else " (found as your keyword)"
+        typer.echo(f"{word.word}: {word.confirmed} photos confirmed, {word.rejected} rejected{learned}")
