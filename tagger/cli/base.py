@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import StrEnum
 
@@ -75,6 +76,15 @@ def reported() -> AbstractContextManager[None]:
 def bug(where: str) -> str:
     """What the CLI says of a bug, its traceback ``where`` (above, below)."""
     return bug_message("epsilon-tag", where, _STATE)
+
+
+def echo_rows(rows: list[dict], as_json: bool, line: Callable[[dict], str]) -> None:
+    """A listing: JSON, or a line per row."""
+    if as_json:
+        echo_json(rows)
+    else:
+        for row in rows:
+            typer.echo(line(row))
 
 
 def echo_json(value: object) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .. import api
-from .base import GONE, Db, Json, app, echo_json, reported, roots_app
+from .base import GONE, Db, Json, app, echo_json, echo_rows, reported, roots_app
 
 # scan's options, each a field of api.ScanOptions of the same name.
 Roots = typer.Argument(
@@ -118,11 +118,7 @@ def roots_list(as_json: bool = Json, db: Path | None = Db) -> None:
     """The folders this library scans (a bare `epsilon-tag scan` covers them), with their photos."""
     with reported(), api.open_library(db, readonly=True) as library:
         rows = api.roots(library)
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        typer.echo(f"{row['photos']:>7}  {'' if row['present'] else '(not there now)  '}{row['root']}")
+    echo_rows(rows, as_json, lambda r: f"{r['photos']:>7}  {'' if r['present'] else '(not there now)  '}{r['root']}")
 
 
 @roots_app.command("forget")

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .. import api
-from .base import Db, Json, WordKind, WordOrder, app, echo_json, reported, vocab_app
+from .base import Db, Json, WordKind, WordOrder, app, echo_rows, reported, vocab_app
 
 
 @vocab_app.command("add")
@@ -64,11 +64,7 @@ def vocab_list(
     """Every word with its kind and how many photos carry it."""
     with reported(), api.open_library(db, readonly=True) as library:
         rows = api.word_table(library, kind=kind and kind.value, sort=sort.value)
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        typer.echo(f"{row['count']:>7}  {row['kind']:<9}  {row['word']}")
+    echo_rows(rows, as_json, lambda r: f"{r['count']:>7}  {r['kind']:<9}  {r['word']}")
 
 
 @vocab_app.command("similar")
