@@ -166,6 +166,26 @@ def forward_speed(device: str, batch: int, vit: str) -> str:
     return f"batch {batch}: " + ", ".join(figures)
 
 
+def rates(device: str, batch: int, vit: str, out: Path) -> str:
+    """The four throughputs of `epsilon-train estimate` for the ViT and Lite0 (both head
+    sizes), median of repeats, written to ``out`` for `epsilon-train estimate --rates`."""
+    from trainer.rates import write_rates
+
+    # On a GPU one batch is milliseconds: several per sample keep the timer's noise out.
+    record = write_rates(out, device, [vit, "efficientnet_lite0"], batch, steps=5 if device == "cuda" else 1)
+    figures = [
+        f"{name} backbone {min(r['backbone']):,.0f}-{max(r['backbone']):,.0f} photos/s"
+        for name, r in record["backbones"].items()
+    ]
+    return f"{record['device']}, batch {batch}: {', '.join(figures)}; written to {out}"
+
+
+def rates_file(given: str | None, device: str) -> Path:
+    if given:
+        return Path(given)
+    return ROOT / "gpu-rates.json" if device == "cuda" else Path(tempfile.gettempdir()) / "epsilon-dry-run-rates.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda")
@@ -173,6 +193,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=2, help="Of each tiny training run.")
     parser.add_argument("--vit", default="vit_base_patch16_224", help="The ViT whose speed is measured.")
+    parser.add_argument(
+        "--rates-out",
+        default=None,
+        help="Where the measured rates go, for `epsilon-train estimate --rates` (default: gpu-rates.json in the "
+        "checkout; a CPU dry run's, whose rates are no GPU's, in the temporary folder).",
+    )
     args = parser.parse_args()
     if args.device == "cuda":
         import torch
@@ -190,6 +216,7 @@ def main() -> None:
             ("torchrun", lambda: torchrun(work, args.device, args.nproc, args.epochs)),
             ("scan", lambda: scan_matches_cpu(work, args.device, sample=args.device == "cuda")),
             ("forward speed", lambda: forward_speed(args.device, args.batch, args.vit)),
+            ("rates", lambda: rates(args.device, args.batch, args.vit, rates_file(args.rates_out, args.device))),
         ]
         for name, check in checks:
             try:

@@ -2,7 +2,8 @@
 # Every CUDA path of epsilon-tag in one command, on a fresh machine with an NVIDIA GPU
 # (installs into .venv-gpu first; a few minutes in all):
 #     bash bench/gpu_check.sh
-# One line per check, PASS or FAIL; exit status 1 if any failed. `--dry-run` runs the same
+# One line per check, PASS or FAIL; exit status 1 if any failed. The throughputs it measured
+# go to gpu-rates.json (`epsilon-train estimate --rates gpu-rates.json`). `--dry-run` runs the same
 # checks on the CPU at toy sizes (gloo instead of nccl), as the test suite does, so the
 # script cannot rot where no GPU is lent.
 set -euo pipefail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import child
+from tests.test_train_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +25,8 @@ def test_gpu_check_dry_run_passes_every_check(tmp_path):
     subprocess.run(["bash", ROOT / "bench" / "gpu_check.sh", "--dry-run"], env={**os.environ, "PYTHON": stand_in})
     script, *args = (tmp_path / "args").read_text().splitlines()
     assert script == "bench/gpu_check.py" and "--dry-run" not in args
+    rates = tmp_path / "gpu-rates.json"
+    args += ["--rates-out", str(rates)]  # this test's own file, not the dry run's shared one
     done = child.run(str(ROOT / script), args, timeout=600)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
@@ -32,10 +36,15 @@ def test_gpu_check_dry_run_passes_every_check(tmp_path):
         "PASS torchrun",
         "PASS scan",
         "PASS forward speed",
+        "PASS rates",
     ]
     # Two ranks streaming their shares take the one-process cached run's steps (fp32 here).
     ranks = next(line for line in lines if line.startswith("PASS torchrun"))
     assert "2 processes over gloo" in ranks and float(ranks.rsplit(" ", 1)[1]) < 1e-3, ranks
+    # The rates it wrote are what `epsilon-train estimate --rates` reads; CPU rates never scale.
+    shown = run_cli("estimate", "nus-wide", "--rates", rates, "--backbone", "vit_tiny_patch16_224", "--json")
+    assert json.loads(shown.stdout)["rates_from"]["origin"] == str(rates)
+    assert run_cli("estimate", "nus-wide", "--rates", rates, "--gpus", "8", check=False).returncode == 2
 
 
 def test_gpu_check_refuses_a_machine_without_a_gpu(tmp_path):

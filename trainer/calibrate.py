@@ -408,3 +408,21 @@ def write_rule(
     chosen_on = [s.name for kind in ("tagged", "corel") for s in sets[kind]]
     Bundle.update_config(destination, tagging={**rule.to_dict(), "chosen_on": chosen_on, "validation": report})
     return destination / CONFIG_FILE
+
+
+def format_rule(rule: TagRule, report: dict) -> str:
+    """The chosen rule, then every validation set's shown tags under it (and per group)."""
+    lines = [
+        "confidence weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in rule.to_dict()["weights"].items()),
+        f"  bias {rule.bias:+.3f}; seen labels calibrated: {len(rule.seen.words) if rule.seen else 0}",
+        f"chosen: show tags from confidence {rule.threshold:.2f} (best F0.5 on the tagged sets), a photo's best "
+        f"from {rule.fallback if rule.fallback is not None else 'never'}, at most {rule.max_tags}",
+        f"{'set':<28} {'P':>6} {'R':>6} {'F1':>6} {'shown':>6} {'none':>5}",
+    ]
+    for name, row in report["sets"].items():
+        for label, cells in [(name, row), *((f"  {g}", c) for g, c in row.get("groups", {}).items())]:
+            lines.append(
+                f"{label:<28} {cells['precision']:6.3f} {cells['recall']:6.3f} {cells['f1']:6.3f} "
+                f"{cells['shown_per_photo']:6.2f} {cells['photos_showing_nothing']:5d}"
+            )
+    return "\n".join(lines)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -23,9 +22,6 @@ from .config import ConseConfig, TrainConfig, described, option, train_config
 from .console import clearly, fail
 from .devices import DEVICES, check_device
 from .options import expand, given, group
-
-if TYPE_CHECKING:
-    from .tagrule import TagRule
 
 # The modules that do the work import torch (a second) or numpy and are imported by the command
 # that runs them, so that `epsilon-train --help` and a mistyped option answer at once.
@@ -185,6 +181,10 @@ def _train(
     from .features import default_cache
     from .train import train
 
+    if cfg.recipe != "none":  # before the dataset is read: a missing weights file costs nothing
+        from .recipe import prepare
+
+        prepare(dataset_name, cfg, embeddings, method.value, typer.echo)
     options: dict[str, Any] = {"mode": "all-seen" if all_seen else "zsl"} if dataset_name == "corel5k" else {}
     if embeddings:
         options["embeddings"] = embeddings
@@ -203,10 +203,8 @@ def _train(
         (out_dir / "metrics.json").write_text(json.dumps({k: to_json(v) for k, v in results.items()}, indent=2))
         return
     result = train(dataset, cfg, out_dir, cache_dir, progress=progress)
-    typer.echo(
-        f"best held-out figure {result['best']:.4f}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, "
-        f"curves in {out_dir / 'curves.png'}"
-    )
+    chosen = f"best held-out figure {result['best']:.4f}" if cfg.val_fraction else "no held-out fold: best is the last"
+    typer.echo(f"{chosen}; bundles in {out_dir / 'best'} and {out_dir / 'last'}, curves in {out_dir / 'curves.png'}")
 
 
 # long: a command's options are its parameters, one each; its body is a dozen lines
@@ -260,12 +258,13 @@ def evaluate(
 ) -> None:
     """Evaluate a bundle (or ConSE) on a dataset's test split: the paper's Table 1 / 2 layout (ZSL and GZSL)."""
     from .evaluate import evaluate_dataset, format_table, to_json
+    from .recipe import against_paper
 
     if method == EvalMethod.epsilon and checkpoint is None:
         raise fail("give the bundle to evaluate (epsilon-train evaluate BUNDLE ...), or --method conse")
     if dataset != EvalDataset.coco and (split != "all" or unseen is not None):
         raise fail("--split and --unseen apply to --dataset coco only")
-    figures, title = evaluate_dataset(
+    figures, title, training = evaluate_dataset(
         dataset.value,
         data,
         checkpoint if method == EvalMethod.epsilon else None,
@@ -282,6 +281,9 @@ def evaluate(
         progress=not progress.quiet,
     )
     typer.echo(format_table(figures, title))
+    against = against_paper(dataset.value, training, figures)
+    if against:
+        typer.echo(against)
     if json_file:
         json_file.write_text(json.dumps(to_json(figures), indent=2) + "\n")
 
@@ -318,7 +320,7 @@ def calibrate(
     labels (--corel5k), how the evidence for a word becomes a confidence and which
     confidence a shown tag needs (--tagged), then report every set under it."""
     from .calibrate import calibrate as choose
-    from .calibrate import check_destination, validation_sets, write_rule
+    from .calibrate import check_destination, format_rule, validation_sets, write_rule
     from .checkpoint import Bundle
     from .distributed import setup
 
@@ -340,26 +342,9 @@ def calibrate(
         progress=not progress.quiet,
     )
     rule, report = choose(sets, max_tags)
-    _print_rule(rule, report)
+    typer.echo(format_rule(rule, report))
     if destination is not None:
         typer.echo(f"written to {write_rule(bundle, destination, rule, report, sets)} (tagging)")
-
-
-def _print_rule(rule: TagRule, report: dict) -> None:
-    """The chosen rule, then every validation set's shown tags under it (and per group)."""
-    typer.echo("confidence weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in rule.to_dict()["weights"].items()))
-    typer.echo(f"  bias {rule.bias:+.3f}; seen labels calibrated: {len(rule.seen.words) if rule.seen else 0}")
-    typer.echo(
-        f"chosen: show tags from confidence {rule.threshold:.2f} (best F0.5 on the tagged sets), a photo's best "
-        f"from {rule.fallback if rule.fallback is not None else 'never'}, at most {rule.max_tags}"
-    )
-    typer.echo(f"{'set':<28} {'P':>6} {'R':>6} {'F1':>6} {'shown':>6} {'none':>5}")
-    for name, row in report["sets"].items():
-        for label, cells in [(name, row), *((f"  {g}", c) for g, c in row.get("groups", {}).items())]:
-            typer.echo(
-                f"{label:<28} {cells['precision']:6.3f} {cells['recall']:6.3f} {cells['f1']:6.3f} "
-                f"{cells['shown_per_photo']:6.2f} {cells['photos_showing_nothing']:5d}"
-            )
 
 
 @command()
@@ -387,6 +372,7 @@ def info(
 ) -> None:
     """Check a model bundle and show what it holds: model, backbone, words, scores."""
     from .checkpoint import Bundle
+    from .recipe import against_paper
     from .tagrule import describe
 
     loaded = Bundle.load(bundle)
@@ -419,20 +405,35 @@ def info(
     for task in ("zsl", "gzsl"):
         if task in test:
             typer.echo(f"test {task:6} mAP {test[task]['map']:.4f}")
+    against = against_paper(loaded.training.get("dataset", ""), loaded.training, test)
+    if against:
+        typer.echo(against)
     typer.echo(f"tag rule    {describe(loaded.tagging)}")
 
 
 @command()
 def estimate(
     dataset: TrainDataset = typer.Argument(..., help="The dataset whose run to estimate."),
-    backbone: str = typer.Option(
-        "efficientnet_lite0", "--backbone", help="Any timm name (random weights are built: only the shape counts)."
+    backbone: str | None = typer.Option(
+        None,
+        "--backbone",
+        help="Any timm name (random weights are built: only the shape counts). Default: efficientnet_lite0, or the "
+        "recipe's.",
+    ),
+    run: TrainConfig = group(TrainConfig, only=("recipe",)),
+    rates_file: Path | None = typer.Option(
+        None,
+        "--rates",
+        help="Throughputs measured on another machine: the JSON file bench/gpu_check.py writes on a GPU machine "
+        "(the only rates --gpus N scales).",
     ),
     data: Path | None = typer.Option(
         None, "--data", help="The dataset folder: count its images instead of using the official counts."
     ),
     gpus: int = typer.Option(0, "--gpus", min=0, help="Also estimate for this many devices (0: those visible)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Decode processes per device (0: one per core)."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Decode processes per device (0: one per core of the machine the rates are from)."
+    ),
     epochs: int = typer.Option(7, "--epochs", min=1, help="Epochs of the run (the paper: 7)."),
     device: str = typer.Option("auto", "--device", help=f"Where to measure: {DEVICES}."),
     decode_rate: float | None = typer.Option(
@@ -446,19 +447,24 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
 ) -> None:
     """Before training: images, the token cache's size, and the time per epoch cached and
-    streaming, for 1 and N devices, from throughputs measured on this machine (or given)."""
+    streaming, for 1 and N devices, from throughputs measured on this machine (median of 3,
+    with the spread), read from a GPU machine's rates file (--rates), or given."""
     from .estimate import estimate_run, format_estimate
+    from .recipe import recipe_settings
 
     check_device(device)
+    settings = recipe_settings(run.recipe)
     result = estimate_run(
         dataset.value,
-        backbone,
+        backbone or settings.get("backbone", "efficientnet_lite0"),
         data,
         device=device,
         rates=(decode_rate, backbone_rate, head_rate, disk_rate),
-        workers=workers or os.cpu_count() or 1,
+        workers=workers,
         gpus=gpus,
         epochs=epochs,
+        rates_file=rates_file,
+        head="paper" if run.recipe == "paper" else "default",
     )
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_estimate(result))
 

@@ -22,6 +22,7 @@ from .errors import InputError
 VARIANTS: tuple[str, ...] = ("full", "gpa", "gfp", "backbone")
 PRIORS: tuple[str, ...] = ("none", "row", "residual")
 NAMINGS: tuple[str, ...] = ("first", "lemmas", "photo")  # how an ImageNet class is put into words (class_text)
+RECIPES: tuple[str, ...] = ("none", "paper")  # their settings: trainer.recipe
 DEFAULT_BACKBONE = "efficientnet_lite0"  # offline: its weights ship as a registry package
 # The Fast0Tag-style baseline is Epsilon's "backbone only" variant with M = 1 (trainer.baselines).
 FAST0TAG = {"variant": "backbone", "num_groups": 1}
@@ -222,9 +223,19 @@ class TrainConfig:
     cache: str = "auto"
     extract_batch: int = 64
     save_every: int = option(200, "Optimiser steps between resumable saves inside an epoch (and every epoch's end).")
+    # Recorded in the run's config and its bundles, so that `info` and evaluation read them
+    # against the paper's figures.
+    recipe: str = option(
+        "none",
+        "paper: every setting of the paper at once (ViT-B/16, M 8, d_model 768, depth 3, the schedule, no held-out "
+        "fold; nus-wide and open-images), printed at start; options given beside it override it.",
+        choices=RECIPES,
+    )
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        if self.recipe not in RECIPES:
+            raise InputError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
 
     @property
     def class_text(self) -> ClassText:
@@ -264,12 +275,16 @@ def read_config_file(path: Path) -> dict:
 
 
 def train_config(file: Path | None, given: dict, *, fast0tag: bool = False) -> TrainConfig:
-    """A run's config: the defaults, then the config file, then Fast0Tag's model (for that
-    method), then the settings ``given`` on the command line (nested as the file is)."""
+    """A run's config: the defaults, then the recipe's settings (``--recipe`` or the file's
+    ``recipe``), then the config file, then Fast0Tag's model (for that method), then the
+    settings ``given`` on the command line (nested as the file is)."""
+    from .recipe import recipe_settings
+
     data = read_config_file(file) if file else {}
-    model = {**TrainConfig().model.to_dict(), **data.pop("model", {})}
+    recipe = recipe_settings(str(given.get("recipe", data.get("recipe", "none"))))
+    model = {**TrainConfig().model.to_dict(), **recipe.pop("model", {}), **data.pop("model", {})}
     model.update(FAST0TAG if fast0tag else {}, **given.get("model", {}))
-    data.update({k: v for k, v in given.items() if k != "model"})
+    data = {**recipe, **data, **{k: v for k, v in given.items() if k != "model"}}
     try:
         return TrainConfig.from_dict(dict(data, model=EpsilonConfig.from_dict(model)))
     except (TypeError, ValueError) as exc:

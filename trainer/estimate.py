@@ -2,31 +2,29 @@
 
 The cached path extracts every image's tokens once (decode + backbone), then trains the
 head from the cache; the streaming path runs the frozen backbone inside every epoch. Their
-costs follow from four throughputs, each measured here on this machine in a few seconds (or
-given): decoding (images/s per worker process), the backbone's forward, the head's training
-step, and reading the cache from disk. Scaling to N GPUs divides the GPU parts by N and
-gives each GPU its own decode workers: an estimate, not a measurement.
+costs follow from four throughputs (trainer.rates), measured here in a few seconds, read
+from a file bench/gpu_check.py wrote on a GPU machine, or given. Scaling to N GPUs divides
+the GPU parts by N and gives each GPU its own decode workers: an estimate, not a
+measurement, and only ever of GPU rates (a CPU's say nothing of a GPU's).
 """
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from .backbones import build_backbone
 from .datasets import load_dataset
 from .distributed import setup
-from .model import Epsilon, EpsilonConfig
+from .errors import InputError
+from .rates import GPU_CHECK, RATES, Rates, Throughputs, device_name, measure, read_rates, summarise
 from .tokens import token_shape as probe
+
+__all__ = ["Estimate", "Throughputs", "estimate", "estimate_run", "format_estimate"]
 
 # Images in the splits the paper trains and tests on (official counts, as in the papers'
 # protocols): NUS-WIDE 161,789 train / 107,859 test; Open Images V4 1,743,042 train (with
@@ -40,19 +38,6 @@ TOKEN_BYTES = 2  # the cache stores fp16
 
 
 @dataclass
-class Throughputs:
-    """Images per second: ``decode`` per worker process, the others per device."""
-
-    decode: float
-    backbone: float
-    head: float
-    disk: float  # cache bytes read per second
-
-    def measured(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
 class Estimate:
     dataset: str
     backbone: str
@@ -63,6 +48,9 @@ class Estimate:
     workers: int
     epochs: int
     per_gpus: dict  # "1", "N" -> {extract_s, cached_epoch_s, streaming_epoch_s, cached_total_s, streaming_total_s}
+    rates_from: dict | None = None  # Rates.describe(): device, kind, origin, when, repeats, spread
+    # "1", "N" -> the totals at the slowest and the fastest end of the rates' spread
+    ranges: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,69 +62,28 @@ def token_shape(backbone: str, device: str = "cpu") -> tuple[int, int]:
     return tokens, width
 
 
-def measure(
-    backbone: str, tokens: tuple[int, int], *, device: str = "cpu", batch: int = 8, repeat: int = 2
-) -> Throughputs:
-    """Throughputs of this machine, a few batches each (seconds, not minutes); the head is
-    the training default's size (d_model 256, 2 layers, 300-d words)."""
-    model = build_backbone(backbone, random_init=True, device=device)
-    transform = model.preprocessing.transform()
-    # Decoding: a 500 x 375 JPEG (the size of NUS-WIDE's and most Flickr photos), to a tensor.
-    rng = np.random.default_rng(0)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (375, 500, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
-    data = buffer.getvalue()
-    start, count = time.perf_counter(), 0
-    while time.perf_counter() - start < 0.5:
-        transform(Image.open(io.BytesIO(data)).convert("RGB"))
-        count += 1
-    decode = count / (time.perf_counter() - start)
-
-    size = model.preprocessing.input_size
-    images = torch.randn(batch, 3, size, size, device=device)
-
-    def forward() -> None:
-        # As extraction runs it (trainer.features): fp16 autocast on CUDA, plain fp32 elsewhere.
-        with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
-            model(images)
-
-    backbone_rate = _rate(forward, batch, repeat, device)
-
-    head = Epsilon(EpsilonConfig(token_dim=tokens[1], d_model=256, depth=2, d_w=300)).to(device)
-    optimiser = torch.optim.Adam(head.parameters(), lr=1e-5)
-    features = torch.randn(batch, *tokens, device=device)
-
-    def step() -> None:
-        optimiser.zero_grad()
-        head(features).square().mean().backward()
-        optimiser.step()
-
-    head_rate = _rate(step, batch, repeat, device)
-    return Throughputs(decode, backbone_rate, head_rate, disk=_disk_rate())
-
-
-def _rate(step: Callable[[], None], batch: int, repeat: int, device: str) -> float:
-    step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch * repeat / (time.perf_counter() - start)
-
-
-def _disk_rate() -> float:
-    """Sequential read speed of a fresh 64 MiB file (the page cache makes it optimistic)."""
-    with tempfile.NamedTemporaryFile() as handle:
-        handle.write(os.urandom(64 << 20))
-        handle.flush()
-        start = time.perf_counter()
-        with open(handle.name, "rb") as again:
-            while again.read(8 << 20):
-                pass
-        return (64 << 20) / (time.perf_counter() - start)
+def _rates(
+    given: tuple[float | None, ...], rates_file: Path | None, backbone: str, head: str, device: str, gpus: int
+) -> tuple[Rates | None, int | None]:
+    """Where the rates come from, before anything is measured: all given (None), a file
+    (and its machine's cores), or this machine, which must then not be a CPU scaled to GPUs."""
+    if rates_file is not None:
+        rates, cores = read_rates(rates_file, backbone, head)
+    elif None not in given:
+        return None, None
+    else:
+        rates, cores = None, None
+    kind = rates.kind if rates else torch.device(device).type
+    if gpus > 1 and kind == "cpu":
+        where = rates.device if rates else device_name(device)
+        raise InputError(
+            f"cannot scale CPU rates to {gpus} GPUs: the rates {'in ' + str(rates_file) if rates else 'measured here'} "
+            f"are a CPU's ({where}), and say nothing of a GPU's. On a machine with the GPUs run `{GPU_CHECK}` (or "
+            f"`python bench/gpu_check.py`): it writes the rates it measures to gpu-rates.json; then pass that file, "
+            f"--rates gpu-rates.json --gpus {gpus} (or give every rate: --decode-rate, --backbone-rate, --head-rate, "
+            f"--disk-rate)"
+        )
+    return rates, cores
 
 
 def estimate_run(
@@ -149,24 +96,47 @@ def estimate_run(
     workers: int,
     gpus: int,
     epochs: int,
+    rates_file: Path | None = None,
+    head: str = "default",
 ) -> Estimate:
     """``epsilon-train estimate``: the dataset's images (counted in ``data``, else the
-    official counts), the backbone's tokens, and the throughputs ``rates`` gives (decode,
-    backbone, head, disk; None: measured here on ``device``), for 1 and ``gpus`` devices
-    (0: those visible)."""
+    official counts), the backbone's tokens, and the throughputs: ``rates`` (decode,
+    backbone, head, disk) where given, else from ``rates_file``, else measured here on
+    ``device`` (median of repeats), for 1 and ``gpus`` devices (0: those visible).
+    ``workers`` 0: one per core of the machine the rates are from."""
     dev = str(setup(device))
+    source, cores = _rates(rates, rates_file, backbone, head, dev, gpus)
     if data is not None:
         loaded = load_dataset(dataset, data)
         images = {"train": len(loaded.train), "test": len(loaded.test)}
     else:
         images = dict(OFFICIAL_IMAGES[dataset])
     tokens = token_shape(backbone, dev)
-    if None in rates:
-        measured = measure(backbone, tokens, device=dev)
-        rates = tuple(r if r is not None else m for r, m in zip(rates, asdict(measured).values()))
-    throughputs = Throughputs(*rates)
+    if source is None and None in rates:
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        samples = measure(backbone, device=dev, heads=(head,))
+        kind = torch.device(dev).type
+        source = summarise(samples, head, device=device_name(dev), kind=kind, origin="measured here", when=when)
+    if source is None:
+        source = Rates(Throughputs(*rates), "given", "given", "given")  # type: ignore[arg-type]
+    overridden = {k: v for k, v in zip(RATES, rates) if v is not None}
+    if overridden:  # a rate given on the command line replaces the measured one, spread and all
+        source.values = Throughputs(**{**source.values.measured(), **overridden})
+        source.spread = {k: v for k, v in source.spread.items() if k not in overridden}
+    workers = workers or cores or os.cpu_count() or 1
     n = gpus or max(torch.cuda.device_count(), 1)
-    return estimate(dataset, backbone, images, tokens, throughputs, workers=workers, gpus=n, epochs=epochs)
+    result = estimate(dataset, backbone, images, tokens, source.values, workers=workers, gpus=n, epochs=epochs)
+    result.rates_from = source.describe()
+    if source.spread:
+        ends = [
+            estimate(dataset, backbone, images, tokens, source.bound(end), workers=workers, gpus=n, epochs=epochs)
+            for end in (0, 1)
+        ]
+        result.ranges = {
+            k: {t: [ends[1].per_gpus[k][t], ends[0].per_gpus[k][t]] for t in ("cached_total_s", "streaming_total_s")}
+            for k in result.per_gpus
+        }
+    return result
 
 
 def estimate(
@@ -209,27 +179,52 @@ def estimate(
 
 
 def format_estimate(result: Estimate) -> str:
+    source = result.rates_from or {}
     lines = [
         f"{result.dataset} with {result.backbone}: {sum(result.images.values()):,} images "
         f"({', '.join(f'{k} {v:,}' for k, v in result.images.items())}), "
         f"{result.tokens[0]} x {result.tokens[1]} tokens each",
         f"token cache (fp16): {_bytes(result.cache_bytes)}",
-        "throughputs (images/s): "
-        + ", ".join(
-            f"{k} {v:,.1f}" + (" per worker" if k == "decode" else "")
-            for k, v in result.throughputs.items()
-            if k != "disk"
-        )
-        + f"; disk {_bytes(result.throughputs['disk'])}/s",
+        _rates_line(source),
+        "throughputs (images/s, median"
+        + (f" of {source['repeats']}, min-max" if source.get("spread") else "")
+        + "): "
+        + ", ".join(_rate(k, v, source.get("spread", {}).get(k)) for k, v in result.throughputs.items()),
     ]
+    device = source.get("device", "device")
     for n, times in result.per_gpus.items():
+        spread = (result.ranges or {}).get(n, {})
         lines.append(
-            f"{n} device{'s' if n != '1' else ''}, {result.workers} decode workers each, {result.epochs} epochs: "
-            f"cached = extract {_time(times['extract_s'])} + {_time(times['cached_epoch_s'])}/epoch "
-            f"(total {_time(times['cached_total_s'])}); streaming = {_time(times['streaming_epoch_s'])}/epoch "
-            f"(total {_time(times['streaming_total_s'])})"
+            f"{n} x {device}{' (scaled: an estimate)' if n != '1' else ''}, {result.workers} decode workers each, "
+            f"{result.epochs} epochs: cached = extract {_time(times['extract_s'])} + "
+            f"{_time(times['cached_epoch_s'])}/epoch (total {_total(times, spread, 'cached_total_s')}); streaming = "
+            f"{_time(times['streaming_epoch_s'])}/epoch (total {_total(times, spread, 'streaming_total_s')})"
         )
     return "\n".join(lines)
+
+
+def _rates_line(source: dict) -> str:
+    if source.get("kind", "given") == "given":
+        return "rates: given on the command line"
+    wide = any(low > 0 and high / low > 1.5 for low, high in source.get("spread", {}).values())
+    return f"rates: {source['origin']} on {source['device']} ({source['kind'].upper()}), {source['when']}" + (
+        "; the spread is wide (a busy machine?): measure again when it is idle" if wide else ""
+    )
+
+
+def _rate(name: str, value: float, spread: list[float] | tuple[float, float] | None) -> str:
+    shown = _bytes(value) + "/s" if name == "disk" else f"{value:,.1f}" + (" per worker" if name == "decode" else "")
+    if not spread:
+        return f"{name} {shown}"
+    low, high = (_bytes(v) + "/s" for v in spread) if name == "disk" else (f"{v:,.1f}" for v in spread)
+    return f"{name} {shown} ({low}-{high})"
+
+
+def _total(times: dict, spread: dict, key: str) -> str:
+    if key not in spread:
+        return _time(times[key])
+    fast, slow = spread[key]
+    return f"{_time(times[key])}, {_time(fast)}-{_time(slow)} over the spread"
 
 
 def _bytes(n: float) -> str:

@@ -48,11 +48,12 @@ def evaluate_dataset(
     device: str = "auto",
     workers: int = 2,
     progress: bool = True,
-) -> tuple[dict, str]:
+) -> tuple[dict, str, dict]:
     """The figures of the bundle at ``bundle`` on a dataset's test split (of ConSE from the
-    backbone's ImageNet head when it is None, with ``conse`` and ``text``), and the title
-    of their table. ``split`` and ``unseen`` choose a COCO folder's photos and zero-shot
-    categories; ``embeddings`` and ``backbone`` are ConSE's (a bundle has its own)."""
+    backbone's ImageNet head when it is None, with ``conse`` and ``text``), the title
+    of their table, and the bundle's training section (how it was made; ConSE: empty).
+    ``split`` and ``unseen`` choose a COCO folder's photos and zero-shot categories;
+    ``embeddings`` and ``backbone`` are ConSE's (a bundle has its own)."""
     model = Bundle.load(bundle) if bundle is not None else None
     source = model.embeddings.get("source") if model else embeddings or DEFAULT_EMBEDDINGS
     test_set = _test_set(dataset, data, model, source, split, unseen)
@@ -67,10 +68,10 @@ def evaluate_dataset(
     where = f"on {test_set.name} test split ({len(rows)} images):"
     if model is not None:
         figures = evaluate_model(model.model.to(dev), CachedTokens(features, dev), test_set.test, rows, test_set, dev)
-        return figures, f"{bundle} {where}"
+        return figures, f"{bundle} {where}", model.training
     conse, text = conse or ConseConfig(), text or ClassText()
     figures = _conse_figures(features, rows, test_set, conse, text)
-    return figures, f"ConSE (top {conse.top}, T {conse.temperature:g}, classes named by {text}) {where}"
+    return figures, f"ConSE (top {conse.top}, T {conse.temperature:g}, classes named by {text}) {where}", {}
 
 
 def _test_set(

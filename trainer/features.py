@@ -41,7 +41,7 @@ class CacheError(UserError, RuntimeError):
 class FeatureCache:
     folder: Path
     tokens: np.memmap  # N x T x D float16
-    logits: np.memmap  # N x K float16
+    logits: np.ndarray  # N x K float16 (memory-mapped when K > 0)
     status: np.ndarray  # N uint8
 
     @property
@@ -53,10 +53,13 @@ class FeatureCache:
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
         n, t, d, k = meta["images"], meta["tokens"], meta["token_dim"], meta["classes"]
+        # A ViT caches no logits (its head reads the class token the tokens drop): an empty
+        # file, which cannot be mapped.
+        logits = np.memmap(folder / "logits.f16", dtype=np.float16, mode="r", shape=(n, k)) if n * k else None
         return cls(
             folder,
             np.memmap(folder / "tokens.f16", dtype=np.float16, mode="r", shape=(n, t, d)),
-            np.memmap(folder / "logits.f16", dtype=np.float16, mode="r", shape=(n, k)),
+            logits if logits is not None else np.zeros((n, k), dtype=np.float16),
             np.array(np.memmap(folder / "status.u8", dtype=np.uint8, mode="r", shape=(n,))),
         )
 

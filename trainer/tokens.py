@@ -92,7 +92,7 @@ class CachedTokens:
             rows = self.usable(np.asarray(rows, dtype=np.int64))
             yield TokenBatch(rows, self._read(self.cache.tokens, rows), self._read(self.cache.logits, rows))
 
-    def _read(self, matrix: np.memmap, rows: np.ndarray) -> torch.Tensor:
+    def _read(self, matrix: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(matrix[rows], dtype=np.float32)).to(self.device)
 
 

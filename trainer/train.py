@@ -32,6 +32,7 @@ from .evaluate import evaluate_model, format_table
 from .features import extract_features
 from .loss import epsilon_loss
 from .model import Epsilon
+from .paper import comparison
 from .state import resume, save_state
 from .tokens import CachedTokens, StreamedTokens, TokenBatch, TokenSource, choose_cache, token_shape
 
@@ -257,7 +258,7 @@ def _finish_epoch(run: _Run, epoch: int, losses: list[float]) -> bool:
             bundle.save(run.out / "best")
         _plot(run.history, run.out / "curves.png")
         (run.out / "history.json").write_text(json.dumps(run.history, indent=2))
-        _report(record, dataset, improved)
+        _report(record, dataset, improved, cfg.recipe)
         run.stale = 0 if improved else run.stale + 1
     save_state(run.out / "state", run.model, run.optimiser, epoch + 1, 0, run.history)
     stop = torch.tensor(float(cfg.patience and run.stale >= cfg.patience), device=run.device)
@@ -381,12 +382,15 @@ def _bundle(
     )
 
 
-def _report(record: dict, dataset: Dataset, improved: bool) -> None:
+def _report(record: dict, dataset: Dataset, improved: bool, recipe: str) -> None:
     note = " (best so far: saved to best/)" if improved else ""
     print(f"\nepoch {record['epoch'] + 1}: loss {record['loss']:.4f}{note}", file=sys.stderr)
     if record.get("val"):
         print(format_table(record["val"], "held-out fold of the training split:"), file=sys.stderr)
     print(format_table(record["test"], f"{dataset.name} test split:"), file=sys.stderr)
+    against = comparison(dataset.name, record["test"], f"epoch {record['epoch'] + 1} test split against the paper:")
+    if recipe == "paper" and against:
+        print(against, file=sys.stderr)
 
 
 def _plot(history: list[dict], path: Path) -> None:
