@@ -156,6 +156,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "epsilon-feedback")
     parser.add_argument("--k", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--grid", action="store_true", help="sweep the learning weights on everyday_tags")
+    parser.add_argument("--sets", type=int, default=2, help="1: everyday_tags only")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     found = sets(args.work)
@@ -166,13 +167,14 @@ def main() -> None:
             grid(db, paths, words, labels, k)
         return
     print("set              k  words  word alone  after k+k  probe on 2k  after - alone")
-    for name, db, paths, words, labels in found:
+    for name, db, paths, words, labels in found[: args.sets]:
         for k in args.k:
             r = teach(db, paths, words, labels, k)
             before, after, linear = (np.mean(r[key]) for key in ("before", "after", "probe"))
             figures = f"{before:10.3f}  {after:9.3f}  {linear:11.3f}  {after - before:+.3f}"
             print(f"{name:15} {k:2}  {len(r['before']):5}  {figures}")
-    like_precision(*found[1][1:3], found[1][4])
+    if args.sets > 1:
+        like_precision(*found[1][1:3], found[1][4])
 
 
 if __name__ == "__main__":
