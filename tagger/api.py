@@ -268,13 +268,16 @@ def tag(
 
 
 def unlearn(library: Library, word: str, *, source: WordSource | None = None) -> Taught:
-    """Forget what people said of ``word`` on every photo: it is scored from its own vector
-    again, as before any feedback."""
+    """``word`` is scored from its own vector again, as before any example moved it; the
+    tags people gave stay (a later tag of the word learns from all of them again)."""
     word = normalise_word(word)
     word = _vocabulary.known_forms(library, [word]).get(word, word)
-    if not library.forget_feedback(word):
-        raise InputError(f"Nobody tagged a photo with {word!r} or rejected it: there is nothing to forget.")
-    return _learn(library, word, source or word_source(library))
+    if library.word_base(word) is None:
+        raise InputError(f"{word!r} has not learned from any example: there is nothing to undo.")
+    _learning.relearn(library, word, source or word_source(library), examples=False)
+    confirmed, rejected = library.feedback(word)
+    counts = {w["word"]: w["count"] for w in _vocabulary.word_table(library)}
+    return Taught(word, len(confirmed), len(rejected), counts.get(word, 0), False)
 
 
 def _learn(library: Library, word: str, source: WordSource) -> Taught:
@@ -325,15 +328,25 @@ def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoVi
     row = library.photo_by_path(path)
     if row is None:
         failure = library.failure(path)
+        if failure is None and not Path(photo).expanduser().exists():
+            raise InputError(f"No such file: {path}")
         why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
         raise InputError(f"{path} is not in the library ({why}).")
-    return PhotoView(row, library.photo_tags(row["id"], every=every), library.own_keywords(row["id"]))
+    return _view(library, row, every)
+
+
+def _view(library: Library, row: dict, every: bool = False) -> PhotoView:
+    """A photo's record, the model's tags less the words its own keywords already say, and those."""
+    own = library.own_keywords(row["id"])
+    said = {normalise_word(k.split("|")[-1]) for k in own}
+    tags = [tag for tag in library.photo_tags(row["id"], every=every) if tag["word"] not in said]
+    return PhotoView(row, tags, own)
 
 
 def photo(library: Library, photo_id: int) -> PhotoView | None:
     """A photo by its id (None: gone since it was listed)."""
     row = library.photos([photo_id]).get(photo_id)
-    return None if row is None else PhotoView(row, library.photo_tags(photo_id), library.own_keywords(photo_id))
+    return None if row is None else _view(library, row)
 
 
 def picture(path: str | Path, min_side: int) -> Image.Image | str:
@@ -362,8 +375,10 @@ def stats(library: Library, *, failures: bool = False) -> dict:
         **library.counts(),
         "top_words": [w for w in _vocabulary.word_table(library)[:10] if w["count"]],
     }
-    if failures:
-        info["failure_list"] = library.failures()
+    if failures:  # a damaged file read all the same is listed too, marked as tagged
+        info["failure_list"] = [
+            {**f, "tagged": library.photo_by_path(f["path"]) is not None} for f in library.failures()
+        ]
     return info
 
 

@@ -18,8 +18,11 @@ LEARN_CONFIRMED, LEARN_REJECTED = 1.0, 1.0
 def learned_vector(base: np.ndarray, confirmed: np.ndarray, rejected: np.ndarray) -> np.ndarray:
     """A word's vector moved towards the photos a person confirmed it on and away from those
     they rejected it on (Rocchio's rule on each photo's row that best matches the word; S is
-    photos x rows x d_w). No examples: the word's own vector."""
+    photos x rows x d_w). Without a confirmed photo: the word's own vector, as rejections
+    alone would push it away from every photo (they hide the tag on their photos only)."""
     vector = np.asarray(base, np.float32) / max(float(np.linalg.norm(base)), 1e-12)
+    if not len(confirmed):
+        return vector
     moved = vector.copy()
     for photos, weight in ((confirmed, LEARN_CONFIRMED), (rejected, -LEARN_REJECTED)):
         if len(photos):
@@ -30,11 +33,11 @@ def learned_vector(base: np.ndarray, confirmed: np.ndarray, rejected: np.ndarray
     return moved / max(float(np.linalg.norm(moved)), 1e-12)
 
 
-def relearn(library: Library, word: str, source: WordSource) -> None:
+def relearn(library: Library, word: str, source: WordSource, *, examples: bool = True) -> None:
     """Score the library for ``word`` again from what people said of it on photos, from the
     word's own vector (kept aside the first time examples move it; restored when there are
-    none left)."""
-    confirmed, rejected = library.feedback(word)
+    none left, or without ``examples``: the tags people gave stay, the word forgets them)."""
+    confirmed, rejected = library.feedback(word) if examples else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     entry = source.describe(word)  # the vocabulary's vector where the word is in it
     base = library.word_base(word)
     base = entry.vector if base is None else base
@@ -45,4 +48,4 @@ def relearn(library: Library, word: str, source: WordSource) -> None:
     vector = learned_vector(base, semantic[pick[0]], semantic[pick[1]])
     with library.transaction():
         score_words(library, [NewWord(entry.word, entry.kind, vector, entry.label, entry.classes, entry.origin)])
-        library.set_word_base(entry.word, base if len(confirmed) or len(rejected) else None)
+        library.set_word_base(entry.word, base if len(confirmed) else None)

@@ -28,11 +28,14 @@ def forget_root(library: Library, root: str | Path) -> int:
         wanted = str(Path(root).expanduser().resolve())
     if wanted not in remembered:
         raise InputError(f"{root} is not one of this library's folders: `epsilon-tag roots list` shows them")
+    others = [r for r in remembered if r != wanted]
     with library.transaction():
-        ids = library.photo_ids_under(wanted)
+        # A photo another of the library's folders covers stays (a folder and a photo in it, both scanned).
+        kept = {i for other in others for i in library.photo_ids_under(other)}
+        ids = [i for i in library.photo_ids_under(wanted) if i not in kept]
         library.delete_photos(ids)
         library.clear_staged(under=wanted)
-        library.set_meta(roots=[r for r in remembered if r != wanted])
+        library.set_meta(roots=others)
     return len(ids)
 
 

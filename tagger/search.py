@@ -165,8 +165,10 @@ def rank(
     source = source or WordSource.of_library(library)
     held = library.words()
     query_terms = parse_query(query, [*(w.word for w in held), *_own_phrases(library, query)])
-    if not query_terms:
-        raise InputError("Give at least one word to search for.")
+    if not any(term.weight > 0 for term in query_terms):
+        raise InputError(
+            "Give at least one word to search for; a -word only leaves photos out of what the other words find."
+        )
     terms = [term.word for term in query_terms]
     floor = check_score(min_score, "the minimum score")
     after, before = check_dates(after, before)

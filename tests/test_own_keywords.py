@@ -121,3 +121,24 @@ def test_own_keywords_survive_a_model_change_and_export_as_they_came(keyworded, 
     # Read back after the export: the photographer's keywords, not the model's tags written beside them.
     tag(db, "scan", "-q")
     assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]
+
+
+def test_export_puts_the_models_tags_under_the_parent_asked_for(keyworded):
+    db, photo, sidecar = keyworded
+    ns = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "lr": "http://ns.adobe.com/lightroom/1.0/"}
+
+    def hierarchical() -> list[str]:
+        return [li.text for li in ET.parse(sidecar).getroot().iterfind(".//lr:hierarchicalSubject/rdf:Bag/rdf:li", ns)]
+
+    model = [t["word"] for t in tag_json(db, "show", photo, "--all")["tags"]][:1]
+    tag(db, "export", "--xmp", "--min-score", "0", "--top", "1", "--parent", "AI|auto")
+    assert f"AI|auto|{model[0]}" in hierarchical() and "Holiday|Rome" in hierarchical()
+    tag(db, "export", "--xmp", "--min-score", "0", "--top", "1", "--parent", "")
+    assert model[0] in hierarchical() and not any(k.startswith("AI|") for k in hierarchical())
+
+
+def test_forgetting_a_root_keeps_photos_another_root_covers(keyworded):
+    db, photo, _ = keyworded
+    tag(db, "scan", photo, "-q")  # the photo scanned on its own too: a root of its own
+    assert tag(db, "roots", "forget", photo) == f"Forgot {photo} and its 0 photos.\n"
+    assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]

@@ -135,10 +135,21 @@ def test_a_word_learns_from_its_examples_and_unlearns_in_one_command(tagged):
     tag(db, "vocab", "unlearn", "my bike")
     with Library(db) as library:
         base = next(w.vector for w in library.words() if w.word == "my bike")
-        assert not len(library.feedback("my bike")[0])
-        assert tag_json(db, "show", photos[0])["own"] == []
+        assert library.word_base("my bike") is None and len(library.feedback("my bike")[0]) == 1
     assert not np.allclose(learned, base)  # the example had moved it
-    assert "there is nothing to forget" in told_error(db, "vocab", "unlearn", "my bike")
+    assert tag_json(db, "show", photos[0])["own"] == ["my bike"]  # the person's tag stays
+    assert "there is nothing to undo" in told_error(db, "vocab", "unlearn", "my bike")
+
+
+def test_one_rejection_hides_the_tag_on_its_photo_only(tmp_path, candidates_model):
+    photos = make_library(tmp_path / "photos", 4)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q", "--model", candidates_model)
+    word = tag_json(db, "show", photos[0])["tags"][0]["word"]
+    showing = [p for p in photos if word in shown(db, p)]
+    tag(db, "tag", photos[0], "--remove", word)
+    assert word not in shown(db, photos[0])
+    assert [p for p in photos if word in shown(db, p)] == [p for p in showing if p != photos[0]]
 
 
 def test_examples_move_a_vocabulary_word_from_its_own_vector_and_unlearn_restores_it(tagged):
@@ -159,3 +170,24 @@ def test_examples_move_a_vocabulary_word_from_its_own_vector_and_unlearn_restore
     np.testing.assert_allclose(state(word)[0], by_hand, atol=1e-6)
     tag(db, "vocab", "unlearn", word)
     np.testing.assert_allclose(state(word)[0], original, atol=1e-7)
+
+
+def test_a_query_of_only_words_to_leave_out_is_refused(tmp_path):
+    make_library(tmp_path / "photos", 2)
+    db = tmp_path / "lib.db"
+    tag(db, "scan", tmp_path / "photos", "-q")
+    assert "a -word only leaves photos out" in told_error(db, "search", "-water")
+
+
+def test_what_the_user_sees_around_a_search_and_a_photo(tagged):
+    db, photos, _ = tagged
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    cut = CliRunner().invoke(app, ["search", "my bike", "--min-score", "0", "-n", "1", "--db", str(db)])
+    assert cut.exit_code == 0 and "1 of 3 matches: -n 3 lists them all." in cut.stderr
+    assert "No such file" in told_error(db, "show", photos[0].with_name("nowhere.jpg"))
+    tag(db, "tag", photos[1], "--add", "water")  # a word the model may show too: listed once, as the person's
+    view = tag_json(db, "show", photos[1])
+    assert "water" in view["own"] and "water" not in [t["word"] for t in view["tags"]]

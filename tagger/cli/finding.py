@@ -85,6 +85,8 @@ def _print_found(found: api.Found, query: str, scores: bool, print0: bool) -> No
         typer.echo(f"{hit.score:.3f}\t{hit.path}" if scores else hit.path, nl=not print0)
         if print0:
             typer.echo("\0", nl=False)
+    if 0 < len(found.hits) < len(ranking):
+        typer.echo(f"{len(found.hits)} of {len(ranking)} matches: -n {len(ranking)} lists them all.", err=True)
 
 
 @app.command()
@@ -132,7 +134,7 @@ def stats(
     if info["top_words"]:
         typer.echo("top tags  " + ", ".join(f"{w['word']} ({w['count']})" for w in info["top_words"]))
     for row in info.get("failure_list", []):
-        typer.echo(f"  failed: {row['path']}: {row['reason']}")
+        typer.echo(f"  {'tagged with a warning' if row['tagged'] else 'failed'}: {row['path']}: {row['reason']}")
 
 
 @app.command()
@@ -181,7 +183,7 @@ def export(
             raise api.InputError("Say what to export: --xmp (XMP sidecars) is the format there is.")
         with api.open_library(db, readonly=True) as library:
             written, merged, failed = api.export_xmp(
-                library, paths or [], naming=naming.value, min_score=min_score, top=top
+                library, paths or [], naming=naming.value, min_score=min_score, top=top, parent=parent or None
             )
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:

@@ -48,10 +48,11 @@ def vocab_unlearn(
     word: str = typer.Argument(..., show_default=False, metavar="WORD"),
     db: Path | None = Db,
 ) -> None:
-    """Forget every tag and rejection you gave WORD: it is scored from its word vector again."""
+    """WORD is scored from its own word vector again, as before your tags moved it; your tags
+    stay (tagging the word again learns from all of them)."""
     with reported(), api.open_library(db) as library:
         taught = api.unlearn(library, word)
-    typer.echo(f"{taught.word}: your examples forgotten; the model shows it on {taught.count} photos now")
+    typer.echo(f"{taught.word}: scored from its own vector again; the model shows it on {_photos(taught.count)} now")
 
 
 @vocab_app.command("list")
@@ -95,5 +96,9 @@ def tag_photos(
     with reported(), api.open_library(db) as library:
         taught = api.tag(library, photos, add=add, remove=remove)
     for word in taught:
-        learned = f"; the model shows it on {word.count} photos now" if word.learned else " (found as your keyword)"
-        typer.echo(f"{word.word}: {word.confirmed} photos confirmed, {word.rejected} rejected{learned}")
+        learned = f"; the model shows it on {_photos(word.count)} now" if word.learned else " (found as your keyword)"
+        typer.echo(f"{word.word}: {_photos(word.confirmed)} confirmed, {word.rejected} rejected{learned}")
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"

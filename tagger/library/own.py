@@ -99,11 +99,6 @@ class OwnTags(SideFiles):
     def words_with_feedback(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT DISTINCT keyword FROM own_tags WHERE source = ?", [FROM_USER])]
 
-    def forget_feedback(self, word: str) -> int:
-        """Forget everything people said of ``word`` on every photo; returns the photos."""
-        with self.transaction():
-            return self.db.execute("DELETE FROM own_tags WHERE keyword = ? AND source = ?", [word, FROM_USER]).rowcount
-
     def photos_rejecting(self, word: str) -> np.ndarray:
         """Sorted ids of the photos a person said do not show ``word``."""
         rows = self.db.execute(
