@@ -80,6 +80,8 @@ class _Reader:
             noted = "; ".join(p for p in (jpeg_damage(job.path, image), *meta.problems) if p) or None
             keywords, sidecars = read_keywords(job.path), sidecar_signature(job.path)
             size = photo_size(job.path, meta.orientation)
+            if size == (None, None):  # no header Pillow reads (JPEG XL): the decoded picture's, upright
+                size = image.size
             return i, pixels, Read(digest, asdict(meta), size, noted, keywords, sidecars)
         except FileNotFoundError:
             reason = "vanished during the scan"

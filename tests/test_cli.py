@@ -140,3 +140,13 @@ def test_every_help_is_readable_at_80_columns(program):
         lines = shown.output.splitlines()
         assert "\u2026" not in shown.output and max(map(len, lines)) <= 80, (command, shown.output)
         assert not any("\u2502" in line for line in lines), command  # no boxes
+
+
+def test_db_may_come_before_the_command(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    monkeypatch.delenv("EPSILON_TAG_DB", raising=False)
+    told = CliRunner().invoke(app, ["--db", str(tmp_path / "none.db"), "stats"])
+    assert told.exit_code == 2 and f"No library at {tmp_path / 'none.db'}" in told.stderr

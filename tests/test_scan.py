@@ -87,7 +87,8 @@ def test_every_picture_is_tagged_or_listed_and_a_damaged_one_is_tagged_with_a_wa
     assert scanned.exit_code == 0, scanned.output
     assert f"failed: {folder / 'drawing.svg'}: format not supported: a vector drawing (.svg)" in scanned.stderr
     assert "notes.txt" not in scanned.output
-    assert photo(db, folder / "modern.jxl")["photo"]["status"] == "ok"  # JPEG XL is read and tagged
+    jxl = photo(db, folder / "modern.jxl")["photo"]  # JPEG XL is read and tagged, its size known
+    assert jxl["status"] == "ok" and (jxl["width"], jxl["height"]) == (pixels.shape[1], pixels.shape[0])
     if corrupted.exists():
         assert f"tagged with a warning: {folder / 'corrupted.jpg'}: damaged JPEG" in scanned.stderr
         assert f"failed: {folder / 'corrupted.jpg'}" not in scanned.stderr

@@ -4,10 +4,12 @@ every command takes (--db, --json), the choices, and how errors reach the termin
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import StrEnum
+from pathlib import Path
 
 import typer
 
@@ -102,5 +104,10 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
+    db: Path | None = typer.Option(
+        None, "--db", help="Library file for the command that follows (as its own --db).", metavar="FILE"
+    ),
 ) -> None:
     """Tag a local photo library with Epsilon, offline, and search it with any word."""
+    if db is not None:  # `epsilon-tag --db FILE scan` as `epsilon-tag scan --db FILE`: through the command's envvar
+        os.environ["EPSILON_TAG_DB"] = str(db)
