@@ -9,6 +9,7 @@ scipy CSR matrices whose implicit zeros mean "not annotated"; ``label_rows`` rea
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,19 @@ def has_positive(matrix: LabelMatrix, rows: np.ndarray) -> np.ndarray:
     if hasattr(block, "getnnz"):
         return np.asarray((block > 0).getnnz(axis=1) > 0)
     return np.asarray((block > 0).any(axis=1))
+
+
+def keep_present(present: np.ndarray, what: str, where: Path, layout: str) -> np.ndarray:
+    """Positions of the images found on disk: none found is an error that shows the layout;
+    some missing are said on stderr and left out."""
+    if not present.any():
+        raise DataError(f"None of the {len(present)} images of {what} are in {where}\n{layout}")
+    if not present.all():
+        print(
+            f"{what}: {int((~present).sum())} of {len(present)} images are missing under {where} and are left out",
+            file=sys.stderr,
+        )
+    return np.flatnonzero(present)
 
 
 def held_out_fold(n: int, fraction: float, seed: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

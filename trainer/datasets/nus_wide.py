@@ -8,7 +8,6 @@ label vectors shipped in ``assets/nus_wide/`` (rows in TagList1k / Concepts81 or
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from ..assets import asset_path
 from ..embeddings import NUS_VECTORS, load_embeddings
 from ..metrics import NUS_WIDE
-from . import DataError, Dataset, Split, require_files
+from . import DataError, Dataset, Split, keep_present, require_files
 
 LAYOUT = """\
   ImageList/Imagelist.txt            all 269,648 images, one path per line (C:\\ImageData\\Flickr\\<folder>\\<file>.jpg)
@@ -87,15 +86,7 @@ def _split(root: Path, list_file: str, images: list[str], seen: np.ndarray, unse
         listed.append(row_of[path])
     rows = np.asarray(listed)
     present = np.array([(root / "Flickr" / images[r]).is_file() for r in rows])
-    if not present.any():
-        raise DataError(f"None of the {len(rows)} images of {list_file} are under {root / 'Flickr'}\n{LAYOUT}")
-    if not present.all():
-        print(
-            f"NUS-WIDE {list_file}: {int((~present).sum())} of {len(rows)} images are missing "
-            f"under {root / 'Flickr'} and are left out",
-            file=sys.stderr,
-        )
-    rows = rows[present]
+    rows = rows[keep_present(present, f"NUS-WIDE {list_file}", root / "Flickr", LAYOUT)]
     return Split([root / "Flickr" / images[r] for r in rows], seen[rows], unseen[rows])
 
 

@@ -19,7 +19,7 @@ from ..assets import asset_path
 from ..embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from ..errors import optional
 from ..metrics import OPEN_IMAGES
-from . import DataError, Dataset, LabelMatrix, Split, require_files
+from . import DataError, Dataset, LabelMatrix, Split, keep_present, require_files
 
 LAYOUT = """\
   train-annotations-human-imagelabels.csv   ImageID,Source,LabelName,Confidence
@@ -58,15 +58,7 @@ def load(root: Path, embeddings: str = DEFAULT_EMBEDDINGS) -> Dataset:
         )
         on_disk = {entry.name for entry in os.scandir(root / name) if entry.is_file()}
         present = np.array([f"{image}.jpg" in on_disk for image in images], dtype=bool)
-        if not present.any():
-            raise DataError(f"None of the {len(images)} labelled {name} images are in {root / name}\n{LAYOUT}")
-        if not present.all():
-            print(
-                f"Open Images {name}: {int((~present).sum())} of {len(images)} labelled images are not in "
-                f"{root / name} and are left out",
-                file=sys.stderr,
-            )
-        rows = np.flatnonzero(present)
+        rows = keep_present(present, f"Open Images {name} (labelled)", root / name, LAYOUT)
         return Split([root / name / f"{images[r]}.jpg" for r in rows], seen[rows], unseen[rows])
 
     return Dataset(
