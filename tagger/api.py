@@ -24,7 +24,7 @@ from . import learning as _learning
 from . import roots as _roots
 from . import search as _search
 from . import vocabulary as _vocabulary
-from .library import MISSING, OK, SEEN, Library, LibraryError
+from .library import MISSING, OK, SEEN, Library, LibraryError, keyword_words
 from .scanoptions import ScanOptions, ScanReport
 from .search import Hit, Ranking, check_dates, check_score
 from .vocabulary import VocabularyError, WordSource, sort_words
@@ -275,21 +275,26 @@ def unlearn(library: Library, word: str, *, source: WordSource | None = None) ->
     if library.word_base(word) is None:
         raise InputError(f"{word!r} has not learned from any example: there is nothing to undo.")
     _learning.relearn(library, word, source or word_source(library), examples=False)
-    confirmed, rejected = library.feedback(word)
-    counts = {w["word"]: w["count"] for w in _vocabulary.word_table(library)}
-    return Taught(word, len(confirmed), len(rejected), counts.get(word, 0), False)
+    return _taught(library, word, learned=False)
 
 
 def _learn(library: Library, word: str, source: WordSource) -> Taught:
-    confirmed, rejected = library.feedback(word)
     try:
-        in_vocabulary = word in _vocabulary.known_forms(library, [word]) or bool(len(confirmed))
-        if in_vocabulary:
+        learned = word in _vocabulary.known_forms(library, [word]) or bool(len(library.feedback(word)[0]))
+        if learned:
             _learning.relearn(library, word, source)
     except UnknownWordError:  # no vector: an own keyword, found by itself, that teaches nothing
-        in_vocabulary = False
-    counts = {w["word"]: w["count"] for w in _vocabulary.word_table(library)}
-    return Taught(word, len(confirmed), len(rejected), counts.get(word, 0), in_vocabulary)
+        learned = False
+    return _taught(library, word, learned)
+
+
+def _taught(library: Library, word: str, learned: bool) -> Taught:
+    """What people said of ``word`` and how many photos show it now: that word's count alone
+    (after a write, every word's would be a pass over every tag)."""
+    confirmed, rejected = library.feedback(word)
+    word_id = next((w.id for w in library.words() if w.word == word), None)
+    count = 0 if word_id is None else library.word_counts([word_id]).get(word_id, 0)
+    return Taught(word, len(confirmed), len(rejected), count, learned)
 
 
 def warm_up(library: Library, source: WordSource) -> None:
@@ -338,7 +343,7 @@ def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoVi
 def _view(library: Library, row: dict, every: bool = False) -> PhotoView:
     """A photo's record, the model's tags less the words its own keywords already say, and those."""
     own = library.own_keywords(row["id"])
-    said = {normalise_word(k.split("|")[-1]) for k in own}
+    said = {words[0] for k in own if (words := keyword_words(k))}  # each keyword's leaf
     tags = [tag for tag in library.photo_tags(row["id"], every=every) if tag["word"] not in said]
     return PhotoView(row, tags, own)
 

@@ -280,7 +280,7 @@ def like(
     if not len(query):
         raise InputError("That photo has no semantic vectors in this library (missing, or read by another model).")
     stored = library.semantic_vectors(after=after, before=before)
-    everyone = library.semantic_vectors()
+    everyone = library.semantic_vectors() if after or before else stored  # the centre is the library's
     centre = sum(
         np.asarray(everyone.semantic[s : s + chunk], np.float32).sum(axis=0) for s in range(0, len(everyone), chunk)
     ) / max(1, len(everyone))
