@@ -11,7 +11,9 @@ For each model, in fresh libraries made by `epsilon-tag scan`:
    vocabulary (a few words everywhere = high), the most frequent words, and `snake`;
 3. Corel-5K's 499 test photos (linked, not copied; no model here trained on them) ranked
    by `epsilon-tag search WORD` for each of its 374 words: mAP over the words, and P/R/F1 of
-   each photo's 3 best words by their search scores.
+   each photo's 3 best words by their search scores;
+4. everyday_tags' 240 photos (every one of its 102 words marked on each) ranked by
+   `epsilon-tag search WORD` for each word marked on 3 or more of them: mAP over those words.
 """
 
 from __future__ import annotations
@@ -87,10 +89,24 @@ def hubness(db: Path) -> dict:
     }
 
 
+def search_scores(db: Path, names: list[str], vocabulary: list[str]) -> np.ndarray:
+    """Every photo (by file stem) x word, the score of `epsilon-tag search WORD` (in this
+    process, through the same Typer app: an interpreter start per word spared); 0 where a
+    photo is not found."""
+    score = np.zeros((len(names), len(vocabulary)))
+    row = {n: i for i, n in enumerate(names)}
+    runner = CliRunner()
+    for j, word in enumerate(vocabulary):
+        found = runner.invoke(app, ["search", word, "--json", "-n", "100000", "--min-score", "0", "--db", str(db)])
+        for hit in json.loads(found.stdout)["hits"]:
+            score[row[Path(hit["path"]).stem], j] = hit["score"]
+    return score
+
+
 def corel_search(db: Path) -> tuple[float, tuple[float, float, float]]:
-    """Corel-5K's test photos ranked by `epsilon-tag search WORD` for each of its 374 words
-    (in this process, through the same Typer app: 374 interpreter starts spared): mAP over
-    the words (a word no photo has counts 0) and P/R/F1 of each photo's 3 best words."""
+    """Corel-5K's test photos ranked by `epsilon-tag search WORD` for each of its 374 words:
+    mAP over the words (a word no photo has counts 0) and P/R/F1 of each photo's 3 best
+    words."""
     corel = DATA / "corel5k"
     vocabulary = (corel / "labels" / "words").read_text().split()
     truth = {}
@@ -99,14 +115,35 @@ def corel_search(db: Path) -> tuple[float, tuple[float, float, float]]:
         if parts:
             truth[parts[0]] = {vocabulary[int(i) - 1] for i in parts[1:]}
     names = sorted(truth)
-    score = np.zeros((len(names), len(vocabulary)))
-    runner = CliRunner()
-    for j, word in enumerate(vocabulary):
-        found = runner.invoke(app, ["search", word, "--json", "-n", "100000", "--min-score", "0", "--db", str(db)])
-        for hit in json.loads(found.stdout)["hits"]:
-            score[names.index(Path(hit["path"]).stem), j] = hit["score"]
+    score = search_scores(db, names, vocabulary)
     labels = np.array([[1 if w in truth[n] else -1 for w in vocabulary] for n in names])
     return float(average_precision(score, labels).mean()), topk_prf(score, labels, 3)
+
+
+def everyday_rows() -> list[dict]:
+    with open(DATA / "everyday_tags" / "labels.tsv", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def everyday_search(db: Path, min_photos: int = 3) -> tuple[float, int]:
+    """everyday_tags' 240 photos ranked by `epsilon-tag search WORD` for each of its words
+    marked on at least ``min_photos`` photos: mAP over those words, and their number."""
+    rows = everyday_rows()
+    vocabulary = [w for w in (DATA / "everyday_tags" / "vocabulary.txt").read_text().split("\n") if w.strip()]
+    truth = [set(filter(None, r["words"].split(";"))) for r in rows]
+    words = [w for w in vocabulary if sum(w in t for t in truth) >= min_photos]
+    names = [Path(r["path"]).stem for r in rows]
+    score = search_scores(db, names, words)
+    labels = np.array([[1 if w in t else -1 for w in words] for t in truth])
+    return float(average_precision(score, labels).mean()), len(words)
+
+
+def link_everyday(folder: Path) -> None:
+    """everyday_tags' photos linked (not copied) into one folder: its two parts share none."""
+    folder.mkdir(parents=True)
+    for row in everyday_rows():
+        source = DATA / row["path"]
+        os.symlink(source.resolve(), folder / source.name)
 
 
 def main() -> None:
@@ -121,12 +158,16 @@ def main() -> None:
             for row in csv.DictReader(handle, delimiter="\t"):
                 if row["split"] == "test":
                     os.symlink((DATA / "corel5k" / row["path"]).resolve(), corel_links / f"{row['id']}.jpeg")
+    everyday_links = args.work / "everyday-tags"
+    if not everyday_links.exists():
+        link_everyday(everyday_links)
     for model in args.model:
         tag = Path(model).resolve().as_posix().strip("/").replace("/", "_")
-        dbs = {name: args.work / f"{tag}-{name}.db" for name in ("oi5", "camera", "corel")}
+        dbs = {name: args.work / f"{tag}-{name}.db" for name in ("oi5", "camera", "corel", "everyday")}
         scan(DATA / "open_images_5" / "images", dbs["oi5"], model)
         scan(DATA / "photos", dbs["camera"], model)
         scan(corel_links, dbs["corel"], model)
+        scan(everyday_links, dbs["everyday"], model)
         mean_ap, f1, ap = open_images_5(dbs["oi5"])
         print(f"\n{model}")
         print(
@@ -144,6 +185,8 @@ def main() -> None:
         print(
             f"  Corel-5K test through the CLI, 374 words: mAP {corel_map:.3f}; 3 best: P {p:.3f} R {r:.3f} F1 {f:.3f}"
         )
+        everyday_map, count = everyday_search(dbs["everyday"])
+        print(f"  everyday_tags through the CLI, {count} words marked on 3 or more photos: mAP {everyday_map:.3f}")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,11 @@ def open_images_5(model: str, work: Path) -> dict:
     tags = tag_library(photos, work / "open_images_5", model)
     shown = [tags[p] for p in photos]
     truth = [{w for w in words if r[w] == "1"} for r in rows]
-    return {"all": measure(shown, truth, words), "sensitive": dict(sensitive(shown))}
+    return {
+        "all": measure(shown, truth, words),
+        "sensitive": dict(sensitive(shown)),
+        "shown": {str(p.relative_to(DATA)): tags[p] for p in photos},
+    }
 
 
 def camera_files(model: str, work: Path) -> dict:
@@ -159,6 +163,7 @@ def camera_files(model: str, work: Path) -> dict:
         "tags_per_photo": round(sum(map(len, scanned)) / max(len(scanned), 1), 2),
         "sensitive": dict(sensitive(shown)),
         "commonest": Counter(t for s in shown for t in s).most_common(15),
+        "shown": {str(p.relative_to(DATA)): tags[p] for p in photos},
     }
 
 

@@ -12,6 +12,7 @@ and of the words it implies or that imply it (duck -> bird).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from trainer.assets import normalise_word
 from trainer.embeddings import DEFAULT_EMBEDDINGS, UnknownWordError, WordVectors, load_embeddings
 from trainer.errors import UserError
-from trainer.tagrule import TagRule, Words, implied, record_mass
+from trainer.tagrule import TagRule, Words, implied, implies_matrix, record_mass
 from trainer.wordnet import IMAGENET_CLASSES, implications, label_for, wordnet
 
 from .library import DEFAULT, SEEN, USER, ZERO_SHOT, Library, NewWord, Rows
@@ -219,6 +220,11 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @functools.cached_property
+    def implies(self) -> np.ndarray:
+        """W x W: [a, g] when word a implies word g (``trainer.tagrule.implies_matrix``)."""
+        return implies_matrix(self.implied_by, len(self))
+
     def above(self, positions: Iterable[int]) -> list[int]:
         """The positions of the words these words imply (duck -> bird, animal)."""
         wanted = set(positions)
@@ -282,7 +288,7 @@ def top_tags(
             vocabulary,
             rule,
         )
-        shown = rule.kept(c)
+        shown = rule.kept(c, vocabulary.implied_by)
         kk = min(k, c.shape[1])
         best = np.argpartition(-c, kk - 1, axis=1)[:, :kk]
         for row, on, cols in zip(c, shown, best):
@@ -328,12 +334,15 @@ def score_words(library: Library, entries: Sequence[NewWord]) -> None:
         columns = [int(np.flatnonzero(vocabulary.ids == i)[0]) for i in new_ids]
         confidence = confidences(stored.semantic, stored.classes, vocabulary, rule, columns, raw=raw)
         offers: list[tuple[int, int, float]] = []
+        # A word lifts the words above it only where it could be shown itself (``implied``).
+        lifts = -np.inf if rule.threshold is None else rule.threshold
         for c, column in enumerate(columns):
             rows = np.flatnonzero(confidence[:, c] > stored.floor)
             for target in [column, *vocabulary.above([column])]:
                 word_id = int(vocabulary.ids[target])
-                offers += zip(stored.ids[rows].tolist(), [word_id] * len(rows), confidence[rows, c].tolist())
-        library.offer_tags(offers)
+                at = rows if target == column else rows[confidence[rows, c] >= lifts]
+                offers += zip(stored.ids[at].tolist(), [word_id] * len(at), confidence[at, c].tolist())
+        library.offer_tags(offers, vocabulary.ids, vocabulary.implies)
 
 
 def known_forms(library: Library, words: Sequence[str]) -> dict[str, str]:

@@ -37,7 +37,8 @@ def test_default_bundle_is_complete_and_small(default):
 def test_the_shipped_tag_rule_is_the_one_its_validation_run_chose(default):
     """`epsilon-train calibrate --write` stores the threshold grid it chose from beside the
     rule: the shipped threshold must be the grid's best F0.5 (ties: the lower threshold), its
-    fallback at or below it, and its seen-label calibration cover the model's own labels."""
+    fallback at or below it, siblings folded, and its seen-label calibration cover the model's
+    own labels."""
     from trainer.calibrate import THRESHOLDS
     from trainer.tagrule import TagRule
 
@@ -48,6 +49,7 @@ def test_the_shipped_tag_rule_is_the_one_its_validation_run_chose(default):
     best = max(grid, key=lambda r: (round(r["f_half"], 4), -r["threshold"]))
     assert chosen.threshold == best["threshold"]
     assert chosen.fallback is not None and chosen.fallback <= chosen.threshold
+    assert chosen.siblings == "one"  # the grid counted what a library shows: siblings folded
     assert chosen.seen is not None and set(chosen.seen.words) == set(default.seen_labels)
     assert tagging["chosen_on"] == ["tagged-everyday_tags", "corel5k-held-out"]
     chosen_figures = tagging["validation"]["chosen"]

@@ -6,6 +6,7 @@ and calibration against independent references."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from tests.tagging import synthetic_library, tag
 from tests.test_vocabulary import WORDS, glove, tags_table
 from trainer.errors import InputError
 from trainer.tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, implied, top_classes
+from trainer.wordnet import implications
 
 # Rules as bundles write them: an older epsilon-tag's (strength and threshold on corrected
 # scores, the level a mean or a quantile), and this one's (weights of the evidence).
@@ -203,6 +205,40 @@ def test_the_shown_tags_rule():
         [[True, True, False, False], [True, False, False, False], [False, False, False, False]],
     )
     assert TagRule.from_dict(rule.to_dict()) == rule
+
+
+def test_one_sibling_keeps_the_most_confident_kind_and_every_chain():
+    """Under a shown general word, of the words that imply it and not each other only the
+    most confident shows; a word above or below a kept one still shows (hummingbird under
+    bird), and siblings with no shown word above them all show."""
+    words = ("vehicle", "boat", "sailboat", "canoe", "animal", "bird", "hummingbird", "dog", "cat")
+    implied_by = implications(words)
+    at = {w: i for i, w in enumerate(words)}
+    assert {words[j] for j in implied_by[at["vehicle"]]} == {"boat", "sailboat", "canoe"}
+    assert {words[j] for j in implied_by[at["boat"]]} == {"canoe"}
+    assert {words[j] for j in implied_by[at["animal"]]} == {"bird", "hummingbird", "dog", "cat"}
+    one = TagRule(threshold=0.5, max_tags=10, siblings="one")
+    confidence = np.array(
+        [
+            # vehicle boat sail canoe animal bird humm dog  cat
+            [0.90, 0.80, 0.85, 0.70, 0.10, 0.10, 0.10, 0.10, 0.10],  # sailboat beats boat
+            [0.10, 0.10, 0.10, 0.10, 0.95, 0.90, 0.80, 0.60, 0.70],  # bird and its chain; cat beats dog
+            [0.10, 0.10, 0.85, 0.70, 0.10, 0.10, 0.10, 0.10, 0.10],  # no vehicle shown: both stay
+        ]
+    )
+    shown = [[words[j] for j in np.flatnonzero(row)] for row in one.kept(confidence, implied_by)]
+    assert shown == [
+        ["vehicle", "sailboat"],  # boat and canoe (below boat) share vehicle with sailboat
+        ["animal", "bird", "hummingbird"],
+        ["sailboat", "canoe"],
+    ]
+    every = replace(one, siblings="all")
+    np.testing.assert_array_equal(every.kept(confidence, implied_by), confidence >= 0.5)
+    np.testing.assert_array_equal(one.kept(confidence), confidence >= 0.5)  # no implications: nothing to fold
+    assert TagRule.from_dict(one.to_dict()) == one
+    assert TagRule.from_dict({k: v for k, v in one.to_dict().items() if k != "siblings"}).siblings == "all"
+    with pytest.raises(InputError, match="siblings"):
+        TagRule.from_dict({**one.to_dict(), "siblings": "some"})
 
 
 def test_a_words_level_is_its_mean_or_its_quantile():
@@ -411,3 +447,35 @@ def test_the_threshold_is_the_best_f_half_and_the_fallback_leaves_few_photos_emp
         and shown(replace(base, threshold=best, fallback=f))["photos_showing_nothing"] <= EMPTY_SHARE * len(toy.raw)
     ]
     assert rule.fallback == (fits[0] if fits else None)
+
+
+def test_calibration_counts_the_tags_a_library_shows_siblings_folded():
+    """The threshold grid is made of what a library would show: with sibling words (boat and
+    ship, both vehicles) only the more confident of the two counts."""
+    from dataclasses import replace
+
+    from trainer.calibrate import ValidationSet, choose_rule, figures
+
+    rng = np.random.default_rng(3)
+    n = 150
+    vehicle = rng.random(n) < 0.5
+    truth = np.stack([vehicle, vehicle & (rng.random(n) < 0.6), vehicle & (rng.random(n) < 0.4)], axis=1)
+    raw = (np.where(truth, 0.6, 0.3) + rng.normal(0, 0.08, truth.shape)).astype(np.float32)
+    raw[:, 1:] += 0.15 * vehicle[:, None]  # on any vehicle both kinds look likely: the siblings clash
+    toy = ValidationSet(
+        "vehicles",
+        ["vehicle", "boat", "ship"],
+        raw,
+        np.where(truth, 1, -1).astype(np.int8),
+        [None] * 3,
+        [np.zeros(0, int)] * 3,
+        None,
+        True,
+    )
+    folded, report = choose_rule([toy], None, max_tags=3)
+    assert folded.siblings == "one"
+    assert report["chosen"] == figures(toy.kept(folded), toy.labels)
+    every = replace(folded, siblings="all")
+    assert (toy.kept(folded) <= toy.kept(every)).all()
+    assert (toy.kept(folded)[:, 1:].sum(axis=1) <= 1).all()  # never both boat and ship
+    assert (toy.kept(every)[:, 1:].sum(axis=1) == 2).any()

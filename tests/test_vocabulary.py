@@ -151,3 +151,33 @@ def test_vocab_commands_end_to_end(tmp_path):
     assert "zeppelin" not in tag(db, "vocab", "list")
     with_vocab = tag(db, "vocab", "list")
     assert len(with_vocab.splitlines()) == len(listed) + 1  # red panda stays
+
+
+def test_a_word_added_folds_siblings_as_a_retag_does(tmp_path):
+    """`vocab add` decides its photos' shown tags in SQL; with a rule that shows one of
+    sibling words (boat and car under vehicle) that decision must fold them exactly as
+    tagging from scratch does, and the fold must have something to do."""
+    from tagger.vocabulary import Vocabulary, top_tags
+    from tests.tagging import assert_tags_consistent
+    from trainer.tagrule import FEATURES
+
+    words = "vehicle boat car animal dog cat horse bird".split()
+    rule = {
+        "weights": {f: (12.0 if f == "score" else 0.0) for f in FEATURES},
+        "bias": -3.0,
+        "threshold": 0.5,
+        "fallback": None,
+        "max_tags": 6,
+        "quantile": None,
+        "siblings": "one",
+    }
+    library = synthetic_library(tmp_path / "lib.db", 300, glove(words), k=6, rule=rule)
+    assert_tags_consistent(library)
+    add_words(library, ["truck", "ship", "sheep"], WordSource.of_library(library))
+    assert_tags_consistent(library)
+    stored = library.semantic_vectors()
+    vocabulary = Vocabulary.of_library(library)
+    every = TagRule.from_dict({**rule, "siblings": "all"})
+    folded = top_tags(stored.semantic, None, vocabulary, 6, library.tag_rule)
+    unfolded = top_tags(stored.semantic, None, vocabulary, 6, every)
+    assert sum(on for tags in folded for _, _, on in tags) < sum(on for tags in unfolded for _, _, on in tags)

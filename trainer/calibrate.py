@@ -87,10 +87,18 @@ class ValidationSet:
     def mass(self) -> np.ndarray | None:
         return None if self.classes is None else record_mass(self.classes, self.word_classes, IMAGENET_CLASSES)[0]
 
+    @property
+    def implied_by(self) -> list[list[int]]:
+        return implications(tuple(self.words))
+
     def confidence(self, rule: TagRule) -> np.ndarray:
         """N x W confidences with implications, as a library of these photos computes them."""
         raw_confidence = rule.confidence(self.raw, self.words_of(rule), self.mass())
-        return implied(raw_confidence, implications(tuple(self.words)), rule.threshold)
+        return implied(raw_confidence, self.implied_by, rule.threshold)
+
+    def kept(self, rule: TagRule, confidence: np.ndarray | None = None) -> np.ndarray:
+        """N x W: the tags each photo shows under a rule, as a library of these photos shows them."""
+        return rule.kept(self.confidence(rule) if confidence is None else confidence, self.implied_by)
 
 
 def _counts(kept: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -203,17 +211,17 @@ def _first_mass(mass: np.ndarray | None, n: int) -> np.ndarray | None:
 
 
 def choose_rule(
-    tagged: list[ValidationSet], seen: SeenWords | None, max_tags: int = 10
+    tagged: list[ValidationSet], seen: SeenWords | None, max_tags: int = 10, siblings: str = "one"
 ) -> tuple[TagRule, dict[str, Any]]:
     """Questions 2 and 3 (module docstring): the rule, and the rows it was chosen from."""
     if not tagged:
         raise ValueError("choosing a tag rule needs at least one exhaustively tagged validation set")
     weights, bias = fit_confidence(tagged, seen)
-    base = TagRule(weights, bias, None, None, max_tags, LEVEL_QUANTILE, seen)
+    base = TagRule(weights, bias, None, None, max_tags, LEVEL_QUANTILE, seen, siblings)
     confidence = [s.confidence(base) for s in tagged]
 
     def shown(rule: TagRule) -> list[np.ndarray]:
-        return [rule.kept(c) for c in confidence]
+        return [s.kept(rule, c) for s, c in zip(tagged, confidence)]
 
     def pooled(kept: list[np.ndarray]) -> dict[str, float]:
         return _figures(np.sum([_counts(k, s.labels) for k, s in zip(kept, tagged)], axis=0))
@@ -237,7 +245,7 @@ def choose_rule(
 
 def evaluate_rule(rule: TagRule, s: ValidationSet) -> dict[str, Any]:
     """The shown tags of one set under a rule, against its labels (and per group)."""
-    kept = rule.kept(s.confidence(rule))
+    kept = s.kept(rule)
     out: dict[str, Any] = figures(kept, s.labels)
     if s.groups:
         out["groups"] = {

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from trainer.tagrule import TagRule
+from trainer.tagrule import TagRule, sibling_losers
 
 from .sidecache import _FLOORS_UNKNOWN, SideFiles
 
@@ -68,7 +68,12 @@ class Tags(SideFiles):
                 self._new_floors = _FLOORS_UNKNOWN  # this transaction's floors are SQLite's alone
             self._hide_rejected()
 
-    def offer_tags(self, offers: Sequence[tuple[int, int, float]]) -> None:
+    def offer_tags(
+        self,
+        offers: Sequence[tuple[int, int, float]],
+        word_ids: np.ndarray | None = None,
+        implies: np.ndarray | None = None,
+    ) -> None:
         """New candidate tags (photo id, word id, confidence) for photos that may take them: a
         new word, or a word that a new word below it now makes more confident (duck ->
         bird). Each photo keeps its best ``tags_per_photo``, its floor (the k-th best
@@ -78,7 +83,11 @@ class Tags(SideFiles):
 
         A tag pushed out below the rule's threshold stays, a row past the k-th, not shown;
         the photo's next re-tag deletes it, and deleting it here would rewrite a random page
-        of the tags_word index per photo (58 of the 128 MB of WAL a million-photo add wrote)."""
+        of the tags_word index per photo (58 of the 128 MB of WAL a million-photo add wrote).
+
+        ``word_ids`` and ``implies`` (the vocabulary's word ids and which implies which, as
+        ``trainer.tagrule.implies_matrix`` gives it) let a rule that shows one of sibling
+        words fold them on these photos as a re-tag would."""
         with self.transaction():
             conn, k, rule = self.db.conn, self.tags_per_photo, self.tag_rule
             conn.executemany(
@@ -94,6 +103,8 @@ class Tags(SideFiles):
                 [(p, k, threshold) for p, k in photos],
             )
             self._decide_shown([p for p, _ in photos], rule)
+            if rule.siblings == "one" and word_ids is not None and implies is not None:
+                self._fold_siblings([p for p, _ in photos], word_ids, implies)
             self._hide_rejected()
             conn.executemany(
                 "INSERT INTO floors (photo_id, floor) SELECT t.photo_id, t.score FROM tags t WHERE t.photo_id = ?1 "
@@ -125,6 +136,28 @@ class Tags(SideFiles):
                 WHERE photo_id = ?1""",
             [(int(p), rule.max_tags, threshold, fallback) for p in photo_ids],
         )
+
+    def _fold_siblings(self, photo_ids: Sequence[int], word_ids: np.ndarray, implies: np.ndarray) -> None:
+        """Hide, on these photos, each shown word that gives way to a more confident sibling
+        (``trainer.tagrule.sibling_losers``, the rule's own code); only photos showing two
+        or more words are read."""
+        at = {int(w): i for i, w in enumerate(word_ids)}
+        rows = self.db.execute(
+            "SELECT t.photo_id, t.word_id FROM tags t WHERE t.shown AND t.photo_id IN "
+            "(SELECT photo_id FROM tags WHERE shown AND photo_id IN (SELECT value FROM json_each(?)) "
+            f"GROUP BY photo_id HAVING count(*) > 1) ORDER BY {_BEST_FIRST}",
+            [json.dumps([int(p) for p in photo_ids])],
+        ).fetchall()
+        by_photo: dict[int, list[int]] = {}
+        for photo_id, word_id in rows:
+            if word_id in at:
+                by_photo.setdefault(photo_id, []).append(word_id)
+        hidden = []
+        for photo_id, words in by_photo.items():
+            positions = [at[w] for w in words]
+            lost = sibling_losers(implies[np.ix_(positions, positions)])
+            hidden += [(photo_id, w) for w, gone in zip(words, lost) if gone]
+        self.db.conn.executemany("UPDATE tags SET shown = 0 WHERE photo_id = ? AND word_id = ?", hidden)
 
     def word_photos(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(photo ids, scores) of the present photos showing a word among their kept tags, best first."""
