@@ -358,28 +358,37 @@ def implies_matrix(implied_by: Sequence[Sequence[int]], width: int | None = None
 
 def sibling_losers(up: np.ndarray) -> np.ndarray:
     """Which of a photo's shown words give way to a more confident sibling (``siblings``
-    "one"): ``up`` is their k x k "implies" matrix, most confident first. A word gives way
-    to a kept word it neither implies nor is implied by when both imply a shown word; a word
-    that gave way takes nothing from the words after it."""
-    share = (up.astype(np.int32) @ up.T.astype(np.int32)) > 0
-    clash = share & ~up & ~up.T
-    lost = np.zeros(len(up), dtype=bool)
-    for k in range(1, len(up)):
-        lost[k] = bool((clash[k, :k] & ~lost[:k]).any())
-    return lost
+    "one"): ``up`` is their k x k "implies" matrix, most confident first (or n x k x k for
+    n photos at once; rows and columns of no word all False). A word gives way to a kept
+    word it neither implies nor is implied by when both imply a shown word; a word that
+    gave way takes nothing from the words after it."""
+    up = np.asarray(up, dtype=bool)
+    many = up[None] if up.ndim == 2 else up
+    counts = many.astype(np.int32)
+    share = np.einsum("nag,nbg->nab", counts, counts) > 0
+    clash = share & ~many & ~np.swapaxes(many, 1, 2)
+    lost = np.zeros(many.shape[:2], dtype=bool)
+    for k in range(1, many.shape[1]):
+        lost[:, k] = (clash[:, k, :k] & ~lost[:, :k]).any(axis=1)
+    return lost[0] if up.ndim == 2 else lost
 
 
 def one_sibling(shown: np.ndarray, confidence: np.ndarray, implied_by: Sequence[Sequence[int]]) -> np.ndarray:
     """``shown`` less every word that gives way to a more confident sibling on its photo
-    (``sibling_losers``)."""
+    (``sibling_losers``, all photos at once)."""
     above = implies_matrix(implied_by, shown.shape[1])
-    if not above.any():
+    counts = shown.sum(axis=1)
+    rows = np.flatnonzero(counts > 1)
+    if not above.any() or not len(rows):
         return shown
+    k = int(counts[rows].max())
+    ranked = np.where(shown[rows], confidence[rows], -np.inf)
+    words = np.argsort(-ranked, axis=1, kind="stable")[:, :k]  # each photo's shown words, best first
+    valid = np.arange(k)[None, :] < counts[rows, None]
+    up = above[words[:, :, None], words[:, None, :]] & valid[:, :, None] & valid[:, None, :]
+    lost = sibling_losers(up) & valid
     out = shown.copy()
-    for i in np.flatnonzero(shown.sum(axis=1) > 1):
-        words = np.flatnonzero(shown[i])
-        words = words[np.argsort(-confidence[i, words], kind="stable")]
-        out[i, words[sibling_losers(above[np.ix_(words, words)])]] = False
+    out[np.broadcast_to(rows[:, None], words.shape)[lost], words[lost]] = False
     return out
 
 
