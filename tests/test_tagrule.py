@@ -16,7 +16,7 @@ from tagger.vocabulary import REFRESH_FACTOR, WordSource, add_words, needs_refre
 from tests.tagging import synthetic_library, tag
 from tests.test_vocabulary import WORDS, glove, tags_table
 from trainer.errors import InputError
-from trainer.tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, implied, top_classes
+from trainer.tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, describe, implied, top_classes
 from trainer.wordnet import implications
 
 # Rules as bundles write them: an older epsilon-tag's (strength and threshold on corrected
@@ -237,6 +237,8 @@ def test_one_sibling_keeps_the_most_confident_kind_and_every_chain():
     np.testing.assert_array_equal(one.kept(confidence), confidence >= 0.5)  # no implications: nothing to fold
     assert TagRule.from_dict(one.to_dict()) == one
     assert TagRule.from_dict({k: v for k, v in one.to_dict().items() if k != "siblings"}).siblings == "all"
+    assert "one of sibling words" in describe(one.to_dict())
+    assert "sibling" not in describe(every.to_dict())
     with pytest.raises(InputError, match="siblings"):
         TagRule.from_dict({**one.to_dict(), "siblings": "some"})
 

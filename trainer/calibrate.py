@@ -427,7 +427,8 @@ def format_rule(rule: TagRule, report: dict) -> str:
         "confidence weights: " + ", ".join(f"{k} {v:+.3f}" for k, v in rule.to_dict()["weights"].items()),
         f"  bias {rule.bias:+.3f}; seen labels calibrated: {len(rule.seen.words) if rule.seen else 0}",
         f"chosen: show tags from confidence {rule.threshold:.2f} (best F0.5 on the tagged sets), a photo's best "
-        f"from {rule.fallback if rule.fallback is not None else 'never'}, at most {rule.max_tags}",
+        f"from {rule.fallback if rule.fallback is not None else 'never'}, at most {rule.max_tags}"
+        + (", one of sibling words" if rule.siblings == "one" else ""),
         f"{'set':<28} {'P':>6} {'R':>6} {'F1':>6} {'shown':>6} {'none':>5}",
     ]
     for name, row in report["sets"].items():

@@ -435,6 +435,8 @@ def describe(tagging: dict) -> str:
         return "none chosen: every stored tag shows (`epsilon-train calibrate BUNDLE --tagged DIR --write`)"
     fallback = "never" if rule.fallback is None else f"from {rule.fallback:.2f}"
     text = f"shows tags from confidence {rule.threshold:.2f} (a photo's best {fallback}), at most {rule.max_tags}"
+    if rule.siblings == "one":
+        text += ", one of sibling words"
     chosen = tagging.get("validation", {}).get("chosen") if isinstance(tagging.get("validation"), dict) else None
     if chosen:
         on = ", ".join(tagging.get("chosen_on", []))
