@@ -288,7 +288,7 @@ def top_tags(
             vocabulary,
             rule,
         )
-        shown = rule.kept(c, vocabulary.implied_by)
+        shown = rule.kept(c, vocabulary.implies)
         kk = min(k, c.shape[1])
         best = np.argpartition(-c, kk - 1, axis=1)[:, :kk]
         for row, on, cols in zip(c, shown, best):

@@ -16,7 +16,17 @@ from tagger.vocabulary import REFRESH_FACTOR, WordSource, add_words, needs_refre
 from tests.tagging import synthetic_library, tag
 from tests.test_vocabulary import WORDS, glove, tags_table
 from trainer.errors import InputError
-from trainer.tagrule import FEATURES, SeenWords, TagRule, Words, class_mass, describe, implied, top_classes
+from trainer.tagrule import (
+    FEATURES,
+    SeenWords,
+    TagRule,
+    Words,
+    class_mass,
+    describe,
+    implied,
+    implies_matrix,
+    top_classes,
+)
 from trainer.wordnet import implications
 
 # Rules as bundles write them: an older epsilon-tag's (strength and threshold on corrected
@@ -226,14 +236,15 @@ def test_one_sibling_keeps_the_most_confident_kind_and_every_chain():
             [0.10, 0.10, 0.85, 0.70, 0.10, 0.10, 0.10, 0.10, 0.10],  # no vehicle shown: both stay
         ]
     )
-    shown = [[words[j] for j in np.flatnonzero(row)] for row in one.kept(confidence, implied_by)]
+    implies = implies_matrix(implied_by)
+    shown = [[words[j] for j in np.flatnonzero(row)] for row in one.kept(confidence, implies)]
     assert shown == [
         ["vehicle", "sailboat"],  # boat and canoe (below boat) share vehicle with sailboat
         ["animal", "bird", "hummingbird"],
         ["sailboat", "canoe"],
     ]
     every = replace(one, siblings="all")
-    np.testing.assert_array_equal(every.kept(confidence, implied_by), confidence >= 0.5)
+    np.testing.assert_array_equal(every.kept(confidence, implies), confidence >= 0.5)
     np.testing.assert_array_equal(one.kept(confidence), confidence >= 0.5)  # no implications: nothing to fold
     assert TagRule.from_dict(one.to_dict()) == one
     assert TagRule.from_dict({k: v for k, v in one.to_dict().items() if k != "siblings"}).siblings == "all"

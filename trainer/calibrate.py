@@ -29,6 +29,7 @@ section with the figures it was chosen on.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sysconfig
 import tempfile
@@ -50,7 +51,7 @@ from .evaluate import semantic_vectors
 from .features import default_cache, extract_features, list_digest
 from .metrics import average_precision
 from .model import score
-from .tagrule import FEATURES, SeenWords, TagRule, Words, implied, record_mass, top_classes
+from .tagrule import FEATURES, SeenWords, TagRule, Words, implied, implies_matrix, record_mass, top_classes
 from .tokens import CachedTokens
 from .wordnet import IMAGENET_CLASSES, implications, label_for, wordnet
 
@@ -94,6 +95,10 @@ class ValidationSet:
     def implied_by(self) -> list[list[int]]:
         return implications(tuple(self.words))
 
+    @functools.cached_property
+    def implies(self) -> np.ndarray:
+        return implies_matrix(self.implied_by)
+
     def confidence(self, rule: TagRule) -> np.ndarray:
         """N x W confidences with implications, as a library of these photos computes them."""
         raw_confidence = rule.confidence(self.raw, self.words_of(rule), self.mass())
@@ -101,7 +106,7 @@ class ValidationSet:
 
     def kept(self, rule: TagRule, confidence: np.ndarray | None = None) -> np.ndarray:
         """N x W: the tags each photo shows under a rule, as a library of these photos shows them."""
-        return rule.kept(self.confidence(rule) if confidence is None else confidence, self.implied_by)
+        return rule.kept(self.confidence(rule) if confidence is None else confidence, self.implies)
 
 
 def _counts(kept: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -307,13 +307,13 @@ class TagRule:
                 z[:, columns] += np.float32(self.weights[f]) * values
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
-    def kept(self, confidence: np.ndarray, implied_by: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-        """N x W booleans: the tags each photo shows (module docstring). ``implied_by``: for
-        each word, the positions of the words that imply it (``trainer.wordnet.implications``),
-        which the siblings rule needs; without it every sibling shows."""
+    def kept(self, confidence: np.ndarray, implies: np.ndarray | None = None) -> np.ndarray:
+        """N x W booleans: the tags each photo shows (module docstring). ``implies``: W x W,
+        which word implies which (``implies_matrix``), which the siblings rule needs;
+        without it every sibling shows."""
         shown = self._shown(confidence)
-        if self.siblings == "one" and implied_by is not None:
-            shown = one_sibling(shown, confidence, implied_by)
+        if self.siblings == "one" and implies is not None:
+            shown = one_sibling(shown, confidence, implies)
         return shown
 
     def _shown(self, confidence: np.ndarray) -> np.ndarray:
@@ -373,10 +373,10 @@ def sibling_losers(up: np.ndarray) -> np.ndarray:
     return lost[0] if up.ndim == 2 else lost
 
 
-def one_sibling(shown: np.ndarray, confidence: np.ndarray, implied_by: Sequence[Sequence[int]]) -> np.ndarray:
+def one_sibling(shown: np.ndarray, confidence: np.ndarray, implies: np.ndarray) -> np.ndarray:
     """``shown`` less every word that gives way to a more confident sibling on its photo
-    (``sibling_losers``, all photos at once)."""
-    above = implies_matrix(implied_by, shown.shape[1])
+    (``sibling_losers``, all photos at once; ``implies``: ``implies_matrix``)."""
+    above = np.asarray(implies, dtype=bool)
     counts = shown.sum(axis=1)
     rows = np.flatnonzero(counts > 1)
     if not above.any() or not len(rows):
