@@ -225,6 +225,11 @@ class Vocabulary:
         """W x W: [a, g] when word a implies word g (``trainer.tagrule.implies_matrix``)."""
         return implies_matrix(self.implied_by, len(self))
 
+    def implies_for(self, rule: TagRule) -> np.ndarray | None:
+        """``implies`` where the rule folds sibling words, else None: a rule that shows
+        every sibling needs no W x W matrix (a 10,000-word vocabulary's is 100 MB)."""
+        return self.implies if rule.siblings == "one" else None
+
     def above(self, positions: Iterable[int]) -> list[int]:
         """The positions of the words these words imply (duck -> bird, animal)."""
         wanted = set(positions)
@@ -288,7 +293,7 @@ def top_tags(
             vocabulary,
             rule,
         )
-        shown = rule.kept(c, vocabulary.implies)
+        shown = rule.kept(c, vocabulary.implies_for(rule))
         kk = min(k, c.shape[1])
         best = np.argpartition(-c, kk - 1, axis=1)[:, :kk]
         for row, on, cols in zip(c, shown, best):
@@ -342,7 +347,7 @@ def score_words(library: Library, entries: Sequence[NewWord]) -> None:
                 word_id = int(vocabulary.ids[target])
                 at = rows if target == column else rows[confidence[rows, c] >= lifts]
                 offers += zip(stored.ids[at].tolist(), [word_id] * len(at), confidence[at, c].tolist())
-        library.offer_tags(offers, vocabulary.ids, vocabulary.implies)
+        library.offer_tags(offers, vocabulary.ids, vocabulary.implies_for(rule))
 
 
 def known_forms(library: Library, words: Sequence[str]) -> dict[str, str]:
