@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainer import candidates
 from trainer.assets import normalise_word
 from trainer.embeddings import UnknownWordError
 from trainer.errors import InputError, UserError
@@ -223,8 +224,9 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
 
 
 def similar(library: Library, word: str, n: int = 10) -> list[tuple[str, float]]:
-    """The words nearest ``word`` in the library's word space."""
-    return word_source(library).neighbours(word, n)
+    """Words to add near ``word`` in meaning (trainer.candidates): photo words by their
+    shipped sentence vectors where ``word`` is one, else the library's own word space."""
+    return candidates.similar(word_source(library), word, n)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,11 @@ class WordSource:
     def neighbours(self, word: str, n: int = 10) -> list[tuple[str, float]]:
         return self.vectors.neighbours(normalise_word(word), n)
 
+    def __contains__(self, word: str) -> bool:
+        """Whether a word has a vector here (``vector`` would not raise)."""
+        key = normalise_word(word)
+        return key in self.table or self.label_of(key) in self.table or (self.label_of(key) or key) in self.vectors
+
 
 def check_embeddings(source: str) -> None:
     """Load a word-vector source now, so that a typo fails before anything is written."""

@@ -143,3 +143,40 @@ def test_neighbours_come_from_the_candidate_words_and_exclude_the_word_itself():
     from trainer.assets import excluded_words
 
     assert not set(shipped) & set(excluded_words())  # sensitive words are never offered
+
+
+def test_the_shipped_candidate_vectors_are_the_encoders_for_todays_list():
+    """assets/vocabulary/candidates-minilm-l6-v2.npz belongs to candidate_words() as it is
+    (a changed list must be written again: `python -m trainer.candidates`), and its int8
+    vectors are the encoder's to a cosine of 0.995 or better."""
+    from trainer.candidates import candidate_words, shipped
+
+    found = shipped()
+    assert found is not None, "the shipped candidate vectors are stale: run python -m trainer.candidates"
+    assert found.words == candidate_words()
+    sample = [found.words[i] for i in range(0, len(found.words), 701)] + ["airship", "hot dog"]
+    exact = encoder().encode(sample)
+    own = found.vectors[[found.index[w] for w in sample]]
+    assert (np.sum(exact * own, axis=1) > 0.995).all()
+
+
+def test_similar_words_come_from_the_shipped_vectors_where_the_word_is_a_candidate():
+    """A word on the list: its neighbours by meaning, only those the library's words can
+    add, never itself; a word off it: the library's own neighbours."""
+    from trainer.candidates import shipped, similar
+
+    glove = load_embeddings("glove-6b-50d")
+    found = shipped()
+    near = similar(glove, "Zeppelin", 3)
+    assert near[0][0] == "airship" and "zeppelin" not in [w for w, _ in near]
+    index = found.index
+    assert near[0][1] == pytest.approx(float(found.vectors[index["airship"]] @ found.vectors[index["zeppelin"]]))
+
+    class Knows(set):  # a library whose word vectors know only some of the list
+        def neighbours(self, label: str, n: int = 10) -> list:
+            raise AssertionError("a word on the list needs no neighbours of the library's own")
+
+    ranked = [w for w, _ in similar(Knows(found.words), "hot dog", 6)]
+    assert ranked[0] == "hot dog bun" and "hot dog" not in ranked
+    assert [w for w, _ in similar(Knows(ranked[1::2]), "hot dog", 6)] == ranked[1::2]
+    assert similar(glove, "grandma", 5) == glove.neighbours("grandma", 5)  # not a candidate

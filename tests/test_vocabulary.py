@@ -3,6 +3,9 @@ library from stored vectors and gives exactly what tagging from scratch would.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,7 @@ from tagger.vocabulary import (
     scores,
     top_tags,
 )
+from tests.helpers import ROOT
 from tests.tagging import synthetic_library, tag
 from trainer.embeddings import UnknownWordError, load_embeddings
 from trainer.model import score
@@ -146,6 +150,16 @@ def test_vocab_commands_end_to_end(tmp_path):
     assert rows["zeppelin"] == (count, "zero-shot") and "red panda" in tag(db, "vocab", "list", "--sort", "name")
     assert "water" in tag(db, "vocab", "list", "--kind", "seen")  # a word the default model trained on
     assert "airship" in tag(db, "vocab", "similar", "blimp", "-n", "5")
+    # GloVe's own neighbours of zeppelin are rock bands; the shipped photo words' (their
+    # sentence vectors, trainer.candidates) put airship first, and no encoder is loaded.
+    assert tag(db, "vocab", "similar", "Zeppelin", "-n", "3").splitlines()[0].split()[1] == "airship"
+    program = (
+        "import sys; from tagger import api; from tagger.library import Library\n"
+        f"with Library({str(db)!r}) as library: print([w for w, _ in api.similar(library, 'teddy bear', 3)])\n"
+        "print(sorted(m for m in ('torch', 'trainer.sentence') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split("\n")[:2] == ["['bear', 'stuffed toy', 'gummy bear']", "[]"]
     assert tag(db, "vocab", "add", "zepelin", code=2) == ""
     tag(db, "vocab", "remove", "zeppelin")
     assert "zeppelin" not in tag(db, "vocab", "list")

@@ -12,13 +12,11 @@ own vectors for a few phrases (tests/test_sentence.py): this code must give them
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 import threading
 import unicodedata
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from .assets import _lines, asset_path, excluded_words, normalise_word
+from .candidates import candidate_words, list_key, shipped
 from .embeddings import SENTENCE_EMBEDDINGS as SOURCE_ID
 from .embeddings import UnknownWordError
 from .errors import UserError, optional
@@ -288,32 +286,14 @@ class SentenceVectors:
         return [(w, s) for w, s in ranked if " ".join(basic_words(w)) != own][:n]
 
 
-def candidate_words() -> list[str]:
-    """What `vocab similar` may answer in this space: the shipped photo words, Corel-5K's and
-    NUS-WIDE's tags and concepts, Open Images' 7,186 trainable classes ("Airship", "Hot
-    dog"), less every word the default vocabulary keeps out (sensitive, not visible, or a
-    form of a word already there)."""
-    with open(asset_path("open_images", "class-descriptions.csv"), encoding="utf-8", newline="") as handle:
-        names = dict(row[:2] for row in csv.reader(handle) if len(row) >= 2)
-    trainable = asset_path("open_images", "classes-trainable.txt").read_text(encoding="utf-8").split()
-    lists = [
-        _lines("photo-tags.txt"),
-        asset_path("corel5k", "words").read_text(encoding="utf-8").split(),
-        asset_path("nus_wide", "TagList1k.txt").read_text(encoding="utf-8").split(),
-        asset_path("nus_wide", "Concepts81.txt").read_text(encoding="utf-8").split(),
-        [names[m] for m in trainable if m in names],
-    ]
-    excluded = excluded_words()
-    words = dict.fromkeys(normalise_word(w.replace("_", " ")) for words in lists for w in words)
-    return [w for w in words if w and w not in excluded]
-
-
 def candidates() -> tuple[list[str], np.ndarray]:
-    """The candidate words and their vectors, encoded once (25 s on two idle cores for 7,212)
-    and kept in the word-vector cache folder (5.5 MB), keyed by the list itself."""
+    """The candidate words (trainer.candidates) and their vectors: the shipped ones, else
+    encoded once (25 s on two idle cores for 7,212) and kept in the word-vector cache folder."""
+    found = shipped()
+    if found is not None:
+        return found.words, found.vectors
     words = candidate_words()
-    key = f"{zlib.crc32(chr(10).join(words).encode()):08x}"
-    path = cache_folder() / f"{SOURCE_ID}-candidates-{key}.npy"
+    path = cache_folder() / f"{SOURCE_ID}-candidates-{list_key(words)}.npy"
     try:
         vectors = np.load(path)
         if vectors.shape == (len(words), encoder().dim):
