@@ -7,6 +7,7 @@ library, and RAW files read through their largest embedded JPEG preview.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from dataclasses import dataclass
@@ -108,7 +109,17 @@ def open_photo(path: str | Path, min_side: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise UnreadablePhoto(f"refused as a decompression bomb: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for bad files
-        raise UnreadablePhoto(f"cannot decode: {exc}") from exc
+        raise UnreadablePhoto(f"cannot decode: {_plainly(path, exc)}") from exc
+
+
+def _plainly(path: Path, exc: Exception) -> str:
+    """Pillow's reason in a photographer's words where it has a common cause."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return "the file is empty (0 bytes): an interrupted copy or download?"
+    if "truncated" in str(exc):
+        return f"the file is cut off before the end of the image ({exc}): an interrupted copy or download?"
+    return str(exc)
 
 
 def _raw_preview(path: Path, min_side: int) -> Image.Image:

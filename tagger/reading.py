@@ -247,7 +247,7 @@ def _finite_only(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Photos whose S is not finite become failures: one NaN row would otherwise reach the
     library's scores, its side file and every search that ranks it."""
-    finite = np.isfinite(semantic.reshape(len(semantic), -1)).all(axis=1)
+    finite = np.isfinite(semantic).all(axis=tuple(range(1, semantic.ndim)))  # (no reshape: 0 photos is a batch)
     if finite.all():
         return semantic, classes
     for n, good in zip(ok, finite):
