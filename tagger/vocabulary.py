@@ -322,8 +322,9 @@ def add_words(library: Library, words: Sequence[str], source: WordSource) -> dic
     if entries:
         score_words(library, entries)
     ids = {w.word: w.id for w in library.words()}
-    counts = library.word_counts([ids[w] for w in wanted if w in ids])
-    return {w: counts.get(ids.get(present.get(w, w), -1), 0) for w in wanted}
+    held = {w: present.get(w, w) for w in wanted}  # "cars" counts the photos of "car", which it is
+    counts = library.word_counts([ids[h] for h in held.values() if h in ids])
+    return {w: counts.get(ids.get(h, -1), 0) for w, h in held.items()}
 
 
 def score_words(library: Library, entries: Sequence[NewWord]) -> None:

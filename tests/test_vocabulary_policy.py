@@ -74,8 +74,11 @@ def test_a_persons_words_stay_and_a_library_before_the_policy_follows_it(tmp_pat
         words = {w.word: w for w in library.words()}
         assert words["boat"].kind == "seen" and words["boat"].label == "boats"  # the model's label, folded
         assert words["boat"].origin == DEFAULT and len(words["bird"].classes) == 59
-    added = tag(db, "vocab", "add", "woman", "Boats", "zeppelin")
+    added = tag(db, "vocab", "add", "woman", "Boats", "zeppelin", "Trees")
     assert "boats: already in the vocabulary as 'boat'" in added
+    with Library(db) as library:
+        trees = library.word_counts([words["tree"].id]).get(words["tree"].id, 0)
+    assert f"trees: already in the vocabulary as 'tree' ({trees} photos)" in added and trees > 0
     tag(db, "scan", tmp_path / "photos", "-q", "--force")  # a word a person added stays theirs, whatever it is
     with Library(db) as library:
         assert {w.word: w.origin for w in library.words() if w.origin == USER} == {"woman": USER, "zeppelin": USER}
