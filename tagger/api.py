@@ -139,6 +139,7 @@ class Found:
             "floor": self.ranking.floor,
             "matches": len(self.ranking),
             "best": self.ranking.best,
+            "did_you_mean": self.ranking.typos,
             "hits": [h.to_dict() for h in self.hits],
         }
 
@@ -192,6 +193,7 @@ class Added:
     word: str
     count: int  # photos that show it
     held: str | None  # the form it was already in the vocabulary as (None: new)
+    typo: str | None = None  # a common word this rare one is likely a misspelling of
 
 
 def word_source(library: Library, embeddings: str | None = None) -> WordSource:
@@ -210,7 +212,10 @@ def add_words(
     source = source or word_source(library, embeddings)
     present = _vocabulary.known_forms(library, [normalise_word(w) for w in words])
     counts = _vocabulary.add_words(library, words, source)
-    return [Added(word, count, present.get(word)) for word, count in counts.items()]
+    return [
+        Added(word, count, present.get(word), None if word in present else source.likely_typo(word))
+        for word, count in counts.items()
+    ]
 
 
 def remove_words(library: Library, words: Sequence[str]) -> dict[str, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -66,6 +66,11 @@ def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> l
         tokens = [key] if _body(key) in known else [t for t in re.split(r"[\s,]+", key) if t and t != "+"]
         for token in tokens:
             sign, weight, word = _TOKEN.match(token).groups()  # type: ignore[union-attr]  # matches any text
+            if weight is not None and (not word or float(weight) == 0):
+                raise InputError(
+                    f"{token!r}: a weight goes before a word and is above 0 (2:beach counts beach twice; "
+                    f"-beach leaves photos of it out)."
+                )
             if word and word != "+":
                 weights[word] = weights.get(word, 0.0) + (-1 if sign else 1) * float(weight or 1)
     return [Term(word, weight) for word, weight in weights.items() if weight]
@@ -128,15 +133,21 @@ class Ranking:
     """Photo ids ranked best first, with their scores; rows are fetched a page at a time,
     so a list of 100,000 results costs two arrays until someone looks at it. ``floor``: the
     score a photo needed (None: every photo is there); ``best``: the best score of all,
-    listed or not."""
+    listed or not. ``typos``: a query word that is a rare spelling of a common word, and
+    that word ("elefant" -> "elephant"), where nothing matched."""
 
     ids: np.ndarray
     scores: np.ndarray
     floor: float | None = None
     best: float | None = None
+    typos: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def did_you_mean(self) -> str:
+        """The typos as a sentence for people (empty where there are none)."""
+        return "".join(f" Did you mean {fix!r} for {word!r}?" for word, fix in self.typos.items())
 
     def page(self, library: Library, start: int, count: int) -> list[Hit]:
         ids, scores = self.ids[start : start + count], self.scores[start : start + count]
@@ -188,7 +199,8 @@ def rank(
     best = float(combined[order[0]]) if len(order) else None
     if floor is not None:
         order = order[combined[order] >= floor]
-    return Ranking(stored.ids[order], combined[order], floor, best)
+    typos = {} if len(order) else {t: fix for t in terms if t not in own and (fix := source.likely_typo(t))}
+    return Ranking(stored.ids[order], combined[order], floor, best, typos)
 
 
 def _own_phrases(library: Library, query: str | Sequence[str]) -> list[str]:

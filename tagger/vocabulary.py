@@ -122,6 +122,15 @@ class WordSource:
     def neighbours(self, word: str, n: int = 10) -> list[tuple[str, float]]:
         return self.vectors.neighbours(normalise_word(word), n)
 
+    def likely_typo(self, word: str) -> str | None:
+        """A common word that a word not in the vocabulary is likely a misspelling of
+        ("elefant" -> "elephant"; ``WordVectors.likely_typo``), or None."""
+        key = normalise_word(word)
+        if key in self.table or self.label_of(key) is not None:
+            return None
+        check = getattr(self.vectors, "likely_typo", None)  # a sentence encoder has no word list
+        return check(key) if check else None
+
     def __contains__(self, word: str) -> bool:
         """Whether a word has a vector here (``vector`` would not raise)."""
         key = normalise_word(word)

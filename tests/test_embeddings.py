@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import DATA, require
-from trainer.embeddings import UnknownWordError, label_table, load_embeddings
+from trainer.embeddings import UnknownWordError, edits, label_table, load_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,25 @@ def test_unknown_word_names_nearest_spellings(glove):
         glove.vector("polar bearr")
     assert glove.tokens("polar bearr", strict=False) == ["polar"]
     assert "polar bearr" not in glove and "polar bear" in glove
+
+
+@pytest.mark.parametrize(
+    "a, b, distance",
+    [("dgo", "dog", 1), ("wtaer", "water", 1), ("elefant", "elephant", 2), ("kitten", "sitting", 3), ("", "ab", 2)],
+)
+def test_edit_distance_counts_a_swap_as_one_edit(a, b, distance):
+    assert edits(a, b, 5) == distance == edits(b, a, 5)
+    assert edits(a, b, distance - 1) == distance  # beyond the limit: limit + 1, however far
+
+
+def test_suggestions_put_near_common_words_first_and_rare_ones_only_when_alone(glove):
+    dgo = glove.suggest("dgo")
+    assert "dog" in dgo[:2] and "dago" not in dgo  # a common swap before a rare slur one insertion away
+    assert glove.suggest("elefant")[0] == "elephant"  # "ph" written "f" is a near slip
+    assert glove.suggest("hummingbrid")[0] == "hummingbird" and glove.suggest("xqzv") == []
+    assert glove.row("elefant") is not None and glove.likely_typo("Elefant") == "elephant"
+    assert glove.likely_typo("dog") is None and glove.likely_typo("iguana") is None  # common enough
+    assert glove.likely_typo("polar bear") is None  # a phrase is not one misspelt word
 
 
 def test_local_word2vec_and_glove_text_files(tmp_path):

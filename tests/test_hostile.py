@@ -172,3 +172,18 @@ def test_print0_separates_paths_that_hold_newlines(tmp_path):
 def test_dates_that_leave_no_photo_between_them_are_refused(scanned):
     result = run("search", "boat", "--after", "2022", "--before", "2021", "--db", scanned / "lib.db")
     assert result.exit_code == 2 and "--after 2022 is not before --before 2021" in result.output
+
+
+@pytest.mark.parametrize("term", ["0:water", "2:", "1.0:"])
+def test_a_weight_without_a_word_or_of_zero_says_what_a_weight_is(scanned, term):
+    result = run("search", term, "--db", scanned / "lib.db")
+    assert result.exit_code == 2 and f"{term!r}: a weight goes before a word and is above 0" in result.output
+
+
+def test_a_rare_misspelling_is_answered_with_the_common_word(scanned, tmp_path):
+    db = copy_library(scanned / "lib.db", tmp_path)
+    found = tag_json(db, "search", "elefant")
+    assert found["hits"] == [] and found["did_you_mean"] == {"elefant": "elephant"}
+    assert "Did you mean 'elephant' for 'elefant'?" in run("search", "elefant", "--db", db).output
+    assert tag_json(db, "search", "water", "--min-score", "0")["did_you_mean"] == {}
+    assert tag(db, "vocab", "add", "elefant") == "elefant: 0 photos (a rare word: did you mean 'elephant'?)\n"

@@ -8,7 +8,6 @@ A multi-word label ("polar bear", "Sprenger's tulip") gets the mean of its words
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 import threading
@@ -41,6 +40,37 @@ _SEPARATORS = re.compile(r"[\s,]+")
 # like the ASCII ones they stand beside.
 _POSSESSIVE = re.compile("(?:'|\u2019)s\\b")
 _PUNCTUATION = "\"'\u201c\u201d\u2018\u2019()[]{}.!?;:"
+
+
+# Word-vector files list words by frequency (GloVe, word2vec): beyond this row most entries
+# are misspellings, names and rare words, which a suggestion offers only where nothing
+# common is as near.
+COMMON_ROWS = 100_000
+
+
+def edits(a: str, b: str, most: int) -> int:
+    """Edit distance (insert, delete, replace, or swap two neighbouring letters), or
+    ``most + 1`` as soon as it is certain to exceed ``most``."""
+    if abs(len(a) - len(b)) > most:
+        return most + 1
+    before, previous = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y))
+            if before is not None and i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        if min(current) > most:
+            return most + 1
+        before, previous = previous, current
+    return previous[-1]
+
+
+def _sound(word: str) -> str:
+    """A spelling with two common slips undone, to rank near spellings: "ph" written "f",
+    a letter doubled or not ("elefant" sounds as "elephant", "bycicle" does not)."""
+    return re.sub(r"(.)\1+", r"\1", word.replace("ph", "f"))
 
 
 def fold_accents(word: str) -> str:
@@ -179,14 +209,37 @@ class WordVectors:
         return np.stack([self.vector(label, strict=strict) for label in labels])
 
     def suggest(self, word: str, n: int = 5) -> list[str]:
-        """Nearest known spellings of an unknown word (edit similarity, not meaning)."""
+        """Nearest known spellings of a word (edit distance, not meaning): the fewest edits
+        first (a swap of two letters is one: "dgo" -> "dog"), common words before rare
+        ones, and rare words (the vectors' tail of misspellings, names and slurs) only where
+        no common word is as near."""
         word = fold_accents(word.lower())
         if not word or len(word) > 40:  # no word is that long: nothing near it is worth listing
             return []
-        # Same first letter and similar length: keeps difflib to a few thousand candidates
-        # out of 400,000 words, so an error answers in milliseconds.
-        pool = self.index.spellings(word[:1], len(word) - 2, len(word) + 2)
-        return difflib.get_close_matches(word, pool, n=n, cutoff=0.6)
+        most = 1 if len(word) <= 4 else 2
+        # Same first letter and similar length: a few thousand candidates out of 400,000
+        # words, so an error answers in milliseconds.
+        pool = self.index.spellings(word[:1], len(word) - most, len(word) + most)
+        sound = _sound(word)
+        near = sorted(
+            (edits(sound, _sound(w), most), d, row >= COMMON_ROWS, row, w)
+            for w, row in pool
+            if w != word and (d := edits(word, w, most)) <= most
+        )
+        if any(not c[2] for c in near):
+            near = [c for c in near if not c[2]]
+        return [w for *_, w in near[:n]]
+
+    def likely_typo(self, label: str) -> str | None:
+        """A common word one or two edits from a label that is itself one rare word ("elefant"
+        -> "elephant"), or None: a rare token is most often a misspelling."""
+        key = label.strip().lower()
+        entry = None if " " in key else self._lookup(key)
+        row = None if entry is None else self.row(entry)
+        if row is None or row < COMMON_ROWS:
+            return None
+        found = self.suggest(label, 1)
+        return found[0] if found and (self.row(found[0]) or COMMON_ROWS) < COMMON_ROWS else None
 
     def neighbours(self, label: str, n: int = 10) -> list[tuple[str, float]]:
         """The n entries closest in meaning to a label (cosine), the label's own words excluded."""

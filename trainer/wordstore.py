@@ -55,13 +55,14 @@ class ListIndex:
     def word(self, row: int) -> str:
         return self.words[row]
 
-    def spellings(self, initial: str, shortest: int, longest: int) -> list[str]:
+    def spellings(self, initial: str, shortest: int, longest: int) -> list[tuple[str, int]]:
+        """(word, row) of the words with this first letter and a length in the range."""
         if self._by_initial is None:
             buckets: dict[str, list[str]] = {}
             for w in self.words:
                 buckets.setdefault(w[:1], []).append(w)
             self._by_initial = buckets
-        return [w for w in self._by_initial.get(initial, []) if shortest <= len(w) <= longest]
+        return [(w, self.rows[w]) for w in self._by_initial.get(initial, []) if shortest <= len(w) <= longest]
 
 
 class SqliteIndex:
@@ -89,13 +90,13 @@ class SqliteIndex:
             raise IndexError(f"no word at row {row} in the word index")
         return found[0]
 
-    def spellings(self, initial: str, shortest: int, longest: int) -> list[str]:
+    def spellings(self, initial: str, shortest: int, longest: int) -> list[tuple[str, int]]:
         with self.lock:
             rows = self.conn.execute(
-                "SELECT word FROM words WHERE word >= ? AND word < ? AND length(word) BETWEEN ? AND ?",
+                "SELECT word, row FROM words WHERE word >= ? AND word < ? AND length(word) BETWEEN ? AND ?",
                 [initial, initial[:-1] + chr(ord(initial[-1]) + 1), shortest, longest],
             ).fetchall()
-        return [r[0] for r in rows]
+        return [(r[0], int(r[1])) for r in rows]
 
 
 def open_store(

@@ -78,7 +78,7 @@ def _print_found(found: api.Found, query: str, scores: bool, print0: bool) -> No
         else:
             typer.echo(
                 f"No photo matches {query!r} well (the best confidence is {ranking.best:.2f}, the floor "
-                f"{ranking.floor or 0:.2f}): `--min-score 0` lists every photo by confidence.",
+                f"{ranking.floor or 0:.2f}): `--min-score 0` lists every photo by confidence.{ranking.did_you_mean()}",
                 err=True,
             )
     for hit in found.hits:

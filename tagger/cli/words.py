@@ -25,7 +25,8 @@ def vocab_add(
         added = api.add_words(library, words, embeddings=embeddings)
     for word in added:
         if word.held is None:
-            typer.echo(f"{word.word}: {word.count} photos")
+            typo = f" (a rare word: did you mean {word.typo!r}?)" if word.typo else ""
+            typer.echo(f"{word.word}: {word.count} photos{typo}")
         else:
             form = "" if word.held == word.word else f" as {word.held!r}"
             typer.echo(f"{word.word}: already in the vocabulary{form} ({word.count} photos)")

@@ -215,7 +215,8 @@ class EpsilonTagApp(App):
                 self.call_from_thread(
                     self.notify,
                     f"No photo matches this well (the best confidence is {ranking.best:.2f}, the floor "
-                    f"{ranking.floor or 0:.2f}); `epsilon-tag search WORDS --min-score 0` lists them all.",
+                    f"{ranking.floor or 0:.2f}); `epsilon-tag search WORDS --min-score 0` lists them all."
+                    + ranking.did_you_mean(),
                     timeout=8,
                 )
 
