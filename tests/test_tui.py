@@ -587,6 +587,26 @@ def test_detecting_needs_a_terminal_and_can_be_overridden(monkeypatch):
 )
 def test_the_terminal_is_asked_which_protocol_it_speaks(answers, protocol, monkeypatch):
     """detect() in a process on a pseudo-terminal that answers as the terminal would."""
+    from tagger.tui import pixels
+
+    monkeypatch.delenv(pixels.OVERRIDE, raising=False)
+    code = "from tagger.tui import pixels; import sys; sys.stderr.write(f'{pixels.detect()} {pixels.cell_pixels()}')"
+    assert _on_a_terminal(code, answers, (24, 80, 80 * 9, 24 * 18)) == f"{protocol} (9, 18)"  # 9 x 18 px cells
+
+
+def test_a_terminal_of_no_size_that_answers_nothing_gets_half_blocks_quietly(monkeypatch):
+    """`script` and some CI shells give a terminal of 0 x 0 cells (textual-image divides by
+    it) that answers no question (it logs each failure with a traceback)."""
+    from tagger.tui import pixels
+
+    monkeypatch.delenv(pixels.OVERRIDE, raising=False)
+    code = "from tagger.tui import pixels; import sys; sys.stderr.write(f'[{pixels.detect()}]')"
+    assert _on_a_terminal(code, "", (0, 0, 0, 0)) == "[None]"
+
+
+def _on_a_terminal(code: str, answers: str, size: tuple[int, int, int, int]) -> str:
+    """What ``code`` writes to stderr, run on a pseudo-terminal of ``size`` (rows, columns,
+    width and height in pixels) that has ``answers`` typed ahead."""
     import fcntl
     import os
     import pty
@@ -596,25 +616,20 @@ def test_the_terminal_is_asked_which_protocol_it_speaks(answers, protocol, monke
     import termios
     import tty
 
-    from tagger.tui import pixels
     from tests.helpers import ROOT
 
-    monkeypatch.delenv(pixels.OVERRIDE, raising=False)
     master, terminal = pty.openpty()
     try:
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 80 * 9, 24 * 18))  # 9 x 18 px cells
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", *size))
         tty.setraw(terminal)
         os.write(master, answers.encode())  # typed ahead: the answers wait for the questions
-        code = (
-            "from tagger.tui import pixels; import sys; sys.stderr.write(f'{pixels.detect()} {pixels.cell_pixels()}')"
-        )
         child = subprocess.run(
             [sys.executable, "-c", code], stdin=terminal, stdout=terminal, stderr=subprocess.PIPE, cwd=ROOT, timeout=120
         )
     finally:
         os.close(terminal)
         os.close(master)
-    assert child.stderr.decode().strip() == f"{protocol} (9, 18)"
+    return child.stderr.decode().strip()
 
 
 def test_a_photo_fits_whole_cells_aspect_kept():

@@ -10,6 +10,7 @@ blocks, the same on every machine.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -56,11 +57,17 @@ def load() -> ModuleType | None:
     blocks still work everywhere). Importing it asks the terminal, if there is one, for its
     protocol and for the size of a cell in pixels: the app imports it before Textual starts,
     even when the protocol is already chosen, or the questions would race Textual for stdin."""
+    # Its failed questions are logged with tracebacks, which would land on the screen before
+    # the app starts; half blocks are the answer to any of them.
+    logging.getLogger("textual_image").addHandler(logging.NullHandler())
     try:
         from textual_image import renderable
+
+        cell_pixels()
     except ImportError:
         return None
-    cell_pixels()
+    except Exception:  # a terminal of 0 x 0 cells divides by zero in there, and others may fail otherwise
+        return None
     return renderable
 
 
