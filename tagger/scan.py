@@ -140,7 +140,8 @@ def _apply_plan(library: Library, plan: ScanPlan, target: Target, prune: bool, r
     for photo_id, job in plan.moves:
         library.move(photo_id, job.path, job.size, job.mtime_ns)
     report.moved = len(plan.moves)
-    report.keywords_read = _read_keywords_again(library, plan.rekey)
+    # A moved photo's keywords are read at its new place too, as part of the move, not news.
+    report.keywords_read = _read_keywords_again(library, plan.rekey) - len(plan.moves)
     if prune:
         library.delete_photos(plan.gone + plan.stale)
         report.pruned = len(plan.gone) + len(plan.stale)

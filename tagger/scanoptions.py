@@ -91,7 +91,8 @@ class ScanReport:
         if self.damaged:
             parts.append(f"{self.damaged} tagged with a warning")
         if self.keywords_read:
-            parts.append(f"{self.keywords_read} photos' own keywords read again (sidecars changed)")
+            whose = "1 photo's" if self.keywords_read == 1 else f"{self.keywords_read} photos'"
+            parts.append(f"{whose} own keywords read again (their sidecars changed)")
         if self.failed_before:
             parts.append(f"{self.failed_before} failed before (unchanged, not retried; --force retries)")
         if self.skipped_roots:

@@ -73,6 +73,7 @@ def walk_photos(
     for root in roots:
         root = Path(os.path.realpath(Path(root).expanduser()))
         if root.is_file():
+            walker.note_sidecars_beside(root)  # a folder's walk meets them; a file root is no folder
             yield root
         elif root.exists():
             yield from walker.visit(root)
@@ -89,6 +90,13 @@ class _Walker:
     ) -> None:
         self.patterns, self.followed, self.sidecars = patterns, followed, sidecars
         self.seen_dirs: set[tuple[int, int]] = set()
+
+    def note_sidecars_beside(self, photo: Path) -> None:
+        for name in dict.fromkeys((f"{photo}{SIDECAR_SUFFIX}", f"{photo.with_suffix('')}{SIDECAR_SUFFIX}")):
+            with suppress(OSError):
+                info = os.stat(name)
+                if self.sidecars is not None:
+                    self.sidecars[name] = (info.st_size, info.st_mtime_ns)
 
     def excluded(self, path: Path) -> bool:
         return any(fnmatch.fnmatch(str(path), p) or fnmatch.fnmatch(path.name, p) for p in self.patterns)

@@ -142,3 +142,23 @@ def test_forgetting_a_root_keeps_photos_another_root_covers(keyworded):
     tag(db, "scan", photo, "-q")  # the photo scanned on its own too: a root of its own
     assert tag(db, "roots", "forget", photo) == f"Forgot {photo} and its 0 photos.\n"
     assert tag_json(db, "show", photo)["own"] == ["Holiday|Rome", "grandma"]
+
+
+def test_keywords_are_read_again_only_when_a_sidecar_changed(tmp_path):
+    """A photo scanned on its own (a file, not a folder) with a sidecar beside it: rescans do
+    not read its keywords again and again; a move carries them and is no sidecar news."""
+    photo = make_library(tmp_path / "photos", 1)[0]
+    lightroom_sidecar(photo, "grandma")
+    db = tmp_path / "lib.db"
+    tag(db, "scan", photo, "-q")
+    assert [tag_json(db, "scan", "-q")["keywords_read"] for _ in range(2)] == [0, 0]
+    lightroom_sidecar(photo, "grandpa")
+    assert "1 photo's own keywords read again (their sidecars changed)" in tag(db, "scan", "-q")
+    assert tag_json(db, "scan", "-q")["keywords_read"] == 0
+    moved = tmp_path / "elsewhere" / "renamed.jpg"
+    moved.parent.mkdir()
+    photo.rename(moved)
+    photo.with_suffix(".xmp").rename(moved.with_suffix(".xmp"))
+    report = tag_json(db, "scan", moved.parent, "-q")
+    assert (report["moved"], report["keywords_read"]) == (1, 0)
+    assert tag_json(db, "show", moved)["own"] == ["Holiday|Rome", "grandpa"]
