@@ -8,6 +8,7 @@ loses at most the batch in flight; the same command continues from there.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .engine import Engine, model_config, records_classes
 from .engine import model_id as model_id_of
 from .keywords import read_keywords
 from .library import MISSING, OK, Library
+from .library.records import now
 from .reading import read_and_tag
 from .roots import forget_gone_roots
 from .scanoptions import ScanOptions, ScanReport
@@ -60,6 +62,7 @@ def scan(
         force=options.force,
         prune=options.prune,
         allow_empty=options.allow_empty,
+        forced_since=_forced_scan(library, roots) if options.force else None,
     )
     report = ScanReport(
         unchanged=plan.unchanged,
@@ -73,8 +76,21 @@ def scan(
     if plan.to_read or target.switching:
         engine = engine or Engine.load(model, device=options.device, backbone_weights=options.backbone_weights)
         _read(library, engine, plan, target, options, report, on_progress)
+    if options.force and not report.interrupted and not report.stopped:
+        library.set_meta(forced_scan=None)  # done: the next --force reads every photo again
     _settle(library, report)
     return report
+
+
+def _forced_scan(library: Library, roots: Sequence[str | Path]) -> str | None:
+    """When the forced scan of these roots that was cut short began (it continues from
+    there, as any scan does after Ctrl-C), or None: a forced scan begins now, recorded."""
+    key = sorted(os.path.realpath(Path(r).expanduser()) for r in roots)
+    held = library.get_meta("forced_scan")
+    if isinstance(held, dict) and held.get("roots") == key:
+        return str(held["since"])
+    library.set_meta(forced_scan={"roots": key, "since": now()})
+    return None
 
 
 def _read(

@@ -139,13 +139,15 @@ def plan_scan(
     force: bool = False,
     prune: bool = False,
     allow_empty: bool = False,
+    forced_since: str | None = None,
 ) -> ScanPlan:
     """Everything a scan of ``roots`` (none: the library's own folders) would change, read
-    from the disk and the library without writing either."""
+    from the disk and the library without writing either. ``forced_since``: a forced scan
+    cut short that began then is continued (photos read since are not read again)."""
     folders, skipped = choose_folders(library, roots)
     plan = ScanPlan(folders, skipped_roots=skipped)
     known = library.known_photos()
-    found = _walk(library, plan, known, target, exclude, force)
+    found = _walk(library, plan, known, target, exclude, force, forced_since)
     # An empty root where the library has photos is an unplugged drive until told otherwise.
     for root in folders:
         held = sum(row.status == OK and under(path, [root]) for path, row in known.items())
@@ -178,7 +180,13 @@ def plan_scan(
 
 
 def _walk(
-    library: Library, plan: ScanPlan, known: dict[str, Known], target: Target, exclude: Sequence[str], force: bool
+    library: Library,
+    plan: ScanPlan,
+    known: dict[str, Known],
+    target: Target,
+    exclude: Sequence[str],
+    force: bool,
+    forced_since: str | None,
 ) -> set[str]:
     """Walk the plan's folders: each file is unchanged, failed before, or to read. Returns
     the paths found."""
@@ -196,9 +204,11 @@ def _walk(
             row = known.get(job.path)
             current = row is not None and (row.read_version >= READ_VERSION or not target.read_again)
             same = row is not None and (row.size, row.mtime_ns) == (job.size, job.mtime_ns)
+            # Read by the forced scan this one continues (ISO times compare as text).
+            read_since = forced_since is not None and row is not None and (row.scanned_at or "") >= forced_since
             if target.switching and staged.get(job.path) == (job.size, job.mtime_ns) and not force:
                 plan.unchanged += 1  # read for the switch by a scan cut short
-            elif row is not None and same and row.model_id == target.model_id and current and not force:
+            elif row is not None and same and row.model_id == target.model_id and current and (not force or read_since):
                 if row.status != OK:
                     plan.back.append(row.id)
                 kept.append(row)

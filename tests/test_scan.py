@@ -235,6 +235,12 @@ def test_interrupted_scan_loses_nothing_and_redoes_nothing(tmp_path, die_with, c
     assert (resumed["new"], resumed["unchanged"]) == (12, 8)
     assert rows(db, "SELECT count(*), count(DISTINCT path) FROM photos") == [(20, 20)]
     assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(200, 20)]
+    if die_with == "SIGINT":  # a forced scan continues too: what it read again is not read a third time
+        killed = child.run("tests.programs.cli_dies_in_third_batch", [*args, "--force"], env={"DIE_WITH": die_with})
+        assert killed.returncode == code and "run the same command to continue" in killed.stderr
+        forced = tag_json(db, "scan", lib, "-q", "--batch-size", "4", "--force")
+        assert (forced["updated"], forced["unchanged"]) == (12, 8)
+        assert tag_json(db, "scan", lib, "-q", "--batch-size", "4", "--force")["updated"] == 20  # done: all again
 
 
 def test_a_file_that_vanishes_mid_scan_is_a_failure(tmp_path, monkeypatch):

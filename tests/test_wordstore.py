@@ -36,7 +36,7 @@ def test_built_once_then_mapped(tmp_path):
     np.testing.assert_allclose(mapped, VECTORS / np.linalg.norm(VECTORS, axis=1, keepdims=True))
     assert [again.row(w) for w in ("red", "green", "blue", "mauve")] == [0, 1, 2, None]
     assert again.word(2) == "blue" and len(again) == 4
-    assert sorted(again.spellings("g", 1, 10)) == ["green", "green"]
+    assert sorted(again.spellings("g", 1, 10)) == [("green", 1), ("green", 3)]  # with their rows
 
 
 def test_a_changed_source_or_a_damaged_store_is_rebuilt(tmp_path):

@@ -32,7 +32,7 @@ class Photos(SideFiles):
 
     def known_photos(self) -> dict[str, Known]:
         rows = self.db.execute(
-            "SELECT id, path, size, mtime_ns, hash, status, model_id, read_version, sidecars FROM photos"
+            "SELECT id, path, size, mtime_ns, hash, status, model_id, read_version, sidecars, scanned_at FROM photos"
         )
         return {row[1]: Known(*row) for row in rows}
 

@@ -30,7 +30,8 @@ class LibraryError(UserError, RuntimeError):
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """UTC, to the millisecond: a forced scan cut short knows which photos it read (scan.py)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Known:
     model_id: str | None
     read_version: int = READ_VERSION
     sidecars: str | None = ""  # its sidecars when their keywords were last read (None: never read)
+    scanned_at: str | None = None  # when it was last read (records.now())
 
 
 @dataclass(frozen=True)
