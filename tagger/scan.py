@@ -19,7 +19,7 @@ from .keywords import read_keywords
 from .library import MISSING, OK, Library
 from .library.records import now
 from .reading import read_and_tag
-from .roots import forget_gone_roots
+from .roots import forget_gone_roots, keep_roots
 from .scanoptions import ScanOptions, ScanReport
 from .scanplan import ScanPlan, Target, plan_scan, sidecar_signature
 from .vocabulary import LEVEL_SAMPLE, check_embeddings, renormalise
@@ -144,7 +144,7 @@ def _target(
 def _apply_plan(library: Library, plan: ScanPlan, target: Target, prune: bool, report: ScanReport) -> None:
     """Every change the plan decided that needs no model: folders remembered, photos back,
     failures recorded or forgotten, moves, and vanished photos marked missing or pruned."""
-    library.set_meta(roots=sorted(set(library.get_meta("roots", [])) | set(plan.folders)))
+    keep_roots(library, sorted(set(library.get_meta("roots", [])) | set(plan.folders)), plan.excludes)
     if target.switching:
         library.clear_staged(keep=target.model_id)  # a switch to another model, abandoned
     library.set_status(plan.back, OK)  # one transaction, however many came back

@@ -17,6 +17,7 @@ from pathlib import Path
 from trainer.errors import InputError
 
 from .library import MISSING, OK, READ_VERSION, Failure, Known, Library
+from .roots import excludes_of
 from .walk import SIDECAR_SUFFIX, Skipped, as_text, walk_photos
 
 # A quick content hash: the size and the first and last 256 KiB. Enough to tell photos
@@ -106,6 +107,7 @@ class ScanPlan:
     skipped_roots: list[str] = field(default_factory=list)  # the library's own folders not there now
     empty_roots: list[tuple[str, int]] = field(default_factory=list)  # (root, photos the library has there)
     linked: dict[str, list[str]] = field(default_factory=dict)  # per root, the real folders its links led to now
+    excludes: dict[str, list[str]] = field(default_factory=dict)  # per root, the patterns skipped
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,7 +149,11 @@ def plan_scan(
     folders, skipped = choose_folders(library, roots)
     plan = ScanPlan(folders, skipped_roots=skipped)
     known = library.known_photos()
-    found = _walk(library, plan, known, target, exclude, force, forced_since)
+    # Patterns given apply to every folder scanned (and are remembered for it); without any,
+    # each folder skips what its own last scan with -x skipped.
+    remembered = excludes_of(library)
+    plan.excludes = {root: list(exclude) if exclude else remembered.get(root, []) for root in folders}
+    found = _walk(library, plan, known, target, force, forced_since)
     # An empty root where the library has photos is an unplugged drive until told otherwise.
     for root in folders:
         held = sum(row.status == OK and under(path, [root]) for path, row in known.items())
@@ -184,7 +190,6 @@ def _walk(
     plan: ScanPlan,
     known: dict[str, Known],
     target: Target,
-    exclude: Sequence[str],
     force: bool,
     forced_since: str | None,
 ) -> set[str]:
@@ -197,7 +202,7 @@ def _walk(
     kept: list[Known] = []  # unchanged photos: their sidecars are compared once the walk has met them all
     for root in plan.folders:
         followed: list[Path] = []
-        for item in walk_photos([root], exclude, followed=followed, sidecars=sidecars):
+        for item in walk_photos([root], plan.excludes[root], followed=followed, sidecars=sidecars):
             job = _job(item, plan, found)
             if job is None:
                 continue

@@ -162,7 +162,9 @@ def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     paths[1].unlink()  # deleted
     make_photo(paths[2], seed=50)  # changed content
     make_photo(lib / "new.jpg", seed=51)
-    second = tag_json(db, "scan", lib, "-q", "--exclude", "exports")
+    assert tag_json(db, "roots", "list")[0]["exclude"] == ["exports"]
+    assert tag(db, "roots", "list").rstrip().endswith(f"{lib}  (skips exports)")
+    second = tag_json(db, "scan", lib, "-q")  # the folder's -x is remembered
     assert (second["new"], second["updated"], second["moved"], second["missing"], second["unchanged"]) == (
         1,
         1,
@@ -187,10 +189,12 @@ def test_incremental_rescan_moves_changes_and_deletions(tmp_path):
     forced = tag_json(db, "scan", lib, "-q", "--force", "--exclude", "exports")
     assert forced["updated"] == 8 and forced["new"] == 0
     make_photo(lib / "later.jpg", seed=60)
-    assert tag_json(db, "scan", "-q", "--exclude", "exports")["new"] == 1  # no folder: the library's own
+    assert tag_json(db, "scan", "-q")["new"] == 1  # no folder: the library's own, skipping what it skips
     (lib / "later.jpg").unlink()
-    tag(db, "scan", "-q", "--prune", "--exclude", "exports")
+    tag(db, "scan", "-q", "--prune")
     assert rows(db, "SELECT count(*), count(DISTINCT photo_id) FROM tags") == [(80, 8)]
+    assert tag_json(db, "scan", lib, "-q", "-x", "@nothing")["new"] == 1  # new patterns replace them: exports in
+    assert tag_json(db, "roots", "list")[0]["exclude"] == ["@nothing"]
 
 
 def test_a_missing_root_marks_nothing_missing(tmp_path):
@@ -411,7 +415,9 @@ def test_a_renamed_root_is_a_move_and_the_old_root_is_forgotten(tmp_path):
     hits = tag_json(db, "search", "boat", "--min-score", "0")["hits"]
     assert len(hits) == 4 and all(h["path"].startswith(str(tmp_path / "lib2")) for h in hits)
     assert {p.name: photo(db, p, "--all")["tags"] for p in (tmp_path / "lib2").rglob("*.jpg")} == before
-    assert tag_json(db, "roots", "list") == [{"root": str(tmp_path / "lib2"), "photos": 4, "present": True}]
+    assert tag_json(db, "roots", "list") == [
+        {"root": str(tmp_path / "lib2"), "photos": 4, "present": True, "exclude": []}
+    ]
     assert tag_json(db, "scan", "-q")["unchanged"] == 4  # a bare scan works again
 
 
@@ -425,7 +431,7 @@ def test_roots_are_listed_skipped_when_away_and_forgotten_on_request(tmp_path):
     assert result.exit_code == 0 and f"Skipped {tmp_path / 'b'}: not there now" in result.output
     assert tag_json(db, "stats")["missing"] == 0  # nothing under an absent root is marked
     listed = {r["root"]: r for r in tag_json(db, "roots", "list")}
-    assert listed[str(tmp_path / "b")] == {"root": str(tmp_path / "b"), "photos": 2, "present": False}
+    assert listed[str(tmp_path / "b")] == {"root": str(tmp_path / "b"), "photos": 2, "present": False, "exclude": []}
     assert "Forgot" in tag(db, "roots", "forget", tmp_path / "b") and tag_json(db, "stats")["photos"] == 2
     assert [r["root"] for r in tag_json(db, "roots", "list")] == [str(tmp_path / "a")]
     assert tag(db, "roots", "forget", tmp_path / "nowhere", code=2) == ""

@@ -16,7 +16,14 @@ Roots = typer.Argument(
     show_default=False,
     metavar="FOLDER",
 )
-Exclude = typer.Option([], "--exclude", "-x", help="Glob on names or paths to skip; repeatable.", metavar="GLOB")
+Exclude = typer.Option(
+    [],
+    "--exclude",
+    "-x",
+    help="Glob on names or paths to skip; repeatable. Remembered for the folders scanned: a later scan "
+    "without -x skips the same (`roots list` shows them).",
+    metavar="GLOB",
+)
 Force = typer.Option(False, "--force", help="Read and tag every photo again, changed or not.")
 Prune = typer.Option(False, "--prune", help="Delete vanished photos from the library instead of marking them missing.")
 AllowEmpty = typer.Option(
@@ -118,7 +125,12 @@ def roots_list(as_json: bool = Json, db: Path | None = Db) -> None:
     """The folders this library scans (a bare `epsilon-tag scan` covers them), with their photos."""
     with reported(), api.open_library(db, readonly=True) as library:
         rows = api.roots(library)
-    echo_rows(rows, as_json, lambda r: f"{r['photos']:>7}  {'' if r['present'] else '(not there now)  '}{r['root']}")
+    echo_rows(rows, as_json, _root_line)
+
+
+def _root_line(r: dict) -> str:
+    skips = f"  (skips {', '.join(r['exclude'])})" if r["exclude"] else ""
+    return f"{r['photos']:>7}  {'' if r['present'] else '(not there now)  '}{r['root']}{skips}"
 
 
 @roots_app.command("forget")
