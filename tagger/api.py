@@ -260,17 +260,19 @@ def tag(
     the confirmed photos and away from the rejected (``vocab unlearn`` undoes it)."""
     source = source or word_source(library)
     ids = [p if isinstance(p, int) else show(library, p).row["id"] for p in photos]
-    wanted = {normalise_word(w): 1 for w in add} | {normalise_word(w): -1 for w in remove}
+    # Each word as written ("Grandma Kowalski": sidecars get it so), and whether it is added.
+    wanted = {normalise_word(w): (" ".join(w.split()), 1) for w in add}
+    wanted |= {normalise_word(w): (" ".join(w.split()), -1) for w in remove}
     if not wanted or not all(wanted):
         raise InputError("Say what to tag: --add WORD or --remove WORD.")
     forms = _vocabulary.known_forms(library, list(wanted))
     with library.transaction():
-        for word, state in wanted.items():
-            word = forms.get(word, word)  # "dogs" is the vocabulary's "dog"
+        for word, (written, state) in wanted.items():
+            keyword = forms.get(word, written)  # a vocabulary word as the vocabulary has it: "Dogs" is "dog"
             for photo_id in ids:
-                said = library.forget_user_tag(photo_id, word)
+                said = library.forget_user_tag(photo_id, keyword)
                 if state > 0 or not said:  # removing a word a person added only takes it back
-                    library.set_user_tag(photo_id, word, state)
+                    library.set_user_tag(photo_id, keyword, state)
     return [_learn(library, forms.get(w, w), source) for w in wanted]
 
 

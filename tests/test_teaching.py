@@ -128,6 +128,23 @@ def test_own_tags_go_to_sidecars_and_come_back_once(tagged):
     assert tag_json(db, "show", photos[0])["own"] == ["my bike"]
 
 
+def test_a_persons_keyword_keeps_its_case_and_is_one_keyword_in_any_case(tagged):
+    db, photos, _ = tagged
+    tag(db, "tag", photos[2], "--add", "Grandma  Kowalski", "--add", "Birds")
+    assert tag_json(db, "show", photos[2])["own"] == ["Grandma Kowalski", "bird"]  # a vocabulary word as it is held
+    with Library(db) as library:
+        assert len(library.feedback("grandma kowalski")[0]) == 1  # it teaches the word, whatever the case
+    tag(db, "export", "--xmp")
+    ns = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "dc": "http://purl.org/dc/elements/1.1/"}
+    sidecar = ET.parse(str(photos[2]) + ".xmp").getroot()
+    assert "Grandma Kowalski" in [li.text for li in sidecar.iterfind(".//dc:subject/rdf:Bag/rdf:li", ns)]
+    tag(db, "tag", photos[2], "--remove", "grandma kowalski")  # taken back, though written otherwise
+    tag(db, "scan", "-q")  # the sidecar written by the export does not bring it back
+    assert tag_json(db, "show", photos[2])["own"] == ["bird"]
+    with Library(db) as library:
+        assert not len(library.feedback("grandma kowalski")[0])
+
+
 def test_a_word_learns_from_its_examples_and_unlearns_in_one_command(tagged):
     db, photos, _ = tagged
     with Library(db) as library:

@@ -29,6 +29,8 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from trainer.assets import normalise_word
+
 from .connection import Database
 from .own import OwnTags, keyword_words
 from .photos import Photos
@@ -138,6 +140,9 @@ class Library(OwnTags, Tags, Words, Photos, Staging, Vectors):
                 uri += "&immutable=1"
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA foreign_keys = ON")
+            # A person's keyword keeps the case they typed ("Grandma Kowalski"); it is one
+            # keyword with "grandma kowalski" wherever keywords are compared.
+            conn.create_function("norm", 1, normalise_word, deterministic=True)
             self.db = Database(conn)
             self._refuse_foreign()  # before WAL, which already writes to the file
             if not readonly:

@@ -81,23 +81,26 @@ class OwnTags(SideFiles):
             self._hide_rejected()
 
     def forget_user_tag(self, photo_id: int, keyword: str) -> int:
-        """Forget what a person said of ``keyword`` on the photo; returns the rows it took."""
+        """Forget what a person said of ``keyword`` (in any case) on the photo; returns the rows it took."""
         with self.transaction():
             return self.db.execute(
-                "DELETE FROM own_tags WHERE photo_id = ? AND keyword = ? AND source = ?", [photo_id, keyword, FROM_USER]
+                "DELETE FROM own_tags WHERE photo_id = ? AND norm(keyword) = ? AND source = ?",
+                [photo_id, normalise_word(keyword), FROM_USER],
             ).rowcount
 
     def feedback(self, word: str) -> tuple[np.ndarray, np.ndarray]:
         """Sorted ids of the photos a person confirmed ``word`` on, and of those they rejected it on."""
         rows = self.db.execute(
-            "SELECT photo_id, state FROM own_tags WHERE word = ? AND keyword = ? AND source = ? ORDER BY photo_id",
+            """SELECT photo_id, state FROM own_tags WHERE word = ? AND norm(keyword) = ? AND source = ?
+               ORDER BY photo_id""",
             [word, word, FROM_USER],
         ).fetchall()
         confirmed = np.array([p for p, s in rows if s > 0], dtype=np.int64)
         return confirmed, np.array([p for p, s in rows if s < 0], dtype=np.int64)
 
     def words_with_feedback(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT keyword FROM own_tags WHERE source = ?", [FROM_USER])]
+        rows = self.db.execute("SELECT DISTINCT norm(keyword) FROM own_tags WHERE source = ?", [FROM_USER])
+        return [r[0] for r in rows]
 
     def photos_rejecting(self, word: str) -> np.ndarray:
         """Sorted ids of the photos a person said do not show ``word``."""
