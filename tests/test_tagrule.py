@@ -355,7 +355,10 @@ def test_show_and_export_carry_the_shown_tags(tmp_path):
     assert 0 < len(kept) < len(every) == 10
     shown = tag(db, "show", photo["path"], "--json")
     assert [t["word"] for t in json.loads(shown)["tags"]] == [t["word"] for t in kept]
-    assert len(json.loads(tag(db, "show", photo["path"], "--all", "--json"))["tags"]) == 10
+    everything = json.loads(tag(db, "show", photo["path"], "--all", "--json"))["tags"]
+    assert len(everything) == 10 and [t["word"] for t in everything if t["shown"]] == [t["word"] for t in kept]
+    marked = [line for line in tag(db, "show", photo["path"], "--all").splitlines() if "not shown" in line]
+    assert len(marked) == 10 - len(kept)
     tag(db, "export", "--xmp")
     assert subject_keywords(sidecar_path(photo["path"])) == [t["word"] for t in kept]
     tag(db, "export", "--xmp", "--top", "2", "--min-score", "0")

@@ -110,7 +110,7 @@ def test_stem_naming_and_failures_without_damage(tmp_path):
     tag(db, "scan", tmp_path / "photos", "-q")
     broken = photos[0].with_suffix(".xmp")
     broken.write_text("<x:xmpmeta not xml")
-    out = tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "0")
+    out = tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "0", code=1)
     assert "1 written, 0 merged" in out and "1 failed" in out
     assert broken.read_text() == "<x:xmpmeta not xml"
     assert subject_keywords(photos[1].with_suffix(".xmp"))
@@ -118,7 +118,7 @@ def test_stem_naming_and_failures_without_damage(tmp_path):
     if os.geteuid() != 0:
         (tmp_path / "photos").chmod(0o555)
         try:
-            assert "2 failed" in tag(db, "export", "--xmp", "--naming", "full")
+            assert "2 failed" in tag(db, "export", "--xmp", "--naming", "full", code=1)
         finally:
             (tmp_path / "photos").chmod(0o755)
 
@@ -177,7 +177,7 @@ def test_a_sidecar_whose_name_would_be_too_long_fails_alone(tmp_path):
     db = tmp_path / "lib.db"
     tag(db, "scan", folder, "-q")
     done = invoke(["export", "--xmp", "--min-score", "0", "--db", str(db)])
-    assert done.exit_code == 0 and "1 written, 0 merged into existing ones, 1 failed" in done.stdout
+    assert done.exit_code == 1 and "1 written, 0 merged into existing ones, 1 failed" in done.stdout
     assert "too long a name for a sidecar" in done.stderr and "--naming stem" in done.stderr
     assert subject_keywords(photos[0].with_name(photos[0].name + ".xmp"))
     assert "1 written" in tag(db, "export", "--xmp", "--naming", "stem", "--min-score", "0")  # long.xmp fits

@@ -92,7 +92,9 @@ def _print_found(found: api.Found, query: str, scores: bool, print0: bool) -> No
 @app.command()
 def show(
     photo: Path = typer.Argument(..., help="A photo's path.", show_default=False, metavar="PHOTO"),
-    every: bool = typer.Option(False, "--all", help="Every stored candidate tag, not only the ones kept."),
+    every: bool = typer.Option(
+        False, "--all", help="Every stored candidate tag, not only the ones shown (those are marked 'not shown')."
+    ),
     as_json: bool = Json,
     db: Path | None = Db,
 ) -> None:
@@ -108,7 +110,8 @@ def show(
     if view.own:  # the photographer's, apart from the model's
         typer.echo(f"  {'own':<7} {', '.join(view.own)}")
     for tag in view.tags:
-        typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + ("  (zero-shot)" if tag["kind"] != api.SEEN else ""))
+        notes = [note for note, on in (("zero-shot", tag["kind"] != api.SEEN), ("not shown", not tag["shown"])) if on]
+        typer.echo(f"  {tag['score']:.3f}  {tag['word']}" + (f"  ({', '.join(notes)})" if notes else ""))
 
 
 @app.command()
@@ -188,6 +191,8 @@ def export(
     typer.echo(f"XMP sidecars: {written} written, {merged} merged into existing ones, {len(failed)} failed.")
     for path, reason in failed:
         typer.echo(f"  failed: {path}: {reason}", err=True)
+    if failed:
+        raise typer.Exit(1)  # a script sees that some photos have no sidecar; every other one is written
 
 
 @app.command()

@@ -196,15 +196,17 @@ class Tags(SideFiles):
         return out
 
     def photo_tags(self, photo_id: int, *, every: bool = False) -> list[dict]:
-        """A photo's kept tags (every stored candidate with ``every``), best first."""
-        return list(
-            self.db.query(
-                "SELECT w.word, w.kind, t.score, row_number() OVER (ORDER BY t.score DESC, t.word_id) AS rank "
+        """A photo's kept tags (every stored candidate with ``every``), best first; ``shown``
+        says which the photo shows."""
+        return [
+            {**row, "shown": bool(row["shown"])}
+            for row in self.db.query(
+                "SELECT w.word, w.kind, t.score, t.shown, row_number() OVER (ORDER BY t.score DESC, t.word_id) AS rank "
                 "FROM tags t JOIN words w ON w.id = t.word_id WHERE t.photo_id = ? AND (t.shown OR ?) "
                 "ORDER BY rank LIMIT ?",  # the stored candidates; rows past them are pushed-out leftovers
                 [photo_id, bool(every), self.tags_per_photo],
             )
-        )
+        ]
 
     def photos_tagged(self, word_ids: Sequence[int]) -> np.ndarray:
         marks = ",".join("?" * len(word_ids))
