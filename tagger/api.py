@@ -27,6 +27,7 @@ from . import search as _search
 from . import vocabulary as _vocabulary
 from .library import MISSING, OK, SEEN, Library, LibraryError, keyword_words
 from .scanoptions import ScanOptions, ScanReport
+from .scanplan import under
 from .search import Hit, Ranking, check_dates, check_score
 from .vocabulary import VocabularyError, WordSource, sort_words
 from .walk import as_text
@@ -344,7 +345,14 @@ def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoVi
         failure = library.failure(path)
         if failure is None and not Path(photo).expanduser().exists():
             raise InputError(f"No such file: {path}")
-        why = f"it failed: {failure['reason']}" if failure else "scan its folder first"
+        if Path(path).is_dir():
+            raise InputError(f"{path} is a folder: give one of its photos (`epsilon-tag search --like` takes one too).")
+        if failure:
+            why = f"it failed: {failure['reason']}"
+        elif any(under(path, [root]) for root in library.get_meta("roots", [])):
+            why = "its folder was scanned, but not since this file came, or it is no photo the scan reads"
+        else:
+            why = "scan its folder first"
         raise InputError(f"{path} is not in the library ({why}).")
     return _view(library, row, every)
 

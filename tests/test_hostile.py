@@ -187,3 +187,19 @@ def test_a_rare_misspelling_is_answered_with_the_common_word(scanned, tmp_path):
     assert "Did you mean 'elephant' for 'elefant'?" in run("search", "elefant", "--db", db).output
     assert tag_json(db, "search", "water", "--min-score", "0")["did_you_mean"] == {}
     assert tag(db, "vocab", "add", "elefant") == "elefant: 0 photos (a rare word: did you mean 'elephant'?)\n"
+
+
+def test_show_says_why_a_path_is_not_a_photo_of_the_library(scanned, tmp_path):
+    db = scanned / "lib.db"
+    folder = run("show", scanned / "photos", "--db", db)
+    assert folder.exit_code == 2 and "is a folder: give one of its photos" in folder.output
+    notes = scanned / "photos" / "notes.txt"
+    notes.write_text("not a photo")
+    try:
+        beside = run("show", notes, "--db", db)
+    finally:
+        notes.unlink()
+    assert beside.exit_code == 2 and "its folder was scanned, but not since this file came" in beside.output
+    (tmp_path / "other.jpg").write_bytes(b"")
+    elsewhere = run("show", tmp_path / "other.jpg", "--db", db)
+    assert elsewhere.exit_code == 2 and "(scan its folder first)" in elsewhere.output
