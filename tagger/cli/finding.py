@@ -20,7 +20,7 @@ def search(
             "it twice. A -word starting with n or 0 (short options) goes after --: search beach -- -night."
         ),
         show_default=False,
-        metavar="WORD",
+        metavar="WORD...",
     ),
     like: Path | None = typer.Option(
         None, "--like", help="Photos most like this one (a photo of the library), instead of words.", metavar="PHOTO"
@@ -143,7 +143,7 @@ def stats(
 @app.command()
 def export(
     paths: list[Path] = typer.Argument(
-        None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER"
+        None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER..."
     ),
     xmp: bool = typer.Option(
         False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."

@@ -14,7 +14,7 @@ Roots = typer.Argument(
     None,
     help="Folders (or single photos) to scan (default: every folder this library has scanned).",
     show_default=False,
-    metavar="FOLDER",
+    metavar="FOLDER...",
 )
 Exclude = typer.Option(
     [],

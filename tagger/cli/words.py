@@ -13,7 +13,7 @@ from .base import Db, Json, WordKind, WordOrder, app, echo_rows, reported, vocab
 @vocab_app.command("add")
 def vocab_add(
     words: list[str] = typer.Argument(
-        ..., help='Words or quoted phrases ("polar bear").', show_default=False, metavar="WORD"
+        ..., help='Words or quoted phrases ("polar bear").', show_default=False, metavar="WORD..."
     ),
     embeddings: str | None = typer.Option(
         None, "--embeddings", help="Word vectors to look new words up in (default: the library's)."
@@ -34,7 +34,7 @@ def vocab_add(
 
 @vocab_app.command("remove")
 def vocab_remove(
-    words: list[str] = typer.Argument(..., show_default=False, metavar="WORD"),
+    words: list[str] = typer.Argument(..., show_default=False, metavar="WORD..."),
     db: Path | None = Db,
 ) -> None:
     """Remove words; photos that carried them get their next best words instead."""
@@ -87,7 +87,7 @@ def vocab_similar(
 
 @app.command("tag")
 def tag_photos(
-    photos: list[Path] = typer.Argument(..., help="Photos of the library.", show_default=False, metavar="PHOTO"),
+    photos: list[Path] = typer.Argument(..., help="Photos of the library.", show_default=False, metavar="PHOTO..."),
     add: list[str] = typer.Option([], "--add", "-a", help="A word the photos show; repeatable.", metavar="WORD"),
     remove: list[str] = typer.Option(
         [], "--remove", "-r", help="A word they do not show (a model's tag is rejected); repeatable.", metavar="WORD"
