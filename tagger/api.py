@@ -323,18 +323,20 @@ class PhotoView:
     row: dict  # the library's record: path, status, EXIF facts
     tags: list[dict]  # word, score, kind: the model's shown tags (every stored one when asked)
     own: list[str]  # the photographer's own keywords, as they came ('Holiday|Rome')
+    warning: str | None = None  # what was wrong with the file, though it was read (a damaged JPEG)
 
     @property
     def facts(self) -> list[tuple[str, str]]:
-        """Its date, camera, lens, GPS and size as people read them, the empty ones left out."""
+        """Its date, camera, lens, GPS, size and any warning as people read them, the empty ones left out."""
         row = self.row
         gps = f"{row['latitude']:.5f}, {row['longitude']:.5f}" if row.get("latitude") is not None else None
         size = f"{row['width']} x {row['height']}" if row.get("width") else None
         facts = (("taken", row.get("taken_at")), ("camera", row.get("camera")), ("lens", row.get("lens")))
-        return [(label, value) for label, value in (*facts, ("gps", gps), ("size", size)) if value]
+        extra = (("gps", gps), ("size", size), ("warning", self.warning))
+        return [(label, value) for label, value in (*facts, *extra) if value]
 
     def to_dict(self) -> dict:
-        return {"photo": self.row, "tags": self.tags, "own": self.own}
+        return {"photo": self.row, "tags": self.tags, "own": self.own, "warning": self.warning}
 
 
 def show(library: Library, photo: str | Path, *, every: bool = False) -> PhotoView:
@@ -362,7 +364,8 @@ def _view(library: Library, row: dict, every: bool = False) -> PhotoView:
     own = library.own_keywords(row["id"])
     said = {words[0] for k in own if (words := keyword_words(k))}  # each keyword's leaf
     tags = [tag for tag in library.photo_tags(row["id"], every=every) if tag["word"] not in said]
-    return PhotoView(row, tags, own)
+    damaged = library.failure(row["path"])  # a damaged file read all the same is listed with the failures
+    return PhotoView(row, tags, own, damaged["reason"] if damaged else None)
 
 
 def photo(library: Library, photo_id: int) -> PhotoView | None:

@@ -59,6 +59,8 @@ def test_real_camera_files(tmp_path):
     corrupted = str(jpg / "corrupted.jpg")
     assert failures[corrupted].startswith("damaged JPEG") and report["damaged"] == 1
     assert len(photo(db, corrupted, "--all")["tags"]) == 10
+    assert photo(db, corrupted)["warning"] == failures[corrupted]  # show says what was wrong with it
+    assert f"warning damaged JPEG: {failures[corrupted][len('damaged JPEG: ') :]}" in tag(db, "show", corrupted)
     # Every file is accounted for: tagged or failed with a reason, nothing crashed.
     assert report["new"] + report["failed"] == len(rows(db, "SELECT id FROM photos")) + len(failures) - 1
     stats = tag_json(db, "stats", "--failures")

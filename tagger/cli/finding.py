@@ -143,7 +143,10 @@ def stats(
 @app.command()
 def export(
     paths: list[Path] = typer.Argument(
-        None, help="Only photos under these folders (default: the whole library).", show_default=False, metavar="FOLDER..."
+        None,
+        help="Only photos under these folders (default: the whole library).",
+        show_default=False,
+        metavar="FOLDER...",
     ),
     xmp: bool = typer.Option(
         False, "--xmp", help="Write XMP sidecars with the tags as keywords (digiKam, darktable, Lightroom)."
