@@ -8,7 +8,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from tagger.cli import app
 from tagger.learning import LEARN_CONFIRMED, LEARN_REJECTED, learned_vector
 from tagger.library import Library
 from tagger.search import Term, combine, parse_query
@@ -63,6 +65,12 @@ def test_minus_leaves_out_and_weights_reorder_photos_with_known_keywords(tmp_pat
     assert tag(db, "search", "xqdog").split() == [str(photos[0]), str(photos[1])]
     assert tag(db, "search", "xqdog -xqcat").split() == [str(photos[0])]
     assert tag(db, "search", "xqdog", "-xqcat").split() == [str(photos[0])]  # unquoted: not an option
+    # A word holding n or 0 (-n, -0 are options), anywhere among the options, with a value glued on or not.
+    tag(db, "tag", photos[0], "--add", "xqnone0")
+    for args in (["-xqnone0", "xqdog", "-n", "5"], ["-n5", "xqdog", "-xqnone0"], ["--limit=5", "-xqnone0", "xqdog"]):
+        assert tag(db, "search", *args).split() == [str(photos[1])], args
+    assert tag(db, "search", "xqdog", "-n", "1").split() == [str(photos[0])]
+    assert "No such option: --nope" in CliRunner().invoke(app, ["search", "xqdog", "--nope", "--db", str(db)]).output
 
 
 def test_like_finds_the_same_picture_first(tmp_path):

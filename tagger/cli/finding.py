@@ -2,22 +2,55 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import typer
+from typer._click import Context  # typer's own click, whose commands these are
+from typer.core import TyperCommand
 
 from .. import api
 from .base import Db, Json, SidecarNaming, app, bug, echo_json, reported
 
 
-# `search beach -people`: a word after a minus is a term to leave out, not an option.
-@app.command(context_settings={"ignore_unknown_options": True})
+class _Terms(TyperCommand):
+    """`search beach -person -n 5`: an argument that starts with one minus and is none of the
+    command's options is a word to leave out, wherever it stands (click alone would read
+    -person as -p -e -r -s -o -n and ask -n for a number)."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        takes = {
+            name: not (getattr(p, "is_flag", False) or getattr(p, "count", False))
+            for p in self.get_params(ctx)
+            if p.param_type_name == "option"
+            for name in (*p.opts, *p.secondary_opts)
+        }
+        options: list[str] = []
+        words: list[str] = []
+        rest = iter(args)
+        for arg in rest:
+            name = arg.split("=", 1)[0]
+            if arg == "--":
+                words.extend(rest)
+            elif name in takes or arg.startswith("--"):  # an unknown --option is still an error
+                options.append(arg)
+                if takes.get(name) and "=" not in arg:
+                    options.extend(list(itertools.islice(rest, 1)))  # its value, whatever it looks like
+            elif re.fullmatch(r"-[A-Za-z]\d+", arg) and takes.get(arg[:2]):
+                options.append(arg)  # -n5
+            else:
+                words.append(arg)
+        return super().parse_args(ctx, [*options, "--", *words])
+
+
+@app.command(cls=_Terms)
 def search(
     words: list[str] = typer.Argument(
         None,
         help=(
             "Words to search for, in the vocabulary or not; -word leaves out photos showing it, 2:word counts "
-            "it twice. A -word starting with n or 0 (short options) goes after --: search beach -- -night."
+            "it twice."
         ),
         show_default=False,
         metavar="WORD...",
