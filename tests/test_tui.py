@@ -765,3 +765,37 @@ async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(s
         await settle(pilot)
         with Library(db) as library:
             assert list(library.feedback(word)[1]) == [first.photo_id]
+
+
+@pytest.mark.slow  # the word is scored again over the library, three times
+async def test_teaching_keeps_the_lists_place_and_a_failed_search_teaches_nothing(scanned, tmp_path):
+    db = copy_library(scanned / "lib.db", tmp_path)
+    app = EpsilonTagApp(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        word = cells(app.query_one("#tag-table", DataTable), 2)[0]
+        await pilot.press("enter", "tab", "down")  # the first tag's photos, the second of them
+        await settle(pilot)
+        panel = app.query_one("#photos", PhotoPanel)
+        rejected, following = panel.hits[1], panel.hits[2]
+        await pilot.press("minus")  # it leaves the list: the cursor is on the photo after it
+        await settle(pilot)
+        assert rejected.photo_id not in [h.photo_id for h in panel.hits]
+        assert panel.current().photo_id == following.photo_id and panel.border_title.startswith(word)
+        await pilot.press("plus")  # confirmed where the cursor is, and the cursor stays there
+        await settle(pilot)
+        assert panel.current().photo_id == following.photo_id
+        await pilot.press("slash", *"zqxjwvk", "enter")  # no such word: the list and its word stay
+        await settle(pilot)
+        assert panel.border_title.startswith(word)
+        app.query_one("#photo-table").focus()
+        await pilot.press("plus")
+        await settle(pilot)
+        with Library(db) as library:
+            assert "zqxjwvk" not in library.words_with_feedback()
+            assert list(library.feedback(word)[0]) == [following.photo_id]
+        await pilot.press("slash", *word, "enter")  # a one-word search: teaching it keeps the search's list
+        await settle(pilot)
+        await pilot.press("down", "plus")
+        await settle(pilot)
+        assert panel.border_title.startswith(f"search: {word}")

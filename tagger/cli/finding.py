@@ -49,8 +49,7 @@ def search(
     words: list[str] = typer.Argument(
         None,
         help=(
-            "Words to search for, in the vocabulary or not; -word leaves out photos showing it, 2:word counts "
-            "it twice."
+            "Words to search for, in the vocabulary or not; -word leaves out photos showing it, 2:word counts it twice."
         ),
         show_default=False,
         metavar="WORD...",

@@ -77,6 +77,7 @@ class EpsilonTagApp(App):
         self.seen_version: int | None = None
         self.scanning = False
         self.list_word: str | None = None  # the word of the photo list, which + and - teach
+        self.listed: tuple[str, Callable[[], Ranking], str | None] | None = None  # how the list was read
 
     def run(self, *, headless: bool = False, **kwargs: Any) -> Any:
         if self.graphics == AUTO:  # now or never: once started, Textual reads the terminal's answers
@@ -184,24 +185,25 @@ class EpsilonTagApp(App):
     def on_tag_panel_chosen(self, message: TagPanel.Chosen) -> None:
         word, panel = message.word, self._main("#photos", PhotoPanel)
         if panel is not None:
-            self.list_word = word["word"]
-            self.load_photos(panel, f"{word['word']}", lambda: api.photos_of_word(self.opened, word["id"]))
+            self.load_photos(panel, word["word"], lambda: api.photos_of_word(self.opened, word["id"]), word["word"])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "search":
             return
         query = event.value.strip()
         if query:
-            self.list_word = query if len(query.split()) == 1 and not query.startswith("-") else None
             self.load_photos(
                 self.query_one("#photos", PhotoPanel),
                 f"search: {query}",
                 lambda: api.search(self.opened, query, limit=0, source=self.source).ranking,
+                query if len(query.split()) == 1 and not query.startswith("-") else None,
             )
             self.query_one("#photo-table").focus()
 
     @work(thread=True, exclusive=True, group="photos")
-    def load_photos(self, panel: PhotoPanel, title: str, ranked: Callable[[], Ranking]) -> None:
+    def load_photos(self, panel: PhotoPanel, title: str, ranked: Callable[[], Ranking], word: str | None) -> None:
+        """The photo list read by ``ranked``; ``word``: what + and - on it teach (None: nothing).
+        A list that cannot be read leaves the one on screen, and what its keys teach, as it was."""
         try:
             with self.lock:
                 ranking = ranked()
@@ -210,7 +212,7 @@ class EpsilonTagApp(App):
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
         if not get_current_worker().is_cancelled:
-            self.call_from_thread(self._deliver, panel.start, title, ranking, first)
+            self.call_from_thread(self._listed, panel, (title, ranked, word), ranking, first)
             if not len(ranking) and ranking.best is not None:
                 self.call_from_thread(
                     self.notify,
@@ -219,6 +221,19 @@ class EpsilonTagApp(App):
                     + ranking.did_you_mean(),
                     timeout=8,
                 )
+
+    def _listed(
+        self, panel: PhotoPanel, listed: tuple[str, Callable[[], Ranking], str | None], ranking: Ranking, first: Page
+    ) -> None:
+        if panel.is_attached:
+            self.listed, self.list_word = listed, listed[2]
+            panel.start(listed[0], ranking, first)
+
+    def reload_photos(self) -> None:
+        """The list on screen read again (its scores changed), keeping its place."""
+        panel = self._main("#photos", PhotoPanel)
+        if panel is not None and self.listed is not None:
+            self.load_photos(panel, *self.listed)
 
     def _page(self, ranking: Ranking, start: int) -> Page:
         return Page(*api.page(self.opened, ranking, start, PhotoPanel.PAGE))
@@ -330,17 +345,18 @@ class EpsilonTagApp(App):
             return
         message = f"{word}: {taught.confirmed} confirmed, {taught.rejected} rejected; shown on {taught.count} photos"
         self.call_from_thread(self.status, message)
-        self.call_from_thread(self.load_tags, word)
+        self.call_from_thread(self.load_tags)  # new counts; the tag chosen stays
+        self.call_from_thread(self.reload_photos)
 
     def action_more_like(self) -> None:
         hit = self.query_one("#photos", PhotoPanel).current()
         if hit is not None:
-            self.list_word = None
             name = Path(hit.path).name
             self.load_photos(
                 self.query_one("#photos", PhotoPanel),
                 f"like {name}",
                 lambda: api.like(self.opened, hit.photo_id, limit=0).ranking,
+                None,
             )
 
     def action_add_word(self) -> None:

@@ -37,6 +37,7 @@ class TagPanel(Vertical):
         super().__init__(**kwargs)
         self.words: list[dict] = []
         self.sort = "count"
+        self.announced: str | None = None  # the word last said to be chosen
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter tags", id="tag-filter")
@@ -98,10 +99,18 @@ class TagPanel(Vertical):
             self.table.focus()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "tag-table":
-            chosen = self.selected()
-            if chosen is not None:
-                self.post_message(self.Chosen(chosen))
+        # Only a move to another word: the table refilled with new counts (a word taught or
+        # added, a scan elsewhere) must not replace the photo list someone is working down.
+        chosen = self.selected() if event.data_table.id == "tag-table" else None
+        if chosen is not None and chosen["word"] != self.announced:
+            self.announced = chosen["word"]
+            self.post_message(self.Chosen(chosen))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        chosen = self.selected() if event.data_table.id == "tag-table" else None
+        if chosen is not None:  # enter: this word's photos again (after a search, say)
+            self.announced = chosen["word"]
+            self.post_message(self.Chosen(chosen))
 
 
 @dataclass
@@ -144,10 +153,16 @@ class PhotoPanel(Vertical):
         return self.query_one("#photo-table", DataTable)
 
     def start(self, title: str, ranking: Ranking, first: Page) -> None:
+        """A new list from its top; the same list read again keeps its place: on the same
+        photo, or where it was when that photo left the list (one rejected: the next)."""
+        here = self.current() if title == self.title else None
+        row = self.table.cursor_row if here is not None else 0
         self.ranking, self.hits, self.title = ranking, [], title
         self.table.clear()
         self.append(first)
-        self.table.move_cursor(row=0)
+        if here is not None:
+            row = next((n for n, hit in enumerate(self.hits) if hit.photo_id == here.photo_id), row)
+        self.table.move_cursor(row=max(0, min(row, len(self.hits) - 1)))
 
     @property
     def more(self) -> bool:
