@@ -266,6 +266,9 @@ def tag(
     wanted |= {normalise_word(w): (" ".join(w.split()), -1) for w in remove}
     if not wanted or not all(wanted):
         raise InputError("Say what to tag: --add WORD or --remove WORD.")
+    both = sorted({normalise_word(w) for w in add} & {normalise_word(w) for w in remove})
+    if both:
+        raise InputError(f"{', '.join(map(repr, both))}: both added and removed; say one of them.")
     forms = _vocabulary.known_forms(library, list(wanted))
     with library.transaction():
         for word, (written, state) in wanted.items():

@@ -216,3 +216,11 @@ def test_what_the_user_sees_around_a_search_and_a_photo(tagged):
     tag(db, "tag", photos[1], "--add", "water")  # a word the model may show too: listed once, as the person's
     view = tag_json(db, "show", photos[1])
     assert "water" in view["own"] and "water" not in [t["word"] for t in view["tags"]]
+
+
+def test_a_word_both_added_and_removed_is_refused_and_changes_nothing(tagged):
+    db, photos, _ = tagged
+    before = tag_json(db, "show", photos[2])
+    refused = CliRunner().invoke(app, ["tag", str(photos[2]), "-a", "Boat", "-r", "boat", "--db", str(db)])
+    assert refused.exit_code == 2 and "'boat': both added and removed; say one of them." in refused.output
+    assert tag_json(db, "show", photos[2]) == before

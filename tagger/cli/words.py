@@ -90,7 +90,12 @@ def tag_photos(
     photos: list[Path] = typer.Argument(..., help="Photos of the library.", show_default=False, metavar="PHOTO..."),
     add: list[str] = typer.Option([], "--add", "-a", help="A word the photos show; repeatable.", metavar="WORD"),
     remove: list[str] = typer.Option(
-        [], "--remove", "-r", help="A word they do not show (a model's tag is rejected); repeatable.", metavar="WORD"
+        [],
+        "--remove",
+        "-r",
+        help="A word they do not show: a word you added to them is taken back; the model's tag is rejected (hidden "
+        "on them, and the word learns from it). Repeatable.",
+        metavar="WORD",
     ),
     db: Path | None = Db,
 ) -> None:
