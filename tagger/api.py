@@ -230,9 +230,14 @@ def word_table(library: Library, *, kind: str | None = None, sort: str = "count"
 
 
 def similar(library: Library, word: str, n: int = 10) -> list[tuple[str, float]]:
+    """Words to add near ``word`` in meaning, for the library (``similar_words``)."""
+    return similar_words(word_source(library), word, n)
+
+
+def similar_words(source: WordSource, word: str, n: int = 10) -> list[tuple[str, float]]:
     """Words to add near ``word`` in meaning (trainer.candidates): photo words by their
-    shipped sentence vectors where ``word`` is one, else the library's own word space."""
-    return candidates.similar(word_source(library), word, n)
+    shipped sentence vectors where ``word`` is one, else the source's own word space."""
+    return candidates.similar(source, word, n)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import suppress
 
 import pytest
-from textual.widgets import DataTable, Input, Label
+from textual.widgets import DataTable, Input, Label, OptionList
 
 from tagger.library import Library
 from tagger.scan import ScanReport
@@ -135,7 +135,12 @@ async def test_add_and_remove_a_word(scanned, tmp_path):
         await pilot.press(*"zepelin", "enter")
         await settle(pilot)
         assert "Did you mean" in str(app.screen.query_one("#add-error", Label).render())
+        options = app.screen.query_one("#add-suggestions", OptionList)
+        assert str(options.get_option_at_index(0).prompt) == "zeppelin"  # the spelling, to take with enter
         field = app.screen.query_one("#add-input", Input)
+        field.value = "zeppelin"
+        await settle(pilot)
+        assert str(options.get_option_at_index(0).prompt) == "airship"  # photo words near it in meaning
         field.value = "lighthouse keeper"
         await settle(pilot)
         assert app.screen.query_one("#add-suggestions").option_count > 0  # neighbours as suggestions

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, Markdown, OptionList, Static
 from textual.worker import get_current_worker
 
+from .. import api
 from ..api import UnknownWordError, VocabularyError, WordSource, normalise_word
 
 HELP = """\
@@ -75,7 +76,7 @@ class AddWordScreen(ModalScreen[str | None]):
             yield Label("Add a word to the vocabulary", classes="title")
             yield Input(placeholder="a word or a phrase, e.g. zeppelin or polar bear", id="add-input")
             yield Label("", id="add-error")
-            yield Label("Similar words (enter on one to take it):", classes="hint")
+            yield Label("Similar words, or spellings it may be (enter on one to take it):", classes="hint")
             yield OptionList(id="add-suggestions")
             yield Label("enter adds  \u00b7  escape cancels", classes="hint")
 
@@ -85,10 +86,13 @@ class AddWordScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="suggest")
     def suggest(self, text: str) -> None:
+        """Words near it in meaning; for a word the vectors lack, the spellings they have."""
         word = normalise_word(text)
         try:
-            found = [w for w, _ in self.source.neighbours(word, 8)] if word else []
-        except (UnknownWordError, VocabularyError):
+            found = [w for w, _ in api.similar_words(self.source, word, 8)] if word else []
+        except UnknownWordError as exc:
+            found = exc.suggestions
+        except VocabularyError:
             found = []
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_suggestions, found)
