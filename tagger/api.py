@@ -437,5 +437,13 @@ def export_xmp(
             raise InputError(f"{folder} is not a folder of this library's photos: `epsilon-tag roots list` shows them")
     from .xmp import export_sidecars
 
-    own = library.own_keywords
-    return export_sidecars(library, under, naming=naming, min_score=min_score, top=top, own=own, parent=parent)
+    return export_sidecars(
+        library,
+        under,
+        naming=naming,
+        min_score=min_score,
+        top=top,
+        own=library.own_keywords,
+        confirmed=library.confirmed_keywords,
+        parent=parent,
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, IptcImagePlugin
 
 from .xmp import (
+    CONFIRMED,
     DEFAULT_PARENT,
     HIERARCHY,
     SUBJECT,
@@ -59,6 +60,20 @@ def read_keywords(photo: str | Path, *, parent: str | None = DEFAULT_PARENT) -> 
     photo = Path(photo)
     packets = [p for sidecar in sidecars_of(photo) if (p := _sidecar_packet(sidecar)) is not None]
     return _theirs([*packets, *_embedded_packets(photo)], parent)
+
+
+def read_confirmed(photo: str | Path) -> list[str]:
+    """The keywords a person confirmed on the photo in epsilon-tag, as its sidecars record
+    them (``xmp.CONFIRMED``); [] where none does or a sidecar cannot be read."""
+    found: dict[str, str] = {}
+    for sidecar in sidecars_of(Path(photo)):
+        try:
+            root = ET.parse(sidecar).getroot()
+        except (ET.ParseError, OSError):
+            continue
+        for keyword in sorted(recorded(root, CONFIRMED)):
+            found.setdefault(keyword.casefold(), keyword)
+    return list(found.values())
 
 
 def _sidecar_packet(sidecar: Path) -> _Packet | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
-from .keywords import read_keywords
+from .keywords import read_confirmed, read_keywords
 from .library import Failure, Library, PhotoRecord
 from .scanplan import Job, quick_hash, sidecar_signature
 from .vocabulary import Vocabulary, renormalise, top_tags
@@ -38,6 +38,7 @@ class Read(NamedTuple):
     damage: str | None  # tagged all the same, but listed: damage, impossible EXIF values
     keywords: list[str]  # the photographer's own, from the file and its sidecars
     sidecars: str  # their signature (scanplan.sidecar_signature)
+    confirmed: list[str]  # what a person confirmed on it in epsilon-tag, as its sidecars record
 
 
 Found = Read | str  # or why the file could not be read
@@ -79,10 +80,11 @@ class _Reader:
             # Tagged all the same, but listed with the failures: damage, impossible EXIF values.
             noted = "; ".join(p for p in (jpeg_damage(job.path, image), *meta.problems) if p) or None
             keywords, sidecars = read_keywords(job.path), sidecar_signature(job.path)
+            confirmed = read_confirmed(job.path) if sidecars else []
             size = photo_size(job.path, meta.orientation)
             if size == (None, None):  # no header Pillow reads (JPEG XL): the decoded picture's, upright
                 size = image.size
-            return i, pixels, Read(digest, asdict(meta), size, noted, keywords, sidecars)
+            return i, pixels, Read(digest, asdict(meta), size, noted, keywords, sidecars, confirmed)
         except FileNotFoundError:
             reason = "vanished during the scan"
         except UnreadablePhoto as exc:
@@ -193,6 +195,15 @@ def _store_batch(
             library.stage_batch(records, failures, engine.model_id)
         else:
             library.save_batch(records, failures, engine.model_id)
+            # A photo new to this library whose sidecar records what a person confirmed on
+            # it (an export from another library, a lost .db): theirs again.
+            library.restore_confirmed(
+                [
+                    (job.path, r.confirmed)
+                    for (job, known), r in zip(jobs, results)
+                    if isinstance(r, Read) and r.confirmed and not known
+                ]
+            )
             renormalise(library)  # the first photos, then each time the library grew by a quarter
     # Counted once stored: a batch cut by Ctrl-C was rolled back and counts nothing.
     updated = sum(in_library for (_, in_library), r in zip(jobs, results) if not isinstance(r, str))

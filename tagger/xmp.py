@@ -12,7 +12,9 @@ which keywords are the model's.
 Keywords already in a sidecar are kept. What epsilon-tag put in each view is recorded in
 the sidecar, each record an rdf:Bag: the model's tags (``epsilontag:added``,
 ``epsilontag:hierarchical``, ``epsilontag:tagsList``) and the photographer's keywords it
-copied there from the photo itself (``epsilontag:copied...``). A later export replaces its
+copied there from the photo itself (``epsilontag:copied...``), and the keywords a person
+confirmed in epsilon-tag (``epsilontag:confirmed``: a library reading the photo for the
+first time takes them back as that person's). A later export replaces its
 own old entries and only those; an entry the photographer had before epsilon-tag wrote the
 same one is never recorded, so it stays theirs whatever later exports do. Reading a photo's
 keywords leaves both records out: the model's tags are not the photographer's, and a copy
@@ -54,6 +56,9 @@ for _prefix, _uri in NS.items():
 
 Naming = Literal["full", "stem"]
 DEFAULT_PARENT = "epsilon-tag"
+# The keywords a person confirmed on the photo in epsilon-tag, a backup of what lives in the
+# library alone (tagger.keywords.read_confirmed).
+CONFIRMED = "epsilontag:confirmed"
 _OURS_BEFORE = f"{{{NS['epsilontag']}}}keywords"  # what the first release wrote: a comma-joined attribute
 
 
@@ -186,10 +191,12 @@ def write_sidecar(
     naming: Naming = "full",
     *,
     own: Sequence[str] = (),
+    confirmed: Sequence[str] = (),
     parent: str | None = DEFAULT_PARENT,
 ) -> tuple[Path, bool]:
     """Merge the model's ``keywords`` and the photographer's ``own`` (``|``-joined paths)
-    into the photo's sidecar; returns (sidecar, whether it existed)."""
+    into the photo's sidecar, recording which of ``own`` a person ``confirmed`` in
+    epsilon-tag; returns (sidecar, whether it existed)."""
     path = sidecar_path(photo, naming)
     if len(os.fsencode(path.name)) > 255:  # the limit of every common file system
         raise SidecarError(
@@ -204,6 +211,7 @@ def write_sidecar(
     description = _description(rdf)
     for view, wanted in _entries(keywords, own, parent).items():
         _merge(rdf, description, view, wanted, parent)
+    _record(rdf, description, CONFIRMED, _unique(confirmed))
     ET.indent(root)
     _atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=False))
     return path, existed
@@ -381,11 +389,13 @@ def export_sidecars(
     min_score: float | None = None,
     top: int | None = None,
     own: Callable[[int], list[str]] | None = None,
+    confirmed: Callable[[int], list[str]] | None = None,
     parent: str | None = DEFAULT_PARENT,
 ) -> tuple[int, int, list[tuple[str, str]]]:
     """Write every present photo's tags to its sidecar: those it shows (the model's tag rule),
     or, with ``min_score``, every stored tag at least that confident; at most ``top``; with
-    ``own`` (a photo id -> its photographer's keywords), those beside them.
+    ``own`` (a photo id -> its photographer's keywords), those beside them, and which of them
+    a person ``confirmed`` in epsilon-tag (recorded).
     Returns (sidecars written new, sidecars merged, [(path, reason) that failed])."""
     written = merged = 0
     photos = list(library.present_photos(under))
@@ -398,7 +408,8 @@ def export_sidecars(
         keywords = [t["word"] for t in tags if min_score is None or t["score"] >= min_score][:top]
         try:
             theirs = own(row["id"]) if own is not None else []
-            _, existed = write_sidecar(row["path"], keywords, naming, own=theirs, parent=parent)
+            given = confirmed(row["id"]) if confirmed is not None else []
+            _, existed = write_sidecar(row["path"], keywords, naming, own=theirs, confirmed=given, parent=parent)
         except SidecarError as exc:
             failed.append((row["path"], str(exc)))
             continue

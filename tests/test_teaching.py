@@ -153,6 +153,24 @@ def test_a_persons_keyword_keeps_its_case_and_is_one_keyword_in_any_case(tagged)
         assert not len(library.feedback("grandma kowalski")[0])
 
 
+def test_a_new_library_takes_back_what_a_person_confirmed_from_the_sidecars(tagged, tmp_path):
+    """The library file lost (or another one made): an export kept what the person said."""
+    db, photos, _ = tagged
+    tag(db, "tag", photos[2], "--add", "Grandma Kowalski")
+    tag(db, "export", "--xmp")
+    fresh = tmp_path / "fresh.db"
+    tag(fresh, "scan", photos[0].parent, "-q")
+    assert tag_json(fresh, "show", photos[0])["own"] == ["my bike"]
+    assert tag_json(fresh, "show", photos[2])["own"] == ["Grandma Kowalski"]
+    with Library(fresh) as library:
+        assert [len(library.feedback(w)[0]) for w in ("my bike", "grandma kowalski")] == [1, 1]
+    assert tag(fresh, "search", "my bike").split()[0] == str(photos[0])
+    # In the library that knows them, what the person takes back stays taken back.
+    tag(db, "tag", photos[0], "--remove", "my bike")
+    tag(db, "scan", "-q", "--force")
+    assert tag_json(db, "show", photos[0])["own"] == []
+
+
 def test_a_word_learns_from_its_examples_and_unlearns_in_one_command(tagged):
     db, photos, _ = tagged
     with Library(db) as library:

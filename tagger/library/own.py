@@ -58,6 +58,23 @@ class OwnTags(SideFiles):
                     kept.append(keyword)
         return found
 
+    def confirmed_keywords(self, photo_id: int) -> list[str]:
+        """The keywords a person confirmed on the photo, as they wrote them."""
+        rows = self.db.execute(
+            "SELECT DISTINCT keyword FROM own_tags WHERE photo_id = ? AND source = ? AND state > 0 ORDER BY keyword",
+            [photo_id, FROM_USER],
+        )
+        return [r[0] for r in rows]
+
+    def restore_confirmed(self, photos: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Keywords a person confirmed on photos in some library, as the photos' sidecars
+        recorded them, taken back as this library's person's (for photos it reads the first time)."""
+        with self.transaction():
+            for path, keywords in photos:
+                row = self.db.execute("SELECT id FROM photos WHERE path = ?", [path]).fetchone()
+                for keyword in keywords if row else ():
+                    self.set_user_tag(row[0], keyword, 1)
+
     def photos_with_own(self, word: str) -> np.ndarray:
         """Sorted ids of the photos one of whose own keywords is ``word`` at some level."""
         rows = self.db.execute(
