@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tagger.cli import app
-from tagger.learning import LEARN_CONFIRMED, LEARN_REJECTED, learned_vector
+from tagger.learning import LEARN_CONFIRMED, LEARN_HALF, LEARN_REJECTED, learned_vector
 from tagger.library import Library
 from tagger.search import Term, combine, parse_query
 from tests.photo_factory import make_library
@@ -51,7 +51,7 @@ def test_learned_vector_is_rocchio_on_the_best_matching_rows():
     rejected = np.array([[[0.0, 0.0, -1.0], [0.6, 0.0, -0.8]]])  # best row: 1
     mean = np.array([0.7, 0.4, 0.3]) / np.linalg.norm([0.7, 0.4, 0.3])
     away = np.array([0.6, 0.0, -0.8])
-    by_hand = base + LEARN_CONFIRMED * mean - LEARN_REJECTED * away
+    by_hand = base + LEARN_CONFIRMED * 2 / (2 + LEARN_HALF) * mean - LEARN_REJECTED * 1 / (1 + LEARN_HALF) * away
     np.testing.assert_allclose(learned_vector(base, confirmed, rejected), by_hand / np.linalg.norm(by_hand), atol=1e-6)
     np.testing.assert_allclose(learned_vector(base * 3, confirmed[:0], rejected[:0]), base)
 
