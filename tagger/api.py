@@ -186,6 +186,11 @@ def page(library: Library, ranking: Ranking, start: int, count: int) -> tuple[li
     return hits, library.top_words([h.photo_id for h in hits])
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 photo', '3 photos', '2 matches': a count as people write it."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 # ---- the vocabulary ----------------------------------------------------------------
 
 

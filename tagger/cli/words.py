@@ -110,4 +110,4 @@ def tag_photos(
 
 
 def _photos(n: int) -> str:
-    return f"{n} photo" if n == 1 else f"{n} photos"
+    return api.counted(n, "photo")

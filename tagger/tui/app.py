@@ -216,9 +216,8 @@ class EpsilonTagApp(App):
             if not len(ranking) and ranking.best is not None:
                 self.call_from_thread(
                     self.notify,
-                    f"No photo matches this well (the best confidence is {ranking.best:.2f}, the floor "
-                    f"{ranking.floor or 0:.2f}); `epsilon-tag search WORDS --min-score 0` lists them all."
-                    + ranking.did_you_mean(),
+                    f"No photo matches this well: the best confidence is {ranking.best:.2f}, and a photo is "
+                    f"listed from {ranking.floor or 0:.2f}." + ranking.did_you_mean(),
                     timeout=8,
                 )
 
@@ -328,8 +327,11 @@ class EpsilonTagApp(App):
     def action_teach(self, state: int) -> None:
         """+ / -: the selected photo shows the list's word (a tag, or a one-word search), or not."""
         hit = self.query_one("#photos", PhotoPanel).current()
-        if hit is None or self.list_word is None:
+        if self.list_word is None:
             self.notify("Choose a tag (or search one word), then + or - on a photo of its list.", timeout=6)
+            return
+        if hit is None:
+            self.notify(f"No photo in the list of {self.list_word!r}: + and - tag the photo the cursor is on.")
             return
         self.status(f"{'confirming' if state > 0 else 'rejecting'} {self.list_word!r}: scoring every photo...")
         self.teach(hit.photo_id, self.list_word, state)
@@ -343,7 +345,8 @@ class EpsilonTagApp(App):
         except (UserError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return
-        message = f"{word}: {taught.confirmed} confirmed, {taught.rejected} rejected; shown on {taught.count} photos"
+        shown = api.counted(taught.count, "photo")
+        message = f"{word}: {taught.confirmed} confirmed, {taught.rejected} rejected; shown on {shown}"
         self.call_from_thread(self.status, message)
         self.call_from_thread(self.load_tags)  # new counts; the tag chosen stays
         self.call_from_thread(self.reload_photos)
@@ -393,10 +396,10 @@ class EpsilonTagApp(App):
                 library = self.opened
                 if add:
                     count = api.add_words(library, [word], source=self.words)[0].count
-                    message = f"{word}: {count} photos show it"
+                    message = f"{word}: {api.counted(count, 'photo')} show it"
                 else:
                     count = api.remove_words(library, [word])[word]
-                    message = f"{word} removed (from {count} photos)"
+                    message = f"{word} removed (from {api.counted(count, 'photo')})"
         except (UserError, sqlite3.DatabaseError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
             return

@@ -158,14 +158,14 @@ This library has no photos yet. Type a folder of photos below and press enter: e
 photo is tagged on this machine with the shipped model (nothing leaves it), and you can
 search the library with any word afterwards.
 
-The same from a shell: `epsilon-tag scan ~/Pictures`
+The same from a shell: `epsilon-tag scan ~/Pictures`. Escape (or ctrl+q) quits.
 """
 
 
 class FirstRunScreen(Screen[str]):
     """An empty or missing library: ask for a folder to scan."""
 
-    BINDINGS: ClassVar = [Binding("ctrl+q", "app.quit", "Quit")]
+    BINDINGS: ClassVar = [Binding("escape", "app.quit", "Quit"), Binding("ctrl+q", "app.quit", "Quit", show=False)]
 
     def __init__(self, library_path: str) -> None:
         super().__init__()

@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import ColumnKey
 
-from ..api import MISSING, SEEN, Hit, PhotoView, Ranking, sort_words
+from ..api import MISSING, SEEN, Hit, PhotoView, Ranking, counted, sort_words
 from .pixels import Pixels, image_widget
 
 SEEN_MARK, ZERO_SHOT_MARK = "\u2022", "\u25e6"  # filled: trained on; hollow: zero-shot
@@ -184,8 +184,9 @@ class PhotoPanel(Vertical):
             self.hits.append(hit)
         total = len(self.ranking) if self.ranking is not None else 0
         # A search lists the photos from its relevance floor up: its matches, not the library.
-        noun = "matches" if self.ranking is not None and self.ranking.floor is not None else "photos"
-        self.border_title = f"{self.title}  {total:,} {noun}"
+        matches = self.ranking is not None and self.ranking.floor is not None
+        listed = counted(total, "match", "matches") if matches else counted(total, "photo")
+        self.border_title = f"{self.title}  {listed}"
 
     def current(self) -> Hit | None:
         row = self.table.cursor_row
