@@ -52,18 +52,22 @@ class Term:
 
 # A query token: an optional "-" (leave out), an optional "N:" weight, the word.
 _TOKEN = re.compile(r"^(-)?(?:(\d+(?:\.\d+)?):)?(.*)$")
+# Tokens of a query argument: a "quoted phrase" (after its - and N:, if any) is one.
+_PIECES = re.compile(r'(-?(?:\d+(?:\.\d+)?:)?)"([^"]*)"|([^\s,]+)')
 
 
 def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> list[Term]:
     """The terms of a query, as rclip reads them: `beach -people` leaves out photos showing
     people, `2:beach sunset` counts beach twice, `snow + dog` is snow and dog (a lone `+`
     joins, as a space does). An argument that is a vocabulary entry ("polar bear", or
-    "-polar bear") stays whole; anything else is split on spaces and commas."""
+    "-polar bear") stays whole, and so does a phrase in double quotes (`"teddy bear" -"hot
+    dog"`, typed in the TUI or quoted twice in a shell); anything else is split on spaces
+    and commas."""
     known = set(vocabulary)
     weights: dict[str, float] = {}
     for part in [query] if isinstance(query, str) else list(query):
         key = normalise_word(part)
-        tokens = [key] if _body(key) in known else [t for t in re.split(r"[\s,]+", key) if t and t != "+"]
+        tokens = [key] if _body(key) in known else [t for t in _pieces(key) if t and t != "+"]
         for token in tokens:
             sign, weight, word = _TOKEN.match(token).groups()  # type: ignore[union-attr]  # matches any text
             if weight is not None and (not word or float(weight) == 0):
@@ -74,6 +78,11 @@ def parse_query(query: str | Sequence[str], vocabulary: Sequence[str] = ()) -> l
             if word and word != "+":
                 weights[word] = weights.get(word, 0.0) + (-1 if sign else 1) * float(weight or 1)
     return [Term(word, weight) for word, weight in weights.items() if weight]
+
+
+def _pieces(text: str) -> list[str]:
+    # A quote left open is no phrase: its word without it.
+    return [m[1] + " ".join(m[2].split()) if m[3] is None else m[3].replace('"', "") for m in _PIECES.finditer(text)]
 
 
 def _body(token: str) -> str:

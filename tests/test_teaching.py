@@ -31,6 +31,8 @@ def told_error(db, *args) -> str:
 
 def test_query_terms_minus_plus_and_weights():
     assert parse_query("beach -people") == [Term("beach", 1.0), Term("people", -1.0)]
+    quoted = parse_query('"polar  bear" -"hot dog" 2:"teddy bear" sky,"sea')  # the TUI's box, or quotes kept
+    assert quoted == [Term("polar bear"), Term("hot dog", -1.0), Term("teddy bear", 2.0), Term("sky"), Term("sea")]
     assert parse_query(["snow + dog"]) == [Term("snow"), Term("dog")]
     assert parse_query(["2:beach", "sunset"]) == [Term("beach", 2.0), Term("sunset")]
     assert parse_query(["-polar bear", "t-shirt"], ["polar bear"]) == [Term("polar bear", -1.0), Term("t-shirt")]
