@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tagger import api
 from tagger.library import DEFAULT, USER, Library
 from tests.photo_factory import make_library
 from tests.tagging import tag, tag_json
@@ -78,7 +79,7 @@ def test_a_persons_words_stay_and_a_library_before_the_policy_follows_it(tmp_pat
     assert "boats: already in the vocabulary as 'boat'" in added
     with Library(db) as library:
         trees = library.word_counts([words["tree"].id]).get(words["tree"].id, 0)
-    assert f"trees: already in the vocabulary as 'tree' ({trees} photos)" in added and trees > 0
+    assert f"trees: already in the vocabulary as 'tree' ({api.counted(trees, 'photo')})" in added and trees > 0
     tag(db, "scan", tmp_path / "photos", "-q", "--force")  # a word a person added stays theirs, whatever it is
     with Library(db) as library:
         assert {w.word: w.origin for w in library.words() if w.origin == USER} == {"woman": USER, "zeppelin": USER}

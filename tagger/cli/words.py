@@ -26,10 +26,10 @@ def vocab_add(
     for word in added:
         if word.held is None:
             typo = f" (a rare word: did you mean {word.typo!r}?)" if word.typo else ""
-            typer.echo(f"{word.word}: {word.count} photos{typo}")
+            typer.echo(f"{word.word}: {_photos(word.count)}{typo}")
         else:
             form = "" if word.held == word.word else f" as {word.held!r}"
-            typer.echo(f"{word.word}: already in the vocabulary{form} ({word.count} photos)")
+            typer.echo(f"{word.word}: already in the vocabulary{form} ({_photos(word.count)})")
 
 
 @vocab_app.command("remove")
