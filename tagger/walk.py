@@ -92,11 +92,12 @@ class _Walker:
         self.seen_dirs: set[tuple[int, int]] = set()
 
     def note_sidecars_beside(self, photo: Path) -> None:
+        if self.sidecars is None:
+            return
         for name in dict.fromkeys((f"{photo}{SIDECAR_SUFFIX}", f"{photo.with_suffix('')}{SIDECAR_SUFFIX}")):
-            with suppress(OSError):
+            with suppress(OSError):  # none of that name
                 info = os.stat(name)
-                if self.sidecars is not None:
-                    self.sidecars[name] = (info.st_size, info.st_mtime_ns)
+                self.sidecars[name] = (info.st_size, info.st_mtime_ns)
 
     def excluded(self, path: Path) -> bool:
         return any(fnmatch.fnmatch(str(path), p) or fnmatch.fnmatch(path.name, p) for p in self.patterns)

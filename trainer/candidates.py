@@ -4,7 +4,7 @@ A suggestion is a word to add to a photo vocabulary, so it comes from a list of 
 (the shipped photo tags, Corel-5K's and NUS-WIDE's tags, Open Images' 7,186 trainable
 classes), not from a word-vector file's 400,000 tokens: GloVe's nearest words to "zeppelin"
 are "beatles, ac/dc, metallica", the sentence encoder's among photo words are "airship,
-drummer, concert". The list's sentence vectors ship in assets/ (int8, 2.8 MB), so a word on
+drummer, concert". The list's sentence vectors ship in assets/ (int8, 2.6 MB), so a word on
 the list finds its neighbours by meaning in any library, GloVe or not, without the encoder;
 `python -m trainer.candidates` writes them again (it needs the ``minilm`` extra).
 """
