@@ -76,6 +76,22 @@ def test_a_killed_streaming_run_resumes_to_the_same_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctrl_c_saves_the_step_it_finishes_and_the_run_goes_on_from_there(tmp_path):
+    """No save was due (save_every is longer than the run): Ctrl-C saves all the same."""
+    data = make_corel(tmp_path / "data")
+    args = ["corel5k", "--data", data, "--cache", tmp_path / "cache", "--epochs", "2", *SMALL, "--save-every", "100"]
+    run_cli(*args, "--out", tmp_path / "clean")
+    stopped = child.run(TRAIN, [*args, "--out", tmp_path / "stopped"], env={"KILL_AT": 2, "DIE_WITH": "SIGINT"})
+    assert stopped.returncode != 0 and "Interrupted: saved at epoch 1, step 2 of 3" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    resumed = run_cli(*args, "--out", tmp_path / "stopped")
+    assert "epoch 1, step 2" in resumed.stderr
+    assert step_losses(tmp_path / "stopped") == pytest.approx(step_losses(tmp_path / "clean"), abs=1e-6)
+    again = run_cli(*args, "--out", tmp_path / "stopped")
+    assert "has run its 2 epochs: nothing to train" in again.stderr
+
+
+@pytest.mark.slow
 def test_knowledge_transfer_reads_the_streamed_logits_as_it_read_the_cached_ones(tmp_path):
     """The default model's recipe (prior row, distillation, ImageNet labels) takes its
     ImageNet logits per batch: streamed, they give the cached run's losses."""

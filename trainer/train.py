@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,17 +71,45 @@ class _Run:
         return math.ceil(len(self.fit_rows) / self.cfg.batch_size)
 
 
+class _CtrlC:
+    """Ctrl-C while training: the step under way finishes, the run is saved there and stops
+    (a second Ctrl-C stops at once). One process only: under torchrun the ranks could stop
+    at different steps, so there the saves every ``save_every`` steps are what resumes."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        if world()[1] == 1 and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        print("\nCtrl-C: saving after this step (press it again to stop at once)", file=sys.stderr)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def train(
     dataset: Dataset, cfg: TrainConfig, out: str | Path, cache_root: str | Path, *, progress: bool = True
 ) -> dict:
     """Train (or resume) into ``out``; returns the history. Bundles: out/best, out/last."""
     run = _start(dataset, cfg, Path(out), Path(cache_root), progress)
-    for epoch in range(run.start_epoch, run.cfg.epochs):
-        losses = _train_epoch(run, epoch)
-        if _finish_epoch(run, epoch, losses):
-            if is_main():
-                print(f"early stop: {cfg.patience} epochs without a better held-out figure", file=sys.stderr)
-            break
+    if run.start_epoch >= run.cfg.epochs and is_main():
+        print(f"{out} has run its {run.cfg.epochs} epochs: nothing to train (--epochs N adds more)", file=sys.stderr)
+    with _CtrlC() as ctrl_c:
+        for epoch in range(run.start_epoch, run.cfg.epochs):
+            losses = _train_epoch(run, epoch, ctrl_c)
+            if _finish_epoch(run, epoch, losses):
+                if is_main():
+                    print(f"early stop: {cfg.patience} epochs without a better held-out figure", file=sys.stderr)
+                break
     barrier()
     return {"history": run.history, "best": run.best}
 
@@ -161,8 +192,9 @@ def _rows(
     return fit_rows, val_rows, test_tokens.usable(np.arange(len(dataset.test)))
 
 
-def _train_epoch(run: _Run, epoch: int) -> list[float]:
-    """One epoch's steps from where the run stands; the loss of each step."""
+def _train_epoch(run: _Run, epoch: int, ctrl_c: _CtrlC | None = None) -> list[float]:
+    """One epoch's steps from where the run stands; the loss of each step. After a Ctrl-C
+    (``ctrl_c``): saved at the step reached, then KeyboardInterrupt."""
     cfg = run.cfg
     halved = cfg.lr_halve_epoch and epoch + 1 >= cfg.lr_halve_epoch
     for group in run.optimiser.param_groups:
@@ -179,10 +211,19 @@ def _train_epoch(run: _Run, epoch: int) -> list[float]:
         losses.append(_step(run, batch, epoch, step))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps:
+        stopping = ctrl_c is not None and ctrl_c.asked
+        if stopping or (cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < steps):
             _check_weights(run.model, epoch, step, cfg, run.out)
             partial = [*run.history, {"epoch": epoch, "partial_losses": losses}]
             save_state(run.out / "state", run.model, run.optimiser, epoch, step + 1, partial)
+        if stopping:
+            bar.close()
+            print(
+                f"Interrupted: saved at epoch {epoch + 1}, step {step + 1} of {steps}; run the same command to "
+                f"go on from there.",
+                file=sys.stderr,
+            )
+            raise KeyboardInterrupt
     bar.close()
     # A finite loss can still take a step to infinite weights (the last step of an epoch).
     _check_weights(run.model, epoch, steps - 1, cfg, run.out)

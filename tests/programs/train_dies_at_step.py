@@ -1,4 +1,5 @@
-"""epsilon-train (argv) that SIGKILLs itself at its KILL_AT-th optimiser step."""
+"""epsilon-train (argv) that, at its KILL_AT-th optimiser step, SIGKILLs itself (a crash) or
+raises SIGINT (Ctrl-C): DIE_WITH names the signal (SIGKILL unless told)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ original = torch.optim.Adam.step
 def step(self: torch.optim.Adam, *args: Any, **kwargs: Any) -> Any:
     calls[0] += 1
     if calls[0] == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("DIE_WITH", "SIGKILL")))
     return original(self, *args, **kwargs)
 
 
