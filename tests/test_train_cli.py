@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import fields
 
@@ -335,3 +336,22 @@ def test_every_training_setting_is_listed_with_its_help():
                 flag = f.metadata["option"]["flag"] or "--" + f.name.replace("_", "-")
                 assert flag in text and " ".join(f.metadata["option"]["help"][:30].split()) in text, f.name
     assert "(default: 1e-05)" in text and "<full|gpa|gfp|backbone>" in text
+
+
+def test_export_writes_a_new_readable_bundle_and_never_over_files(tmp_path):
+    from trainer.assets import asset_path
+
+    installed = asset_path("default")
+    before = (installed / "model.safetensors").read_bytes()
+    for target in (installed, tmp_path):  # the bundle itself, a folder holding other files
+        (tmp_path / "photo.jpg").write_bytes(b"mine")
+        refused = run_cli("export", installed, target, check=False)
+        assert refused.returncode == 2 and "is not a new or empty folder" in refused.stderr
+    assert (installed / "model.safetensors").read_bytes() == before and (tmp_path / "photo.jpg").read_bytes() == b"mine"
+    done = run_cli("export", installed, tmp_path / "shipped", "--note", "a test")
+    assert "fp16 weights" in done.stdout
+    copy = Bundle.load(tmp_path / "shipped")
+    assert copy.training["note"] == "a test"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "shipped" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask

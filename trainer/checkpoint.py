@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from .assets import normalise_word
 from .backbones import PACKAGED_WEIGHTS_ID, Backbone, Preprocessing, build_backbone
 from .errors import BackboneError, BundleError, InputError
-from .files import sha256_file
+from .files import as_umask_allows, sha256_file
 from .model import Epsilon, EpsilonConfig
 from .tagrule import TagRule
 
@@ -76,6 +76,7 @@ class Bundle:
                 tensors[f"labels.{name}"] = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
         weights_tmp = path / (WEIGHTS_FILE + ".tmp")
         save_file(tensors, str(weights_tmp))
+        as_umask_allows(weights_tmp)
         config = {
             "format": FORMAT,
             "version": VERSION,

@@ -350,13 +350,16 @@ def calibrate(
 @command()
 def export(
     bundle: Path = typer.Argument(..., help="A model bundle folder (e.g. runs/<run>/best)."),
-    dest: Path = typer.Argument(..., help="Where to write the exported bundle folder."),
+    dest: Path = typer.Argument(..., help="Where to write the exported bundle: a new or empty folder."),
     half: bool = typer.Option(True, "--half/--full", help="Store weights as fp16 (half the size; loads as fp32)."),
     note: str | None = typer.Option(None, help="How the model was made, recorded in the bundle's training section."),
 ) -> None:
     """Copy a bundle for shipping: fp16 weights, with a note on how it was made."""
     from .checkpoint import Bundle
 
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        # Never over a bundle (this one, to halve it in place, or another) nor into a folder of other files.
+        raise fail(f"{dest} is not a new or empty folder: export writes a bundle of its own; choose another DEST")
     loaded = Bundle.load(bundle)
     if note:
         loaded.training["note"] = note
