@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -339,19 +340,22 @@ def test_every_training_setting_is_listed_with_its_help():
 
 
 def test_export_writes_a_new_readable_bundle_and_never_over_files(tmp_path):
+    import shutil
+
     from trainer.assets import asset_path
 
-    installed = asset_path("default")
-    before = (installed / "model.safetensors").read_bytes()
-    for target in (installed, tmp_path):  # the bundle itself, a folder holding other files
-        (tmp_path / "photo.jpg").write_bytes(b"mine")
-        refused = run_cli("export", installed, target, check=False)
+    bundle = Path(shutil.copytree(asset_path("default"), tmp_path / "bundle"))  # never the installed one itself
+    before = (bundle / "model.safetensors").read_bytes()
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "photo.jpg").write_bytes(b"mine")
+    for target in (bundle, tmp_path / "photos"):  # the bundle itself, a folder holding other files
+        refused = run_cli("export", bundle, target, check=False)
         assert refused.returncode == 2 and "is not a new or empty folder" in refused.stderr
-    assert (installed / "model.safetensors").read_bytes() == before and (tmp_path / "photo.jpg").read_bytes() == b"mine"
-    done = run_cli("export", installed, tmp_path / "shipped", "--note", "a test")
+    assert (bundle / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["photo.jpg"]
+    done = run_cli("export", bundle, tmp_path / "shipped", "--note", "a test")
     assert "fp16 weights" in done.stdout
-    copy = Bundle.load(tmp_path / "shipped")
-    assert copy.training["note"] == "a test"
+    assert Bundle.load(tmp_path / "shipped").training["note"] == "a test"
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "shipped" / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
