@@ -107,7 +107,7 @@ def describe(dataset: str, cfg: TrainConfig, embeddings: str | None) -> str:
     words = embeddings or ("nus-wide-glove-300 (the 300-d GloVe label vectors in assets/nus_wide/)")
     paper = reported(dataset)
     lines = [
-        f"recipe paper on {dataset}: the paper's settings and ../shared/docs/epsilon-method.md's",
+        f"recipe paper on {dataset}: the paper's settings, as the method notes read them (docs/method-notes.md)",
         f"  backbone      {cfg.backbone} (timm {VIT_WEIGHTS}), frozen, {VIT_TOKENS[0]} x {VIT_TOKENS[1]} "
         f"tokens at 224 px; weights {cfg.backbone_weights or '(none given)'}",
         f"  word vectors  {words}, L2-normalised",
