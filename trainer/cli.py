@@ -116,7 +116,7 @@ def _train_command(dataset: str) -> Callable[..., None]:
         out: Path | None = typer.Option(
             None,
             help="Run folder: config, curves, best/ and last/ bundles, resumable state. Default: "
-            "runs/<dataset>-<method>-seed<seed>.",
+            "runs/<dataset>-<variant or method>-seed<seed> (runs/corel5k-zsl-full-seed0).",
         ),
         cache: str | None = typer.Option(
             None,

@@ -203,8 +203,8 @@ class TrainConfig:
     # prior row, ConSE), as trainer.class_text puts them into words.
     class_naming: str = option(
         "first",
-        "How ImageNet classes are put into words for --distill, --imagenet-labels, --prior and ConSE: first "
-        "(name), lemmas (all names) or photo ('a photo of a <first name>', for a sentence encoder).",
+        "How ImageNet classes are put into words (for the ImageNet prior row, distillation, ImageNet labels and "
+        "ConSE): first (name), lemmas (all names) or photo ('a photo of a <first name>', for a sentence encoder).",
         choices=NAMINGS,
     )
     class_definition: float = option(
