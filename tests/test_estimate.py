@@ -98,3 +98,16 @@ def test_a_rates_file_from_the_gpu_check_is_read_and_only_gpu_rates_scale(tmp_pa
     (tmp_path / "other.json").write_text("{}")
     wrong = run_cli("estimate", "nus-wide", "--rates", tmp_path / "other.json", check=False)
     assert wrong.returncode == 2 and "is not a rates file" in wrong.stderr
+
+
+def test_it_says_whether_auto_would_cache_or_stream_where_it_caches():
+    from trainer.estimate import format_estimate
+
+    rates = Throughputs(decode=10, backbone=100, head=400, disk=1e12)
+    result = estimate("x", "b", {"train": 1000, "test": 200}, (49, 1280), rates, workers=1, gpus=1, epochs=1)
+    result.cache_folder = "/cache"
+    need = result.cache_bytes
+    result.cache_free_bytes = int(need / 0.8) + 1  # caching takes at most 80% of the free space
+    assert "free in /cache: --cache auto caches there" in format_estimate(result)
+    result.cache_free_bytes = need  # it would fit, but not within the share
+    assert "only" in format_estimate(result) and "--cache auto would stream" in format_estimate(result)

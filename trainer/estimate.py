@@ -21,7 +21,9 @@ from .backbones import build_backbone
 from .datasets import load_dataset
 from .distributed import setup
 from .errors import InputError
+from .features import default_cache
 from .rates import GPU_CHECK, RATES, Rates, Throughputs, device_name, measure, read_rates, summarise
+from .tokens import CACHE_SHARE, free_bytes
 from .tokens import token_shape as probe
 
 __all__ = ["Estimate", "Throughputs", "estimate", "estimate_run", "format_estimate"]
@@ -51,6 +53,8 @@ class Estimate:
     rates_from: dict | None = None  # Rates.describe(): device, kind, origin, when, repeats, spread
     # "1", "N" -> the totals at the slowest and the fastest end of the rates' spread
     ranges: dict | None = None
+    cache_folder: str | None = None  # where --cache auto would put the tokens
+    cache_free_bytes: int | None = None  # free space there now
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +131,8 @@ def estimate_run(
     n = gpus or max(torch.cuda.device_count(), 1)
     result = estimate(dataset, backbone, images, tokens, source.values, workers=workers, gpus=n, epochs=epochs)
     result.rates_from = source.describe()
+    folder = default_cache(dataset, backbone, None)
+    result.cache_folder, result.cache_free_bytes = str(folder), free_bytes(folder)
     if source.spread:
         ends = [
             estimate(dataset, backbone, images, tokens, source.bound(end), workers=workers, gpus=n, epochs=epochs)
@@ -184,7 +190,7 @@ def format_estimate(result: Estimate) -> str:
         f"{result.dataset} with {result.backbone}: {sum(result.images.values()):,} images "
         f"({', '.join(f'{k} {v:,}' for k, v in result.images.items())}), "
         f"{result.tokens[0]} x {result.tokens[1]} tokens each",
-        f"token cache (fp16): {_bytes(result.cache_bytes)}",
+        f"token cache (fp16): {_bytes(result.cache_bytes)}" + _fits(result),
         _rates_line(source),
         "throughputs (images/s, median"
         + (f" of {source['repeats']}, min-max" if source.get("spread") else "")
@@ -201,6 +207,16 @@ def format_estimate(result: Estimate) -> str:
             f"{_time(times['streaming_epoch_s'])}/epoch (total {_total(times, spread, 'streaming_total_s')})"
         )
     return "\n".join(lines)
+
+
+def _fits(result: Estimate) -> str:
+    """Whether --cache auto would cache or stream, from the free space where it would cache."""
+    if result.cache_free_bytes is None:
+        return ""
+    free = f"{_bytes(result.cache_free_bytes)} free in {result.cache_folder}"
+    if result.cache_bytes <= CACHE_SHARE * result.cache_free_bytes:
+        return f"; {free}: --cache auto caches there"
+    return f"; only {free}: --cache auto would stream (or --cache FOLDER on a disk with room)"
 
 
 def _rates_line(source: dict) -> str:
