@@ -187,7 +187,8 @@ def test_info_command_shows_a_bundle_and_rejects_a_broken_one(tmp_path):
     rule = {"strength": 0.5, "min_score": 0.3, "validation": {"chosen": {"precision": 0.61, "recall": 0.27}}}
     Bundle.update_config(tmp_path / "b", tagging={**rule, "chosen_on": ["tagged-x"]})
     shown = run_cli("info", tmp_path / "b").stdout  # an older rule, told in today's terms
-    assert "shows tags from confidence 0.50 (a photo's best never), at most 10; on tagged-x: P 0.610 R 0.270" in shown
+    rule = "shows tags from confidence 0.50 (a photo's best never), at most 10; chosen on tagged-x: P 0.610 R 0.270"
+    assert rule + " over its fully tagged photos" in shown
     (tmp_path / "b" / WEIGHTS_FILE).write_bytes(b"")
     # A told error, in process (the console script's own start: tests/test_cli.py).
     broken = run_cli("info", tmp_path / "b", check=False)

@@ -440,5 +440,5 @@ def describe(tagging: dict) -> str:
     chosen = tagging.get("validation", {}).get("chosen") if isinstance(tagging.get("validation"), dict) else None
     if chosen:
         on = ", ".join(tagging.get("chosen_on", []))
-        text += f"; on {on}: P {chosen['precision']:.3f} R {chosen['recall']:.3f}"
+        text += f"; chosen on {on}: P {chosen['precision']:.3f} R {chosen['recall']:.3f} over its fully tagged photos"
     return text
