@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from contextlib import suppress
 
@@ -741,8 +742,10 @@ def test_the_preview_lists_the_photographers_own_keywords_apart():
     assert "own" not in describe(PhotoView(row, tags, [])).plain
 
 
-@pytest.mark.slow  # the word is scored again over the library
-async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(scanned, tmp_path):
+@contextlib.asynccontextmanager
+async def on_first_tags_photos(scanned, tmp_path):
+    """A copy of the library open in the app, on the photo list of its first tag: (app,
+    pilot, the copy's path, the tag)."""
     db = copy_library(scanned / "lib.db", tmp_path)
     app = EpsilonTagApp(db)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -750,6 +753,12 @@ async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(s
         word = cells(app.query_one("#tag-table", DataTable), 2)[0]
         await pilot.press("enter", "tab")  # the first tag's photos, then the photo list
         await settle(pilot)
+        yield app, pilot, db, word
+
+
+@pytest.mark.slow  # the word is scored again over the library
+async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(scanned, tmp_path):
+    async with on_first_tags_photos(scanned, tmp_path) as (app, pilot, db, word):
         first = app.query_one("#photos", PhotoPanel).current()
         await pilot.press("m")
         await settle(pilot)
@@ -774,12 +783,8 @@ async def test_plus_and_minus_teach_the_lists_word_and_m_finds_photos_like_one(s
 
 @pytest.mark.slow  # the word is scored again over the library, three times
 async def test_teaching_keeps_the_lists_place_and_a_failed_search_teaches_nothing(scanned, tmp_path):
-    db = copy_library(scanned / "lib.db", tmp_path)
-    app = EpsilonTagApp(db)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        word = cells(app.query_one("#tag-table", DataTable), 2)[0]
-        await pilot.press("enter", "tab", "down")  # the first tag's photos, the second of them
+    async with on_first_tags_photos(scanned, tmp_path) as (app, pilot, db, word):
+        await pilot.press("down")  # the second of them
         await settle(pilot)
         panel = app.query_one("#photos", PhotoPanel)
         rejected, following = panel.hits[1], panel.hits[2]
