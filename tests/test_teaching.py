@@ -155,6 +155,20 @@ def test_a_persons_keyword_keeps_its_case_and_is_one_keyword_in_any_case(tagged)
         assert not len(library.feedback("grandma kowalski")[0])
 
 
+def test_a_confirmed_word_counts_and_lists_its_photo_whatever_the_model_shows(tagged):
+    db, photos, _ = tagged
+    model = [t["word"] for t in tag_json(db, "show", photos[2], "--all")["tags"]]
+    word = next(w["word"] for w in tag_json(db, "vocab", "list") if w["word"] not in model)  # not a candidate there
+    counted = {w["word"]: w["count"] for w in tag_json(db, "vocab", "list")}[word]
+    said = tag(db, "tag", photos[2], "--add", word)
+    assert f"{word}: 1 photo confirmed, 0 rejected; " in said
+    assert {w["word"]: w["count"] for w in tag_json(db, "vocab", "list")}[word] == counted + 1
+    with Library(db) as library:
+        word_id = next(w.id for w in library.words() if w.word == word)
+        ids, scores = library.word_photos(word_id)
+        assert ids[0] == library.photo_by_path(str(photos[2]))["id"] and scores[0] == 1.0  # first, as search has it
+
+
 def test_a_new_library_takes_back_what_a_person_confirmed_from_the_sidecars(tagged, tmp_path):
     """The library file lost (or another one made): an export kept what the person said."""
     db, photos, _ = tagged

@@ -53,7 +53,7 @@ def vocab_unlearn(
     stay (tagging the word again learns from all of them)."""
     with reported(), api.open_library(db) as library:
         taught = api.unlearn(library, word)
-    typer.echo(f"{taught.word}: scored from its own vector again; the model shows it on {_photos(taught.count)} now")
+    typer.echo(f"{taught.word}: scored from its own vector again; {_show_it(taught.count)}")
 
 
 @vocab_app.command("list")
@@ -105,9 +105,13 @@ def tag_photos(
     with reported(), api.open_library(db) as library:
         taught = api.tag(library, photos, add=add, remove=remove)
     for word in taught:
-        learned = f"; the model shows it on {_photos(word.count)} now" if word.learned else " (found as your keyword)"
+        learned = f"; {_show_it(word.count)}" if word.learned else " (found as your keyword)"
         typer.echo(f"{word.word}: {_photos(word.confirmed)} confirmed, {word.rejected} rejected{learned}")
 
 
 def _photos(n: int) -> str:
     return api.counted(n, "photo")
+
+
+def _show_it(n: int) -> str:
+    return f"{_photos(n)} {'shows' if n == 1 else 'show'} it now"

@@ -160,10 +160,17 @@ class Tags(SideFiles):
         self.db.conn.executemany("UPDATE tags SET shown = 0 WHERE photo_id = ? AND word_id = ?", hidden)
 
     def word_photos(self, word_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """(photo ids, scores) of the present photos showing a word among their kept tags, best first."""
+        """(photo ids, scores) of the present photos showing a word, best first: the photos
+        where it is one of their own keywords (score 1, as a search scores them), then those
+        showing it among their kept tags."""
         rows = self.db.execute(
-            "SELECT t.photo_id, t.score FROM tags t JOIN photos p ON p.id = t.photo_id "
-            "WHERE t.word_id = ? AND t.shown AND p.status = 'ok' ORDER BY t.score DESC",
+            """SELECT photo_id, max(score) AS best FROM (
+                   SELECT t.photo_id, t.score FROM tags t WHERE t.word_id = ?1 AND t.shown
+                   UNION ALL
+                   SELECT o.photo_id, 1.0 FROM own_tags o JOIN words w ON w.word = o.word
+                   WHERE w.id = ?1 AND o.state > 0)
+               JOIN photos p ON p.id = photo_id WHERE p.status = 'ok'
+               GROUP BY photo_id ORDER BY best DESC, photo_id""",
             [word_id],
         ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32)

@@ -78,7 +78,8 @@ class Words(SideFiles):
             self.db.conn.executemany("DELETE FROM words WHERE id = ?", [(i,) for i in ids])
 
     def word_counts(self, word_ids: Sequence[int] | None = None) -> dict[int, int]:
-        """Photos (present ones) showing each word among their kept tags, or only the words asked for."""
+        """Photos (present ones) showing each word: among their kept tags, or as one of their
+        own keywords (a person's, a sidecar's); every word's, or only the words asked for."""
         if word_ids is None:  # every word: a pass over every tag, remembered for this state of the library
             counts = self._summary("word_counts", lambda: self._word_counts(None))
             return {int(k): v for k, v in counts.items()}
@@ -88,11 +89,23 @@ class Words(SideFiles):
         only = "" if word_ids is None else "AND word_id IN (SELECT value FROM json_each(?))"
         # Missing photos are few: leaving them out by a small list keeps this a scan of the
         # covering index tags_shown instead of a join per row.
+        asked = [] if word_ids is None else [json.dumps([int(i) for i in word_ids])]
         rows = self.db.execute(
             f"SELECT word_id, count(*) FROM tags WHERE shown AND photo_id NOT IN ({_NOT_OK}) {only} GROUP BY word_id",
-            [] if word_ids is None else [json.dumps([int(i) for i in word_ids])],
+            asked,
         )
-        return dict(rows.fetchall())
+        counts = dict(rows.fetchall())
+        # Own keywords are few: the photos where one is a word the model does not show there.
+        own = self.db.execute(
+            f"""SELECT w.id, count(DISTINCT o.photo_id) FROM own_tags o JOIN words w ON w.word = o.word
+                WHERE o.state > 0 AND o.photo_id NOT IN ({_NOT_OK}) {only.replace("word_id", "w.id")}
+                  AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.word_id = w.id AND t.photo_id = o.photo_id AND t.shown)
+                GROUP BY w.id""",
+            asked,
+        )
+        for word_id, n in own:
+            counts[word_id] = counts.get(word_id, 0) + n
+        return counts
 
     def word_base(self, word: str) -> np.ndarray | None:
         """The word's own vector while examples have moved it (None: they have not)."""
