@@ -90,10 +90,13 @@ def test_an_edited_sidecar_is_read_again_without_reading_the_photo(keyworded):
 
 def test_a_word_no_vector_knows_is_found_through_own_keywords(tmp_path):
     photos = make_library(tmp_path / "photos", 2)
-    lightroom_sidecar(photos[1], "Xqzzyfamily")
+    lightroom_sidecar(photos[1], "Xqzzyfamily", "Grandma Xqkowalski")
     db = tmp_path / "lib.db"
     tag(db, "scan", tmp_path / "photos", "-q")
     assert tag(db, "search", "xqzzyfamily").split("\n")[:-1] == [str(photos[1])]
+    # A word of a keyword finds it, a whole word only.
+    assert tag(db, "search", "xqkowalski").split("\n")[:-1] == [str(photos[1])]
+    assert tag(db, "search", "xqkowal", code=2) == ""  # part of a word: no keyword, and no word vector
     with Library(db) as library:
         found = rank(library, ["xqzzyfamily", "rome"])
         assert list(found.ids) == [library.photo_by_path(str(photos[1]))["id"]]

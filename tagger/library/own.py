@@ -76,9 +76,14 @@ class OwnTags(SideFiles):
                     self.set_user_tag(row[0], keyword, 1)
 
     def photos_with_own(self, word: str) -> np.ndarray:
-        """Sorted ids of the photos one of whose own keywords is ``word`` at some level."""
+        """Sorted ids of the photos one of whose own keywords is ``word`` at some level, or
+        holds it as a whole word ("kowalski" of "Grandma Kowalski", as a keyword search in a
+        photo manager finds it)."""
         rows = self.db.execute(
-            "SELECT DISTINCT photo_id FROM own_tags WHERE word = ? AND state = 1 ORDER BY photo_id", [word]
+            """SELECT DISTINCT photo_id FROM own_tags
+               WHERE state = 1 AND (word = ?1 OR instr(' ' || word || ' ', ' ' || ?1 || ' ') > 0)
+               ORDER BY photo_id""",
+            [word],
         )
         return np.array([r[0] for r in rows], dtype=np.int64)
 
