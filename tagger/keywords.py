@@ -43,13 +43,15 @@ _IPTC_KEYWORDS = (2, 25)
 class _Packet:
     """The keywords one source holds (a sidecar, an embedded packet, IPTC): its flat words and
     its paths, less the copies it records; which it records as the model's (``ours_*``,
-    lowercased); ``recorded``: whether it keeps any record of ours at all."""
+    lowercased); ``recorded``: whether it keeps any record of ours at all; ``confirmed``: the
+    keywords a person confirmed in epsilon-tag, as it records them."""
 
     flat: list[str] = field(default_factory=list)
     paths: list[tuple[str, ...]] = field(default_factory=list)
     ours_flat: set[str] = field(default_factory=set)
     ours_paths: set[tuple[str, ...]] = field(default_factory=set)
     recorded: bool = False
+    confirmed: list[str] = field(default_factory=list)
 
 
 def read_keywords(photo: str | Path, *, parent: str | None = DEFAULT_PARENT) -> list[str]:
@@ -57,23 +59,18 @@ def read_keywords(photo: str | Path, *, parent: str | None = DEFAULT_PARENT) -> 
     its IPTC keywords, hierarchical ones as ``|``-joined paths, in the order found. Keywords
     epsilon-tag wrote (recorded as ours, or under ``parent``) are left out. Never raises:
     an unreadable source gives nothing."""
+    return read_own(photo, parent=parent)[0]
+
+
+def read_own(photo: str | Path, *, parent: str | None = DEFAULT_PARENT) -> tuple[list[str], list[str]]:
+    """``read_keywords``, and the keywords a person confirmed on the photo in epsilon-tag as
+    its sidecars record them (``xmp.CONFIRMED``), each sidecar read once."""
     photo = Path(photo)
     packets = [p for sidecar in sidecars_of(photo) if (p := _sidecar_packet(sidecar)) is not None]
-    return _theirs([*packets, *_embedded_packets(photo)], parent)
-
-
-def read_confirmed(photo: str | Path) -> list[str]:
-    """The keywords a person confirmed on the photo in epsilon-tag, as its sidecars record
-    them (``xmp.CONFIRMED``); [] where none does or a sidecar cannot be read."""
-    found: dict[str, str] = {}
-    for sidecar in sidecars_of(Path(photo)):
-        try:
-            root = ET.parse(sidecar).getroot()
-        except (ET.ParseError, OSError):
-            continue
-        for keyword in sorted(recorded(root, CONFIRMED)):
-            found.setdefault(keyword.casefold(), keyword)
-    return list(found.values())
+    confirmed: dict[str, str] = {}
+    for keyword in (k for packet in packets for k in packet.confirmed):
+        confirmed.setdefault(keyword.casefold(), keyword)
+    return _theirs([*packets, *_embedded_packets(photo)], parent), list(confirmed.values())
 
 
 def _sidecar_packet(sidecar: Path) -> _Packet | None:
@@ -114,6 +111,7 @@ def _packet(root: ET.Element) -> _Packet:
         ours_flat={k.casefold() for k in recorded(root, SUBJECT.record)},
         ours_paths={casefolded(levels_of(k, v.sep)) for v in (HIERARCHY, TAGS_LIST) for k in recorded(root, v.record)},
         recorded=has_record(root),
+        confirmed=sorted(recorded(root, CONFIRMED)),
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .images import UnreadablePhoto, jpeg_damage, open_photo, photo_size, read_meta
-from .keywords import read_confirmed, read_keywords
+from .keywords import read_own
 from .library import Failure, Library, PhotoRecord
 from .scanplan import Job, quick_hash, sidecar_signature
 from .vocabulary import Vocabulary, renormalise, top_tags
@@ -79,8 +79,7 @@ class _Reader:
             pixels = self.transform(image)
             # Tagged all the same, but listed with the failures: damage, impossible EXIF values.
             noted = "; ".join(p for p in (jpeg_damage(job.path, image), *meta.problems) if p) or None
-            keywords, sidecars = read_keywords(job.path), sidecar_signature(job.path)
-            confirmed = read_confirmed(job.path) if sidecars else []
+            (keywords, confirmed), sidecars = read_own(job.path), sidecar_signature(job.path)
             size = photo_size(job.path, meta.orientation)
             if size == (None, None):  # no header Pillow reads (JPEG XL): the decoded picture's, upright
                 size = image.size

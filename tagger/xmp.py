@@ -57,7 +57,7 @@ for _prefix, _uri in NS.items():
 Naming = Literal["full", "stem"]
 DEFAULT_PARENT = "epsilon-tag"
 # The keywords a person confirmed on the photo in epsilon-tag, a backup of what lives in the
-# library alone (tagger.keywords.read_confirmed).
+# library alone (tagger.keywords.read_own).
 CONFIRMED = "epsilontag:confirmed"
 _OURS_BEFORE = f"{{{NS['epsilontag']}}}keywords"  # what the first release wrote: a comma-joined attribute
 
