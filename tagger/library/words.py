@@ -86,19 +86,23 @@ class Words(SideFiles):
         return self._word_counts(word_ids)
 
     def _word_counts(self, word_ids: Sequence[int] | None) -> dict[int, int]:
-        only = "" if word_ids is None else "AND word_id IN (SELECT value FROM json_each(?))"
+        asked = [] if word_ids is None else [json.dumps([int(i) for i in word_ids])]
+
+        def only(column: str) -> str:  # the words asked for, if any
+            return "" if word_ids is None else f"AND {column} IN (SELECT value FROM json_each(?))"
+
         # Missing photos are few: leaving them out by a small list keeps this a scan of the
         # covering index tags_shown instead of a join per row.
-        asked = [] if word_ids is None else [json.dumps([int(i) for i in word_ids])]
         rows = self.db.execute(
-            f"SELECT word_id, count(*) FROM tags WHERE shown AND photo_id NOT IN ({_NOT_OK}) {only} GROUP BY word_id",
+            f"SELECT word_id, count(*) FROM tags WHERE shown AND photo_id NOT IN ({_NOT_OK}) {only('word_id')} "
+            "GROUP BY word_id",
             asked,
         )
         counts = dict(rows.fetchall())
         # Own keywords are few: the photos where one is a word the model does not show there.
         own = self.db.execute(
             f"""SELECT w.id, count(DISTINCT o.photo_id) FROM own_tags o JOIN words w ON w.word = o.word
-                WHERE o.state > 0 AND o.photo_id NOT IN ({_NOT_OK}) {only.replace("word_id", "w.id")}
+                WHERE o.state > 0 AND o.photo_id NOT IN ({_NOT_OK}) {only("w.id")}
                   AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.word_id = w.id AND t.photo_id = o.photo_id AND t.shown)
                 GROUP BY w.id""",
             asked,
