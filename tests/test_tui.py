@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from contextlib import suppress
 
 import pytest
 from textual.widgets import DataTable, Input, Label, OptionList
@@ -38,7 +37,7 @@ async def settle(pilot, rounds: int = 3):
 
     quiet = 0
     for _ in range(400):  # 20 s at most
-        with suppress(WorkerCancelled):  # an exclusive worker superseded by a newer one: by design
+        with contextlib.suppress(WorkerCancelled):  # an exclusive worker superseded by a newer one: by design
             await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.05)
         busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in pilot.app.workers)
